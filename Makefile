@@ -1,0 +1,65 @@
+# Developer entry points. Every target works from a fresh clone with only python3 (>= 3.11) and
+# make: the first one that needs the virtualenv creates it from the locked dependencies.
+.DEFAULT_GOAL := help
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+GEN := src/payments_service/gen
+
+.PHONY: help install lock proto proto-check lint format format-check typecheck test check run clean
+
+help: ## List the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+$(STAMP): requirements/dev.lock pyproject.toml
+	$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "Python >= 3.11 is required"; exit 1; }
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet --require-hashes -r requirements/dev.lock
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
+	touch $(STAMP)
+
+install: $(STAMP) ## Create .venv with the locked dependencies and the package (editable)
+
+lock: $(STAMP) ## Re-pin requirements/*.lock from the ranges in pyproject.toml
+	$(BIN)/pip install --quiet pip-tools
+	$(BIN)/pip-compile --quiet --strip-extras --generate-hashes --allow-unsafe -o requirements/runtime.lock pyproject.toml
+	$(BIN)/pip-compile --quiet --strip-extras --generate-hashes --allow-unsafe --extra dev -c requirements/runtime.lock -o requirements/dev.lock pyproject.toml
+
+proto: $(STAMP) ## Regenerate src/payments_service/gen from proto/
+	$(BIN)/python scripts/gen_proto.py
+
+proto-check: $(STAMP) ## Fail if the committed generated code differs from what `make proto` makes
+	tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
+	$(BIN)/python scripts/gen_proto.py "$$tmp/gen" && \
+	diff -r -x __pycache__ "$$tmp/gen" $(GEN) && echo "generated code is up to date"
+
+lint: $(STAMP) ## ruff check
+	$(BIN)/ruff check .
+
+format: $(STAMP) ## ruff format (rewrites files) and safe lint fixes
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+typecheck: $(STAMP) ## mypy --strict on src/ and tests/
+	$(BIN)/mypy
+	$(BIN)/mypy tests
+
+test: $(STAMP) ## pytest with the coverage gate (>= 90 % line + branch, see pyproject.toml)
+	$(BIN)/pytest --cov --cov-report=term-missing --cov-fail-under=90
+
+format-check: $(STAMP) ## ruff format --check (changes nothing)
+	$(BIN)/ruff format --check .
+
+check: lint format-check proto-check typecheck test ## Everything CI runs: lint, format check, proto check, types, tests
+
+run: $(STAMP) ## Run the server (PAYMENTS_* variables configure it; see README)
+	$(BIN)/payments-server
+
+clean: ## Remove the virtualenv, caches and coverage data
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage .coverage.* htmlcov
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +
