@@ -1,0 +1,1 @@
+"""The payments domain: pure Python, no gRPC, protobuf, tracing, logging or metrics imports."""

@@ -1,0 +1,72 @@
+"""Ports: what the application needs from the outside world, as typing.Protocols.
+
+Adapters (storage, processor) implement them; tests inject deterministic ones.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from datetime import datetime
+
+    from payments_service.domain.model import Outcome, Payment
+
+
+class Clock(Protocol):
+    def now(self) -> datetime:
+        """The current time, timezone-aware UTC."""
+        ...
+
+
+class IdGenerator(Protocol):
+    def new_payment_id(self) -> str:
+        """A new, unique payment id matching `validation.PAYMENT_ID_SHAPE`."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """What `PaymentRepository.claim` found: the payment that owns the key, and whether this
+    call created it (True) or found an earlier one (False)."""
+
+    payment: Payment
+    created: bool
+
+
+class PaymentRepository(Protocol):
+    """Storage of payments and their idempotency keys.
+
+    The contract a durable store must keep too (SQLite: one transaction with
+    INSERT ... ON CONFLICT DO NOTHING then SELECT; PostgreSQL: the same on a unique index over
+    idempotency_key, safe across replicas):
+
+    - `claim` is atomic: of any number of concurrent claims with one key, exactly one creates.
+    - a key is remembered for the store's retention (the idempotency TTL); after that a claim
+      with the key creates a new payment, and the expired payment may be forgotten.
+    """
+
+    async def claim(self, candidate: Payment) -> Claim:
+        """Insert `candidate` if no live payment holds its idempotency key; else return that one."""
+        ...
+
+    async def get(self, payment_id: str) -> Payment | None:
+        """The payment with this id, or None."""
+        ...
+
+    async def settle(self, payment_id: str, outcome: Outcome, at: datetime) -> Payment:
+        """Record the final outcome of a pending payment (no-op on a terminal one)."""
+        ...
+
+    async def record_first_response(self, payment_id: str, response: Outcome) -> Payment:
+        """Record what the creating call answered, for idempotent replays (first write wins)."""
+        ...
+
+
+class PaymentProcessor(Protocol):
+    """The payment network (acquirer/PSP). May be slow and may fail."""
+
+    async def charge(self, payment: Payment) -> Outcome:
+        """Charge the payment and return its final outcome (SUCCEEDED or FAILED)."""
+        ...
