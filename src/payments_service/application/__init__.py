@@ -1,0 +1,1 @@
+"""Application service: use cases over the domain, the repository and the processor ports."""

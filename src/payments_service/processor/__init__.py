@@ -1,0 +1,1 @@
+"""Payment processor adapters implementing `domain.ports.PaymentProcessor`."""

@@ -1,0 +1,1 @@
+"""Storage adapters implementing `domain.ports.PaymentRepository`."""

@@ -1,0 +1,80 @@
+"""In-memory payment repository with idempotency-key retention.
+
+Atomicity: every method runs to completion without an `await`, and the server runs on one
+asyncio event loop, so `claim` is a single atomic step: "insert if the key is absent, else
+return what is there". A durable store gets the same guarantee from a unique index.
+
+Bounded memory: a payment and its key live for `ttl` after creation, then are evicted. Eviction
+is amortised O(1): payments are created in clock order, so the oldest sit at the front of a
+deque and each `claim` pops the expired ones. Memory is therefore bounded by
+(request rate x ttl), not by the process lifetime.
+
+Restart: everything is lost when the process exits. A client that retries a key after a restart
+creates a second payment. Use a durable store (SQLite, then PostgreSQL) to keep idempotency
+across restarts and replicas.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import TYPE_CHECKING
+
+from payments_service.domain.errors import PaymentNotFoundError
+from payments_service.domain.ports import Claim
+
+if TYPE_CHECKING:
+    from datetime import datetime, timedelta
+
+    from payments_service.domain.model import Outcome, Payment
+    from payments_service.domain.ports import Clock
+
+
+class InMemoryPaymentRepository:
+    def __init__(self, *, ttl: timedelta, clock: Clock) -> None:
+        self._ttl = ttl
+        self._clock = clock
+        self._payments: dict[str, Payment] = {}
+        self._id_by_key: dict[str, str] = {}
+        self._expiry: deque[tuple[datetime, str]] = deque()
+
+    def __len__(self) -> int:
+        """Number of payments held (live or not yet evicted)."""
+        return len(self._payments)
+
+    async def claim(self, candidate: Payment) -> Claim:
+        self._evict_expired(candidate.created_at)
+        existing_id = self._id_by_key.get(candidate.idempotency_key)
+        if existing_id is not None:
+            return Claim(self._payments[existing_id], created=False)
+        self._payments[candidate.payment_id] = candidate
+        self._id_by_key[candidate.idempotency_key] = candidate.payment_id
+        self._expiry.append((candidate.created_at + self._ttl, candidate.payment_id))
+        return Claim(candidate, created=True)
+
+    async def get(self, payment_id: str) -> Payment | None:
+        payment = self._payments.get(payment_id)
+        if payment is None or payment.created_at + self._ttl <= self._clock.now():
+            return None
+        return payment
+
+    async def settle(self, payment_id: str, outcome: Outcome, at: datetime) -> Payment:
+        payment = self._require(payment_id).settled(outcome, at)
+        self._payments[payment_id] = payment
+        return payment
+
+    async def record_first_response(self, payment_id: str, response: Outcome) -> Payment:
+        payment = self._require(payment_id).answered(response)
+        self._payments[payment_id] = payment
+        return payment
+
+    def _require(self, payment_id: str) -> Payment:
+        payment = self._payments.get(payment_id)
+        if payment is None:
+            raise PaymentNotFoundError(payment_id)
+        return payment
+
+    def _evict_expired(self, now: datetime) -> None:
+        while self._expiry and self._expiry[0][0] <= now:
+            _, payment_id = self._expiry.popleft()
+            payment = self._payments.pop(payment_id)
+            del self._id_by_key[payment.idempotency_key]

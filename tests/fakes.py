@@ -1,0 +1,77 @@
+"""Deterministic test doubles for the ports. Fakes with real behaviour, not mocks."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
+
+from payments_service.domain.model import Outcome, PaymentStatus
+
+if TYPE_CHECKING:
+    from payments_service.domain.model import Payment
+
+EPOCH = datetime(2026, 1, 2, 3, 4, 5, 678_000, tzinfo=UTC)
+
+
+class FakeClock:
+    """A clock that moves only when told to."""
+
+    def __init__(self, start: datetime = EPOCH) -> None:
+        self.current = start
+
+    def now(self) -> datetime:
+        return self.current
+
+    def advance(self, seconds: float) -> None:
+        self.current += timedelta(seconds=seconds)
+
+
+class SequentialIds:
+    def __init__(self) -> None:
+        self.issued = 0
+
+    def new_payment_id(self) -> str:
+        self.issued += 1
+        return f"pay_{self.issued:032x}"
+
+
+class FailingProcessor:
+    """A processor whose network call blows up."""
+
+    async def charge(self, payment: Payment) -> Outcome:
+        raise ConnectionError("acquirer unreachable")
+
+
+class HangingProcessor:
+    """A processor that never answers until released."""
+
+    def __init__(self) -> None:
+        self.release = asyncio.Event()
+
+    async def charge(self, payment: Payment) -> Outcome:
+        await self.release.wait()
+        return Outcome(PaymentStatus.SUCCEEDED, "late success")
+
+
+class NonFinalProcessor:
+    """A processor that breaks its contract by answering PENDING."""
+
+    async def charge(self, payment: Payment) -> Outcome:
+        return Outcome(PaymentStatus.PENDING, "still thinking")
+
+
+class ExplodingRepository:
+    """A repository whose every operation fails unexpectedly (a bug, a lost connection)."""
+
+    async def claim(self, candidate: Payment) -> object:
+        raise RuntimeError("database is on fire: secret-dsn=postgres://u:p@h/db")
+
+    async def get(self, payment_id: str) -> Payment | None:
+        raise RuntimeError("database is on fire: secret-dsn=postgres://u:p@h/db")
+
+    async def settle(self, payment_id: str, outcome: Outcome, at: datetime) -> Payment:
+        raise RuntimeError("unreachable in these tests")
+
+    async def record_first_response(self, payment_id: str, response: Outcome) -> Payment:
+        raise RuntimeError("unreachable in these tests")

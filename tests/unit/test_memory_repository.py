@@ -1,0 +1,101 @@
+"""The in-memory repository: atomic claim, retention for the TTL, bounded memory."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+import pytest
+
+from payments_service.domain.errors import PaymentNotFoundError
+from payments_service.domain.model import Outcome, Payment, PaymentRequest, PaymentStatus
+from payments_service.storage.memory import InMemoryPaymentRepository
+from tests.fakes import FakeClock
+
+TTL = timedelta(hours=24)
+PENDING = Outcome(PaymentStatus.PENDING, "processing")
+SUCCEEDED = Outcome(PaymentStatus.SUCCEEDED, "ok")
+FAILED = Outcome(PaymentStatus.FAILED, "declined")
+
+
+def make_payment(clock: FakeClock, payment_id: str, key: str = "key-1") -> Payment:
+    request = PaymentRequest(1250, "EUR", "order-42", key)
+    now = clock.now()
+    return Payment(payment_id, request, request.fingerprint(), now, now, PENDING)
+
+
+@pytest.fixture
+def repository(clock: FakeClock) -> InMemoryPaymentRepository:
+    return InMemoryPaymentRepository(ttl=TTL, clock=clock)
+
+
+async def test_first_claim_creates_and_later_claims_return_the_same_payment(
+    repository: InMemoryPaymentRepository, clock: FakeClock
+) -> None:
+    first = await repository.claim(make_payment(clock, "pay_1"))
+    second = await repository.claim(make_payment(clock, "pay_2"))
+    assert (first.created, second.created) == (True, False)
+    assert second.payment.payment_id == "pay_1"
+    assert await repository.get("pay_2") is None
+    assert len(repository) == 1
+
+
+async def test_concurrent_claims_of_one_key_create_exactly_one(
+    repository: InMemoryPaymentRepository, clock: FakeClock
+) -> None:
+    claims = await asyncio.gather(
+        *(repository.claim(make_payment(clock, f"pay_{i}")) for i in range(100))
+    )
+    assert sum(claim.created for claim in claims) == 1
+    assert {claim.payment.payment_id for claim in claims} == {"pay_0"}
+
+
+async def test_settle_is_final_and_first_response_is_write_once(
+    repository: InMemoryPaymentRepository, clock: FakeClock
+) -> None:
+    await repository.claim(make_payment(clock, "pay_1"))
+    clock.advance(1)
+    settled = await repository.settle("pay_1", SUCCEEDED, clock.now())
+    again = await repository.settle("pay_1", FAILED, clock.now())
+    assert settled.outcome == again.outcome == SUCCEEDED
+    assert settled.updated_at == clock.now()
+    await repository.record_first_response("pay_1", PENDING)
+    answered = await repository.record_first_response("pay_1", SUCCEEDED)
+    assert answered.first_response == PENDING
+
+
+async def test_updating_an_unknown_payment_raises_not_found(
+    repository: InMemoryPaymentRepository, clock: FakeClock
+) -> None:
+    with pytest.raises(PaymentNotFoundError):
+        await repository.settle("pay_missing", SUCCEEDED, clock.now())
+    with pytest.raises(PaymentNotFoundError):
+        await repository.record_first_response("pay_missing", SUCCEEDED)
+
+
+async def test_a_key_is_remembered_until_the_ttl_then_starts_a_new_payment(
+    repository: InMemoryPaymentRepository, clock: FakeClock
+) -> None:
+    await repository.claim(make_payment(clock, "pay_1"))
+    clock.advance(TTL.total_seconds() - 1)
+    assert not (await repository.claim(make_payment(clock, "pay_2"))).created
+    assert await repository.get("pay_1") is not None
+    clock.advance(1)
+    assert await repository.get("pay_1") is None
+    renewed = await repository.claim(make_payment(clock, "pay_3"))
+    assert renewed.created
+    assert renewed.payment.payment_id == "pay_3"
+
+
+async def test_memory_stays_bounded_by_rate_times_ttl(
+    repository: InMemoryPaymentRepository, clock: FakeClock
+) -> None:
+    # One payment per minute for three days with a 24 h TTL: never more than 24 h worth held.
+    per_day = 24 * 60
+    peak = 0
+    for i in range(3 * per_day):
+        await repository.claim(make_payment(clock, f"pay_{i}", key=f"key-{i}"))
+        peak = max(peak, len(repository))
+        clock.advance(60)
+    assert peak == per_day
+    assert len(repository) == per_day
