@@ -1,0 +1,1 @@
+"""Logging (and, from the observability work on, tracing and metrics) set-up."""

@@ -1,0 +1,1 @@
+"""gRPC transport: servicer, message mapping, the error mapping and the server builder."""

@@ -1,0 +1,1 @@
+"""Server interceptors, one concern each. `chain.build_interceptors` composes them in order."""

@@ -1,0 +1,64 @@
+"""Translation between protobuf messages and domain values. No logic beyond mapping."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from payments_service.domain.model import PaymentStatus
+from payments_service.domain.validation import validate_payment_request
+from payments_service.gen.payments.v1 import payments_pb2 as pb
+
+if TYPE_CHECKING:
+    from datetime import datetime
+
+    from payments_service.application.service import RequestPaymentResult
+    from payments_service.domain.model import Payment, PaymentRequest
+
+STATUS_TO_PROTO: dict[PaymentStatus, pb.PaymentStatus.ValueType] = {
+    PaymentStatus.PENDING: pb.PAYMENT_STATUS_PENDING,
+    PaymentStatus.SUCCEEDED: pb.PAYMENT_STATUS_SUCCEEDED,
+    PaymentStatus.FAILED: pb.PAYMENT_STATUS_FAILED,
+}
+
+
+def payment_request_from_proto(message: pb.RequestPaymentRequest) -> PaymentRequest:
+    return validate_payment_request(
+        amount_minor=message.amount_minor,
+        currency=message.currency,
+        order_id=message.order_id,
+        idempotency_key=message.idempotency_key,
+        metadata=message.metadata,
+    )
+
+
+def request_payment_response(result: RequestPaymentResult) -> pb.RequestPaymentResponse:
+    payment = result.payment
+    return pb.RequestPaymentResponse(
+        payment_id=payment.payment_id,
+        status=STATUS_TO_PROTO[result.response.status],
+        message=result.response.message,
+        idempotency_key=payment.idempotency_key,
+        created_at=_timestamp(payment.created_at),
+    )
+
+
+def get_payment_response(payment: Payment) -> pb.GetPaymentResponse:
+    request = payment.request
+    return pb.GetPaymentResponse(
+        payment_id=payment.payment_id,
+        status=STATUS_TO_PROTO[payment.status],
+        amount_minor=request.amount_minor,
+        currency=request.currency,
+        order_id=request.order_id,
+        idempotency_key=request.idempotency_key,
+        created_at=_timestamp(payment.created_at),
+        message=payment.outcome.message,
+    )
+
+
+def _timestamp(moment: datetime) -> Timestamp:
+    stamp = Timestamp()
+    stamp.FromDatetime(moment)
+    return stamp

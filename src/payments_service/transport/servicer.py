@@ -1,0 +1,39 @@
+"""payments.v1.PaymentService handlers: request -> domain -> service -> response. Nothing else:
+errors are mapped by `transport.errors`, observability lives in the interceptors."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from payments_service.domain.validation import validate_payment_id
+from payments_service.gen.payments.v1 import payments_pb2 as pb
+from payments_service.gen.payments.v1 import payments_pb2_grpc as pb_grpc
+from payments_service.transport import mapping
+
+if TYPE_CHECKING:
+    import grpc
+
+    from payments_service.application.service import PaymentService
+
+
+class PaymentServicer(pb_grpc.PaymentServiceServicer):
+    def __init__(self, service: PaymentService) -> None:
+        self._service = service
+
+    async def RequestPayment(  # noqa: N802 - gRPC method names are fixed by the proto
+        self, request: pb.RequestPaymentRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.RequestPaymentResponse:
+        payment_request = mapping.payment_request_from_proto(request)
+        result = await self._service.request_payment(payment_request)
+        return mapping.request_payment_response(result)
+
+    async def GetPayment(  # noqa: N802
+        self, request: pb.GetPaymentRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.GetPaymentResponse:
+        payment = await self._service.get_payment(validate_payment_id(request.payment_id))
+        return mapping.get_payment_response(payment)
+
+    async def Health(  # noqa: N802
+        self, request: pb.HealthRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.HealthResponse:
+        return pb.HealthResponse(status="ok")

@@ -1,0 +1,104 @@
+"""Shared fixtures: a service with deterministic ports, and a real in-process gRPC server on
+port 0 with a real channel to it."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+import pytest
+import structlog
+
+from payments_service.application.service import PaymentService
+from payments_service.bootstrap import build_interceptors, build_service
+from payments_service.config import Settings
+from payments_service.gen.payments.v1 import payments_pb2 as pb
+from payments_service.gen.payments.v1 import payments_pb2_grpc as pb_grpc
+from payments_service.transport.server import RunningServer, start_server
+from tests.fakes import FakeClock, SequentialIds
+
+# Small processor deadline and slow delay keep the suite fast; both stay well apart so the
+# PENDING path is deterministic.
+TEST_SETTINGS = Settings(
+    grpc_address="127.0.0.1:0",
+    metrics_address=None,
+    processor_timeout_seconds=0.2,
+    simulated_slow_seconds=0.6,
+    idempotency_ttl_seconds=3600,
+)
+
+
+@pytest.fixture(autouse=True)
+def _clean_log_context() -> Iterator[None]:
+    structlog.contextvars.clear_contextvars()
+    yield
+    structlog.contextvars.clear_contextvars()
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def ids() -> SequentialIds:
+    return SequentialIds()
+
+
+@pytest.fixture
+def service(clock: FakeClock, ids: SequentialIds) -> PaymentService:
+    return build_service(TEST_SETTINGS, clock=clock, ids=ids)
+
+
+@dataclass
+class Api:
+    """A running server and a stub on a real channel to it."""
+
+    server: RunningServer
+    channel: grpc.aio.Channel
+    stub: pb_grpc.PaymentServiceAsyncStub
+    service: PaymentService
+
+    @property
+    def target(self) -> str:
+        return f"127.0.0.1:{self.server.port}"
+
+
+ApiFactory = Callable[..., Any]
+
+
+@pytest.fixture
+async def api_factory() -> AsyncIterator[ApiFactory]:
+    started: list[Api] = []
+
+    async def start(service: PaymentService) -> Api:
+        server = await start_server(service, "127.0.0.1:0", build_interceptors())
+        channel = grpc.aio.insecure_channel(f"127.0.0.1:{server.port}")
+        api = Api(server, channel, pb_grpc.PaymentServiceStub(channel), service)
+        started.append(api)
+        return api
+
+    yield start
+    for api in started:
+        await api.channel.close(None)
+        await api.server.stop(0)
+        await api.service.drain(5)
+
+
+@pytest.fixture
+async def api(api_factory: ApiFactory, service: PaymentService) -> Api:
+    result: Api = await api_factory(service)
+    return result
+
+
+def payment_request(**overrides: Any) -> pb.RequestPaymentRequest:
+    fields: dict[str, Any] = {
+        "amount_minor": 1250,
+        "currency": "EUR",
+        "order_id": "order-42",
+        "idempotency_key": "key-1",
+    }
+    fields.update(overrides)
+    return pb.RequestPaymentRequest(**fields)

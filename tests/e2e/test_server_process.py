@@ -1,0 +1,147 @@
+"""The real `payments-server` executable: configuration errors, serving, graceful shutdown."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from queue import Empty, Queue
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from payments_service.gen.payments.v1 import payments_pb2 as pb
+from payments_service.gen.payments.v1 import payments_pb2_grpc as pb_grpc
+
+SERVER = shutil.which("payments-server", path=str(Path(sys.executable).parent))
+
+
+class ServerProcess:
+    """`payments-server` on 127.0.0.1:0; the bound port is read from its startup log line."""
+
+    def __init__(self, command: list[str] | None = None, **env: str) -> None:
+        assert SERVER is not None, "payments-server is not installed in this environment"
+        self.proc = subprocess.Popen(
+            command or [SERVER],
+            env={
+                **os.environ,
+                "PAYMENTS_GRPC_ADDRESS": "127.0.0.1:0",
+                "PAYMENTS_METRICS_ADDRESS": "off",
+                **env,
+            },
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.lines: Queue[dict[str, object]] = Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+        started = self.wait_for("server_started")
+        self.port = int(str(started["port"]))
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.put(json.loads(line))
+
+    def wait_for(self, event: str, timeout: float = 10) -> dict[str, object]:
+        deadline = time.monotonic() + timeout
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                line = self.lines.get(timeout=left)
+            except Empty:
+                break
+            if line.get("event") == event:
+                return line
+        raise AssertionError(f"no {event!r} log line within {timeout}s")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(timeout=10)
+
+
+@pytest.fixture
+def server() -> Iterator[ServerProcess]:
+    process = ServerProcess(
+        PAYMENTS_PROCESSOR_TIMEOUT_SECONDS="1.5", PAYMENTS_SIMULATED_SLOW_SECONDS="2"
+    )
+    yield process
+    process.stop()
+
+
+def test_sigterm_lets_an_in_flight_call_finish_then_exits_zero(server: ServerProcess) -> None:
+    with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+        stub = pb_grpc.PaymentServiceStub(channel)
+        health = health_pb2_grpc.HealthStub(channel)
+        assert health.Check(health_pb2.HealthCheckRequest()).status == 1  # SERVING
+        done = stub.RequestPayment(
+            pb.RequestPaymentRequest(
+                amount_minor=500,
+                currency="USD",
+                order_id="o-1",
+                idempotency_key="e2e-slow",
+                metadata={"simulate": "slow"},
+            )
+        )
+        assert done.status == pb.PAYMENT_STATUS_PENDING
+        server.wait_for("payment_created")
+        # A second slow call is in flight (it answers after the 1.5 s deadline) when SIGTERM lands.
+        in_flight = stub.RequestPayment.future(
+            pb.RequestPaymentRequest(
+                amount_minor=700,
+                currency="USD",
+                order_id="o-2",
+                idempotency_key="e2e-in-flight",
+                metadata={"simulate": "slow"},
+            )
+        )
+        server.wait_for("payment_created")  # the second call is now inside the server
+        server.proc.send_signal(signal.SIGTERM)
+        assert server.wait_for("shutdown_started")
+        assert in_flight.result(timeout=10).status == pb.PAYMENT_STATUS_PENDING
+        with pytest.raises(grpc.RpcError):
+            stub.Health(pb.HealthRequest(), timeout=2)
+    complete = server.wait_for("shutdown_complete")
+    assert complete["unsettled_payments"] == 0
+    assert server.proc.wait(timeout=10) == 0
+
+
+def test_python_dash_m_entry_point_serves_and_stops_cleanly() -> None:
+    process = ServerProcess([sys.executable, "-m", "payments_service"])
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{process.port}") as channel:
+            reply = pb_grpc.PaymentServiceStub(channel).Health(pb.HealthRequest(), timeout=5)
+        assert reply.status == "ok"
+        process.proc.send_signal(signal.SIGINT)
+        assert process.proc.wait(timeout=10) == 0
+    finally:
+        process.stop()
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("PAYMENTS_LOG_LEVEL", "loud"), ("PAYMENTS_IDEMPOTENCY_TTL_SECONDS", "-1")],
+)
+def test_an_invalid_setting_exits_2_with_one_line_naming_it(name: str, value: str) -> None:
+    assert SERVER is not None
+    proc = subprocess.run(
+        [SERVER],
+        env={**os.environ, name: value},
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert lines[0].startswith(f"payments-server: invalid {name}=")
+    assert proc.stdout == ""

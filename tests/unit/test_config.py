@@ -1,0 +1,64 @@
+"""Settings come from the environment once; a bad value names its variable."""
+
+from __future__ import annotations
+
+import pytest
+
+from payments_service.config import ConfigError, Settings
+
+
+def test_defaults_match_the_documented_table() -> None:
+    assert Settings.from_env({}) == Settings(
+        grpc_address="[::]:50051",
+        metrics_address="0.0.0.0:9464",
+        log_level="info",
+        log_format="json",
+        idempotency_ttl_seconds=86_400,
+        shutdown_grace_seconds=10,
+        processor_timeout_seconds=1.0,
+        simulated_slow_seconds=2.0,
+    )
+
+
+@pytest.mark.parametrize(
+    ("env", "field", "value"),
+    [
+        ({"PAYMENTS_GRPC_ADDRESS": "127.0.0.1:0"}, "grpc_address", "127.0.0.1:0"),
+        ({"PAYMENTS_GRPC_ADDRESS": "[::1]:6000"}, "grpc_address", "[::1]:6000"),
+        ({"PAYMENTS_METRICS_ADDRESS": "off"}, "metrics_address", None),
+        ({"PAYMENTS_METRICS_ADDRESS": "OFF"}, "metrics_address", None),
+        ({"PAYMENTS_METRICS_ADDRESS": ":9000"}, "metrics_address", ":9000"),
+        ({"PAYMENTS_LOG_LEVEL": "DEBUG"}, "log_level", "debug"),
+        ({"PAYMENTS_LOG_FORMAT": "console"}, "log_format", "console"),
+        ({"PAYMENTS_IDEMPOTENCY_TTL_SECONDS": "60"}, "idempotency_ttl_seconds", 60.0),
+        ({"PAYMENTS_SHUTDOWN_GRACE_SECONDS": "0"}, "shutdown_grace_seconds", 0.0),
+        ({"PAYMENTS_PROCESSOR_TIMEOUT_SECONDS": "0.5"}, "processor_timeout_seconds", 0.5),
+        ({"PAYMENTS_SIMULATED_SLOW_SECONDS": "3"}, "simulated_slow_seconds", 3.0),
+        ({"PAYMENTS_LOG_LEVEL": "  "}, "log_level", "info"),
+    ],
+)
+def test_each_variable_is_read(env: dict[str, str], field: str, value: object) -> None:
+    assert getattr(Settings.from_env(env), field) == value
+
+
+@pytest.mark.parametrize(
+    ("name", "raw"),
+    [
+        ("PAYMENTS_GRPC_ADDRESS", "50051"),
+        ("PAYMENTS_GRPC_ADDRESS", "host:99999"),
+        ("PAYMENTS_GRPC_ADDRESS", "host port"),
+        ("PAYMENTS_METRICS_ADDRESS", "yes"),
+        ("PAYMENTS_LOG_LEVEL", "verbose"),
+        ("PAYMENTS_LOG_FORMAT", "xml"),
+        ("PAYMENTS_IDEMPOTENCY_TTL_SECONDS", "0"),
+        ("PAYMENTS_IDEMPOTENCY_TTL_SECONDS", "-5"),
+        ("PAYMENTS_IDEMPOTENCY_TTL_SECONDS", "a day"),
+        ("PAYMENTS_SHUTDOWN_GRACE_SECONDS", "inf"),
+        ("PAYMENTS_SHUTDOWN_GRACE_SECONDS", "nan"),
+        ("PAYMENTS_PROCESSOR_TIMEOUT_SECONDS", "0"),
+        ("PAYMENTS_SIMULATED_SLOW_SECONDS", "-1"),
+    ],
+)
+def test_an_invalid_value_names_the_variable(name: str, raw: str) -> None:
+    with pytest.raises(ConfigError, match=f"^invalid {name}="):
+        Settings.from_env({name: raw})

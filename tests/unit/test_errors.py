@@ -1,0 +1,71 @@
+"""The one error mapping: each domain error has its code, message and typed details."""
+
+from __future__ import annotations
+
+from google.rpc import code_pb2, error_details_pb2
+
+from payments_service.domain.errors import (
+    FieldViolation,
+    IdempotencyKeyReusedError,
+    PaymentNotFoundError,
+    PaymentsError,
+    ResponsePendingError,
+    ValidationError,
+)
+from payments_service.transport.errors import INTERNAL_MESSAGE, to_status
+
+
+def test_validation_error_lists_every_violation_in_a_bad_request() -> None:
+    status = to_status(
+        ValidationError(
+            [FieldViolation("amount_minor", "too small"), FieldViolation("currency", "bad")]
+        )
+    )
+    assert status.code == code_pb2.INVALID_ARGUMENT
+    assert status.message == "amount_minor: too small; currency: bad"
+    detail = error_details_pb2.BadRequest()
+    assert status.details[0].Unpack(detail)
+    assert [(v.field, v.description) for v in detail.field_violations] == [
+        ("amount_minor", "too small"),
+        ("currency", "bad"),
+    ]
+
+
+def test_key_reuse_is_already_exists_with_error_info() -> None:
+    status = to_status(IdempotencyKeyReusedError("key-1", "pay_1"))
+    assert status.code == code_pb2.ALREADY_EXISTS
+    info = error_details_pb2.ErrorInfo()
+    assert status.details[0].Unpack(info)
+    assert (info.reason, info.domain, dict(info.metadata)) == (
+        "IDEMPOTENCY_KEY_REUSED",
+        "payments.v1",
+        {"idempotency_key": "key-1"},
+    )
+
+
+def test_not_found_names_the_resource() -> None:
+    status = to_status(PaymentNotFoundError("pay_1"))
+    assert status.code == code_pb2.NOT_FOUND
+    info = error_details_pb2.ResourceInfo()
+    assert status.details[0].Unpack(info)
+    assert (info.resource_type, info.resource_name) == ("payments.v1.Payment", "pay_1")
+
+
+def test_in_progress_replay_is_aborted_so_clients_retry() -> None:
+    status = to_status(ResponsePendingError("key-1"))
+    assert status.code == code_pb2.ABORTED
+    info = error_details_pb2.ErrorInfo()
+    assert status.details[0].Unpack(info)
+    assert info.reason == "REQUEST_IN_PROGRESS"
+
+
+def test_an_unmapped_domain_error_is_internal_with_a_generic_message() -> None:
+    class NewError(PaymentsError):
+        pass
+
+    status = to_status(NewError("details that must not leak"))
+    assert (status.code, status.message, list(status.details)) == (
+        code_pb2.INTERNAL,
+        INTERNAL_MESSAGE,
+        [],
+    )
