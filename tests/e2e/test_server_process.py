@@ -114,14 +114,32 @@ def test_sigterm_lets_an_in_flight_call_finish_then_exits_zero(server: ServerPro
     assert server.proc.wait(timeout=10) == 0
 
 
+def healthcheck(port: int) -> subprocess.CompletedProcess[str]:
+    """The container HEALTHCHECK command, run against the server on `port`."""
+    command = shutil.which("payments-healthcheck", path=str(Path(sys.executable).parent))
+    assert command is not None
+    return subprocess.run(
+        [command],
+        env={**os.environ, "PAYMENTS_GRPC_ADDRESS": f"[::]:{port}"},
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+
+
 def test_python_dash_m_entry_point_serves_and_stops_cleanly() -> None:
     process = ServerProcess([sys.executable, "-m", "payments_service"])
     try:
         with grpc.insecure_channel(f"127.0.0.1:{process.port}") as channel:
             reply = pb_grpc.PaymentServiceStub(channel).Health(pb.HealthRequest(), timeout=5)
         assert reply.status == "ok"
+        assert healthcheck(process.port).returncode == 0
         process.proc.send_signal(signal.SIGINT)
         assert process.proc.wait(timeout=10) == 0
+        unhealthy = healthcheck(process.port)
+        assert unhealthy.returncode == 1
+        assert "NOT SERVING" in unhealthy.stdout
     finally:
         process.stop()
 
