@@ -70,8 +70,12 @@ class ExplodingRepository:
     async def get(self, payment_id: str) -> Payment | None:
         raise RuntimeError("database is on fire: secret-dsn=postgres://u:p@h/db")
 
-    async def settle(self, payment_id: str, outcome: Outcome, at: datetime) -> Payment:
-        raise RuntimeError("unreachable in these tests")
-
-    async def record_first_response(self, payment_id: str, response: Outcome) -> Payment:
+    async def record(
+        self,
+        payment_id: str,
+        *,
+        at: datetime,
+        outcome: Outcome | None = None,
+        first_response: Outcome | None = None,
+    ) -> Payment:
         raise RuntimeError("unreachable in these tests")

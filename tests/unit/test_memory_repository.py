@@ -50,27 +50,27 @@ async def test_concurrent_claims_of_one_key_create_exactly_one(
     assert {claim.payment.payment_id for claim in claims} == {"pay_0"}
 
 
-async def test_settle_is_final_and_first_response_is_write_once(
+async def test_outcome_is_final_and_first_response_is_write_once(
     repository: InMemoryPaymentRepository, clock: FakeClock
 ) -> None:
     await repository.claim(make_payment(clock, "pay_1"))
+    answered = await repository.record("pay_1", at=clock.now(), first_response=PENDING)
+    assert (answered.outcome, answered.first_response) == (PENDING, PENDING)
     clock.advance(1)
-    settled = await repository.settle("pay_1", SUCCEEDED, clock.now())
-    again = await repository.settle("pay_1", FAILED, clock.now())
-    assert settled.outcome == again.outcome == SUCCEEDED
+    settled = await repository.record("pay_1", at=clock.now(), outcome=SUCCEEDED)
     assert settled.updated_at == clock.now()
-    await repository.record_first_response("pay_1", PENDING)
-    answered = await repository.record_first_response("pay_1", SUCCEEDED)
-    assert answered.first_response == PENDING
+    again = await repository.record(
+        "pay_1", at=clock.now(), outcome=FAILED, first_response=SUCCEEDED
+    )
+    assert (again.outcome, again.first_response) == (SUCCEEDED, PENDING)
+    assert await repository.get("pay_1") == again
 
 
-async def test_updating_an_unknown_payment_raises_not_found(
+async def test_recording_on_an_unknown_payment_raises_not_found(
     repository: InMemoryPaymentRepository, clock: FakeClock
 ) -> None:
     with pytest.raises(PaymentNotFoundError):
-        await repository.settle("pay_missing", SUCCEEDED, clock.now())
-    with pytest.raises(PaymentNotFoundError):
-        await repository.record_first_response("pay_missing", SUCCEEDED)
+        await repository.record("pay_missing", at=clock.now(), outcome=SUCCEEDED)
 
 
 async def test_a_key_is_remembered_until_the_ttl_then_starts_a_new_payment(

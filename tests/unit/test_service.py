@@ -34,7 +34,8 @@ from tests.fakes import (
 )
 
 
-def request(**overrides: Any) -> PaymentRequest:
+def request(**overrides: Any) -> dict[str, Any]:
+    """Keyword arguments of a valid RequestPayment, with `overrides`."""
     fields: dict[str, Any] = {
         "amount_minor": 1250,
         "currency": "EUR",
@@ -43,7 +44,7 @@ def request(**overrides: Any) -> PaymentRequest:
         "metadata": {},
     }
     fields.update(overrides)
-    return PaymentRequest(**fields)
+    return fields
 
 
 async def wait_until(predicate: Callable[[], Any], timeout: float = 5.0) -> None:
@@ -69,7 +70,7 @@ def service_with(processor: PaymentProcessor, clock: FakeClock, **kwargs: Any) -
 async def test_a_fast_processor_answer_is_the_response(
     service: PaymentService, metadata: dict[str, str], outcome: Any
 ) -> None:
-    result = await service.request_payment(request(metadata=metadata))
+    result = await service.request_payment(**request(metadata=metadata))
     assert (result.response, result.replayed) == (outcome, False)
     stored = await service.get_payment(result.payment.payment_id)
     assert stored.outcome == outcome
@@ -78,9 +79,9 @@ async def test_a_fast_processor_answer_is_the_response(
 async def test_same_key_and_payload_replays_the_original_response_field_for_field(
     service: PaymentService, clock: FakeClock
 ) -> None:
-    first = await service.request_payment(request())
+    first = await service.request_payment(**request())
     clock.advance(30)
-    again = await service.request_payment(request())
+    again = await service.request_payment(**request())
     assert again.replayed
     assert again.payment.payment_id == first.payment.payment_id
     assert again.payment.created_at == first.payment.created_at
@@ -99,20 +100,20 @@ async def test_same_key_and_payload_replays_the_original_response_field_for_fiel
 async def test_same_key_with_a_different_payload_is_a_conflict_that_changes_nothing(
     service: PaymentService, change: dict[str, Any]
 ) -> None:
-    first = await service.request_payment(request())
+    first = await service.request_payment(**request())
     with pytest.raises(IdempotencyKeyReusedError) as caught:
-        await service.request_payment(request(**change))
+        await service.request_payment(**request(**change))
     assert caught.value.payment_id == first.payment.payment_id
     stored = await service.get_payment(first.payment.payment_id)
-    assert stored == (await service.request_payment(request())).payment
+    assert stored == (await service.request_payment(**request())).payment
 
 
 async def test_after_the_ttl_the_same_key_starts_a_new_payment(
     service: PaymentService, clock: FakeClock
 ) -> None:
-    first = await service.request_payment(request())
+    first = await service.request_payment(**request())
     clock.advance(TEST_SETTINGS.idempotency_ttl_seconds)
-    second = await service.request_payment(request())
+    second = await service.request_payment(**request())
     assert not second.replayed
     assert second.payment.payment_id != first.payment.payment_id
     with pytest.raises(PaymentNotFoundError):
@@ -122,7 +123,7 @@ async def test_after_the_ttl_the_same_key_starts_a_new_payment(
 async def test_slow_processing_answers_pending_then_settles_in_the_background(
     service: PaymentService,
 ) -> None:
-    result = await service.request_payment(request(metadata={"simulate": "slow"}))
+    result = await service.request_payment(**request(metadata={"simulate": "slow"}))
     assert result.response == ACCEPTED_PENDING
     payment_id = result.payment.payment_id
 
@@ -130,7 +131,7 @@ async def test_slow_processing_answers_pending_then_settles_in_the_background(
         return (await service.get_payment(payment_id)).status is PaymentStatus.SUCCEEDED
 
     await wait_until(settled)
-    replay = await service.request_payment(request(metadata={"simulate": "slow"}))
+    replay = await service.request_payment(**request(metadata={"simulate": "slow"}))
     assert replay.response == ACCEPTED_PENDING, "a replay returns the original response"
 
 
@@ -138,7 +139,7 @@ async def test_concurrent_requests_with_one_new_key_create_one_payment(
     service: PaymentService, ids: SequentialIds
 ) -> None:
     results = await asyncio.gather(
-        *(service.request_payment(request(metadata={"simulate": "slow"})) for _ in range(60))
+        *(service.request_payment(**request(metadata={"simulate": "slow"})) for _ in range(60))
     )
     assert len({r.payment.payment_id for r in results}) == 1
     assert sum(not r.replayed for r in results) == 1
@@ -154,7 +155,7 @@ async def test_a_processor_error_fails_the_payment_instead_of_losing_it(
     clock: FakeClock, processor: PaymentProcessor, outcome: Any
 ) -> None:
     service = service_with(processor, clock)
-    result = await service.request_payment(request())
+    result = await service.request_payment(**request())
     assert result.response == outcome
     assert (await service.get_payment(result.payment.payment_id)).outcome == outcome
 
@@ -162,7 +163,7 @@ async def test_a_processor_error_fails_the_payment_instead_of_losing_it(
 async def test_a_hanging_processor_is_cut_off_by_the_settlement_timeout(clock: FakeClock) -> None:
     processor = HangingProcessor()
     service = service_with(processor, clock, settlement_timeout=0.4)
-    result = await service.request_payment(request())
+    result = await service.request_payment(**request())
     assert result.response == ACCEPTED_PENDING
 
     async def failed() -> bool:
@@ -176,12 +177,12 @@ async def test_a_hanging_processor_is_cut_off_by_the_settlement_timeout(clock: F
 async def test_a_cancelled_first_call_still_records_its_answer_for_replays(
     service: PaymentService,
 ) -> None:
-    call = asyncio.ensure_future(service.request_payment(request(metadata={"simulate": "slow"})))
+    call = asyncio.ensure_future(service.request_payment(**request(metadata={"simulate": "slow"})))
     await asyncio.sleep(0)  # let it claim the key
     call.cancel()
     with pytest.raises(asyncio.CancelledError):
         await call
-    replay = await service.request_payment(request(metadata={"simulate": "slow"}))
+    replay = await service.request_payment(**request(metadata={"simulate": "slow"}))
     assert replay.replayed
     assert replay.response == ACCEPTED_PENDING
 
@@ -190,19 +191,19 @@ async def test_a_replay_whose_first_answer_is_unknown_is_aborted_not_hung(
     service: PaymentService, clock: FakeClock
 ) -> None:
     # As if another process claimed the key and died before recording its answer.
-    orphan = request()
+    orphan = PaymentRequest(**request())
     now = clock.now()
     await service._repository.claim(
         Payment("pay_" + "f" * 32, orphan, orphan.fingerprint(), now, now, PROCESSING)
     )
     with pytest.raises(ResponsePendingError):
-        await service.request_payment(orphan)
+        await service.request_payment(**request())
 
 
 async def test_drain_reports_settlements_still_running(clock: FakeClock) -> None:
     processor = HangingProcessor()
     service = service_with(processor, clock, processor_timeout=0.01)
-    await service.request_payment(request())
+    await service.request_payment(**request())
     assert await service.drain(0.05) == 1
     processor.release.set()
     assert await service.drain(2) == 0

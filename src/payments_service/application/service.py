@@ -21,19 +21,23 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import structlog
+from opentelemetry import trace
 
+from payments_service.application.observer import NullObserver
 from payments_service.domain.errors import (
     IdempotencyKeyReusedError,
     PaymentNotFoundError,
     ResponsePendingError,
+    ValidationError,
 )
 from payments_service.domain.model import Outcome, Payment, PaymentStatus
+from payments_service.domain.validation import validate_payment_id, validate_payment_request
 
 if TYPE_CHECKING:
-    from collections.abc import Coroutine
+    from collections.abc import Coroutine, Mapping
     from typing import Any
 
-    from payments_service.domain.model import PaymentRequest
+    from payments_service.application.observer import PaymentObserver
     from payments_service.domain.ports import (
         Clock,
         IdGenerator,
@@ -73,6 +77,8 @@ class PaymentService:
         ids: IdGenerator,
         processor_timeout: float = 1.0,
         settlement_timeout: float = 30.0,
+        observer: PaymentObserver | None = None,
+        tracer: trace.Tracer | None = None,
     ) -> None:
         self._repository = repository
         self._processor = processor
@@ -80,10 +86,31 @@ class PaymentService:
         self._ids = ids
         self._processor_timeout = processor_timeout
         self._settlement_timeout = settlement_timeout
+        self._observer: PaymentObserver = observer or NullObserver()
+        self._tracer = tracer or trace.NoOpTracer()
         self._first_answers: dict[str, asyncio.Future[Payment]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
-    async def request_payment(self, request: PaymentRequest) -> RequestPaymentResult:
+    async def request_payment(
+        self,
+        *,
+        amount_minor: int,
+        currency: str,
+        order_id: str,
+        idempotency_key: str,
+        metadata: Mapping[str, str],
+    ) -> RequestPaymentResult:
+        try:
+            request = validate_payment_request(
+                amount_minor=amount_minor,
+                currency=currency,
+                order_id=order_id,
+                idempotency_key=idempotency_key,
+                metadata=metadata,
+            )
+        except ValidationError as error:
+            self._observer.rejected(error.violations)
+            raise
         now = self._clock.now()
         candidate = Payment(
             payment_id=self._ids.new_payment_id(),
@@ -96,6 +123,7 @@ class PaymentService:
         claim = await self._repository.claim(candidate)
         if not claim.created:
             return await self._replay(claim.payment, candidate.fingerprint)
+        self._observer.created(candidate)
         log.info("payment_created", payment_id=candidate.payment_id)
         answer: asyncio.Future[Payment] = asyncio.get_running_loop().create_future()
         self._first_answers[candidate.payment_id] = answer
@@ -103,12 +131,14 @@ class PaymentService:
         # shield: if this call is cancelled, the settlement task still records the answer.
         payment = await asyncio.shield(answer)
         assert payment.first_response is not None  # noqa: S101 - set by _settle before resolving
+        self._observer.answered(payment, payment.first_response)
         return RequestPaymentResult(payment, payment.first_response, replayed=False)
 
     async def get_payment(self, payment_id: str) -> Payment:
-        payment = await self._repository.get(payment_id)
+        payment = await self._repository.get(validate_payment_id(payment_id))
         if payment is None:
             raise PaymentNotFoundError(payment_id)
+        self._observer.looked_up(payment)
         return payment
 
     async def drain(self, timeout: float) -> int:  # noqa: ASYNC109 - a budget, not a cancel
@@ -120,10 +150,12 @@ class PaymentService:
 
     async def _replay(self, payment: Payment, fingerprint: str) -> RequestPaymentResult:
         if payment.fingerprint != fingerprint:
+            self._observer.conflicted(payment)
             raise IdempotencyKeyReusedError(payment.idempotency_key, payment.payment_id)
         if payment.first_response is None:
             payment = await self._await_first_answer(payment)
         assert payment.first_response is not None  # noqa: S101 - _await_first_answer ensures it
+        self._observer.replayed(payment)
         log.info("payment_replayed", payment_id=payment.payment_id)
         return RequestPaymentResult(payment, payment.first_response, replayed=True)
 
@@ -142,21 +174,33 @@ class PaymentService:
         raise ResponsePendingError(payment.idempotency_key)
 
     async def _settle(self, payment: Payment, answer: asyncio.Future[Payment]) -> None:
+        payment_id = payment.payment_id
         charge = asyncio.ensure_future(self._charge(payment))
         try:
             done, _ = await asyncio.wait({charge}, timeout=self._processor_timeout)
             if done:
-                first = charge.result()
-                await self._repository.settle(payment.payment_id, first, self._clock.now())
+                outcome = charge.result()
+                answered = await self._repository.record(
+                    payment_id, at=self._clock.now(), outcome=outcome, first_response=outcome
+                )
             else:
-                first = ACCEPTED_PENDING
-            answered = await self._repository.record_first_response(payment.payment_id, first)
+                answered = await self._repository.record(
+                    payment_id, at=self._clock.now(), first_response=ACCEPTED_PENDING
+                )
             answer.set_result(answered)
             if done:
+                self._observer.settled(answered)
                 return
-            outcome = await charge
-            await self._repository.settle(payment.payment_id, outcome, self._clock.now())
-            log.info("payment_settled", payment_id=payment.payment_id, status=outcome.status.value)
+            with self._tracer.start_as_current_span(
+                "payment.settle_in_background", attributes={"payment.id": payment_id}
+            ) as span:
+                outcome = await charge
+                settled = await self._repository.record(
+                    payment_id, at=self._clock.now(), outcome=outcome
+                )
+                span.set_attribute("payment.status", settled.status.value)
+            self._observer.settled(settled)
+            log.info("payment_settled", payment_id=payment_id, status=settled.status.value)
         except asyncio.CancelledError:
             answer.cancel()
             raise
@@ -165,7 +209,7 @@ class PaymentService:
                 answer.set_exception(exc)
             raise
         finally:
-            self._first_answers.pop(payment.payment_id, None)
+            self._first_answers.pop(payment_id, None)
 
     async def _charge(self, payment: Payment) -> Outcome:
         """The processor's final outcome; errors and hangs become FAILED, never an exception."""

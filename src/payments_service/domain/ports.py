@@ -55,12 +55,17 @@ class PaymentRepository(Protocol):
         """The payment with this id, or None."""
         ...
 
-    async def settle(self, payment_id: str, outcome: Outcome, at: datetime) -> Payment:
-        """Record the final outcome of a pending payment (no-op on a terminal one)."""
-        ...
-
-    async def record_first_response(self, payment_id: str, response: Outcome) -> Payment:
-        """Record what the creating call answered, for idempotent replays (first write wins)."""
+    async def record(
+        self,
+        payment_id: str,
+        *,
+        at: datetime,
+        outcome: Outcome | None = None,
+        first_response: Outcome | None = None,
+    ) -> Payment:
+        """Record the final `outcome` (ignored once the payment is terminal) and/or the
+        `first_response` the creating call gave (first write wins), in one atomic update.
+        Raises PaymentNotFoundError for an unknown (or expired) payment."""
         ...
 
 

@@ -57,20 +57,22 @@ class InMemoryPaymentRepository:
             return None
         return payment
 
-    async def settle(self, payment_id: str, outcome: Outcome, at: datetime) -> Payment:
-        payment = self._require(payment_id).settled(outcome, at)
-        self._payments[payment_id] = payment
-        return payment
-
-    async def record_first_response(self, payment_id: str, response: Outcome) -> Payment:
-        payment = self._require(payment_id).answered(response)
-        self._payments[payment_id] = payment
-        return payment
-
-    def _require(self, payment_id: str) -> Payment:
+    async def record(
+        self,
+        payment_id: str,
+        *,
+        at: datetime,
+        outcome: Outcome | None = None,
+        first_response: Outcome | None = None,
+    ) -> Payment:
         payment = self._payments.get(payment_id)
         if payment is None:
             raise PaymentNotFoundError(payment_id)
+        if outcome is not None:
+            payment = payment.settled(outcome, at)
+        if first_response is not None:
+            payment = payment.answered(first_response)
+        self._payments[payment_id] = payment
         return payment
 
     def _evict_expired(self, now: datetime) -> None:

@@ -7,30 +7,19 @@ from typing import TYPE_CHECKING
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from payments_service.domain.model import PaymentStatus
-from payments_service.domain.validation import validate_payment_request
 from payments_service.gen.payments.v1 import payments_pb2 as pb
 
 if TYPE_CHECKING:
     from datetime import datetime
 
     from payments_service.application.service import RequestPaymentResult
-    from payments_service.domain.model import Payment, PaymentRequest
+    from payments_service.domain.model import Payment
 
 STATUS_TO_PROTO: dict[PaymentStatus, pb.PaymentStatus.ValueType] = {
     PaymentStatus.PENDING: pb.PAYMENT_STATUS_PENDING,
     PaymentStatus.SUCCEEDED: pb.PAYMENT_STATUS_SUCCEEDED,
     PaymentStatus.FAILED: pb.PAYMENT_STATUS_FAILED,
 }
-
-
-def payment_request_from_proto(message: pb.RequestPaymentRequest) -> PaymentRequest:
-    return validate_payment_request(
-        amount_minor=message.amount_minor,
-        currency=message.currency,
-        order_id=message.order_id,
-        idempotency_key=message.idempotency_key,
-        metadata=message.metadata,
-    )
 
 
 def request_payment_response(result: RequestPaymentResult) -> pb.RequestPaymentResponse:

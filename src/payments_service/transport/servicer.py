@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from payments_service.domain.validation import validate_payment_id
 from payments_service.gen.payments.v1 import payments_pb2 as pb
 from payments_service.gen.payments.v1 import payments_pb2_grpc as pb_grpc
 from payments_service.transport import mapping
@@ -23,14 +22,19 @@ class PaymentServicer(pb_grpc.PaymentServiceServicer):
     async def RequestPayment(  # noqa: N802 - gRPC method names are fixed by the proto
         self, request: pb.RequestPaymentRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.RequestPaymentResponse:
-        payment_request = mapping.payment_request_from_proto(request)
-        result = await self._service.request_payment(payment_request)
+        result = await self._service.request_payment(
+            amount_minor=request.amount_minor,
+            currency=request.currency,
+            order_id=request.order_id,
+            idempotency_key=request.idempotency_key,
+            metadata=request.metadata,
+        )
         return mapping.request_payment_response(result)
 
     async def GetPayment(  # noqa: N802
         self, request: pb.GetPaymentRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.GetPaymentResponse:
-        payment = await self._service.get_payment(validate_payment_id(request.payment_id))
+        payment = await self._service.get_payment(request.payment_id)
         return mapping.get_payment_response(payment)
 
     async def Health(  # noqa: N802
