@@ -32,6 +32,8 @@ class Settings:
     shutdown_grace_seconds: float = 10.0
     processor_timeout_seconds: float = 1.0
     simulated_slow_seconds: float = 2.0
+    access_log: bool = True
+    observe_health_checks: bool = False
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -73,6 +75,10 @@ class Settings:
                 _non_negative_float,
                 defaults.simulated_slow_seconds,
             ),
+            access_log=read("PAYMENTS_ACCESS_LOG", _switch, defaults.access_log),
+            observe_health_checks=read(
+                "PAYMENTS_OBSERVE_HEALTH_CHECKS", _switch, defaults.observe_health_checks
+            ),
         )
 
 
@@ -85,6 +91,15 @@ def _address(raw: str) -> str:
 
 def _optional_address(raw: str) -> str | None:
     return None if raw.lower() == "off" else _address(raw)
+
+
+def _switch(raw: str) -> bool:
+    value = raw.lower()
+    if value in ("on", "true", "1", "yes"):
+        return True
+    if value in ("off", "false", "0", "no"):
+        return False
+    raise ValueError("expected on or off")
 
 
 def _choice(options: tuple[str, ...]) -> Callable[[str], str]:

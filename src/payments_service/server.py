@@ -12,6 +12,7 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Mapping
 
 import structlog
 
@@ -19,20 +20,31 @@ from payments_service import __version__
 from payments_service.bootstrap import build_interceptors, build_service
 from payments_service.config import ConfigError, Settings
 from payments_service.observability.logs import configure_logging
+from payments_service.observability.metrics import start_metrics_server
+from payments_service.observability.telemetry import build_telemetry
 
 log = structlog.get_logger(__name__)
 
 
-async def serve(settings: Settings) -> None:
-    from payments_service.transport.server import start_server  # noqa: PLC0415 - after logging
+async def serve(settings: Settings, env: Mapping[str, str]) -> None:
+    from payments_service.transport.server import UNARY_METHODS, start_server  # noqa: PLC0415
 
-    service = build_service(settings)
-    running = await start_server(service, settings.grpc_address, build_interceptors())
+    telemetry = build_telemetry(settings, env)
+    metrics_server, metrics_port = None, None
+    if telemetry.metrics is not None and settings.metrics_address is not None:
+        telemetry.metrics.initialize(UNARY_METHODS)
+        metrics_server, metrics_port = start_metrics_server(
+            settings.metrics_address, telemetry.metrics.registry
+        )
+    service = build_service(settings, telemetry=telemetry)
+    running = await start_server(service, settings.grpc_address, build_interceptors(telemetry))
     log.info(
         "server_started",
         version=__version__,
         grpc_address=settings.grpc_address,
         port=running.port,
+        metrics_port=metrics_port,
+        tracing=telemetry.tracer_provider is not None,
         pid=os.getpid(),
     )
     stop = asyncio.Event()
@@ -46,6 +58,9 @@ async def serve(settings: Settings) -> None:
     log.info("shutdown_started", grace_seconds=grace)
     await running.stop(grace)
     unsettled = await service.drain(max(0.0, deadline - time.monotonic()))
+    telemetry.shutdown()  # flushes the spans of the last calls
+    if metrics_server is not None:
+        metrics_server.shutdown()
     log.info("shutdown_complete", unsettled_payments=unsettled)
 
 
@@ -56,4 +71,4 @@ def main() -> None:
         print(f"payments-server: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
     configure_logging(level=settings.log_level, fmt=settings.log_format)
-    asyncio.run(serve(settings))
+    asyncio.run(serve(settings, os.environ))

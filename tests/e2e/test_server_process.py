@@ -20,6 +20,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from payments_service.gen.payments.v1 import payments_pb2 as pb
 from payments_service.gen.payments.v1 import payments_pb2_grpc as pb_grpc
+from tests.otlp_receiver import OtlpReceiver
 
 SERVER = shutil.which("payments-server", path=str(Path(sys.executable).parent))
 
@@ -32,7 +33,8 @@ class ServerProcess:
         self.proc = subprocess.Popen(
             command or [SERVER],
             env={
-                **os.environ,
+                # The developer's own OTEL_* settings must not leak into these tests.
+                **{k: v for k, v in os.environ.items() if not k.startswith("OTEL_")},
                 "PAYMENTS_GRPC_ADDRESS": "127.0.0.1:0",
                 "PAYMENTS_METRICS_ADDRESS": "off",
                 **env,
@@ -163,3 +165,44 @@ def test_an_invalid_setting_exits_2_with_one_line_naming_it(name: str, value: st
     assert len(lines) == 1
     assert lines[0].startswith(f"payments-server: invalid {name}=")
     assert proc.stdout == ""
+
+
+def test_sigterm_flushes_the_spans_of_the_last_calls_to_the_otlp_endpoint() -> None:
+    with OtlpReceiver() as receiver:
+        # A long batch delay: without the flush on shutdown these spans would be lost.
+        process = ServerProcess(
+            OTEL_EXPORTER_OTLP_ENDPOINT=receiver.endpoint,
+            OTEL_BSP_SCHEDULE_DELAY="60000",
+        )
+        try:
+            with grpc.insecure_channel(f"127.0.0.1:{process.port}") as channel:
+                stub = pb_grpc.PaymentServiceStub(channel)
+                for key in ("flush-1", "flush-2", "flush-3"):
+                    stub.RequestPayment(
+                        pb.RequestPaymentRequest(
+                            amount_minor=100, currency="EUR", order_id="o", idempotency_key=key
+                        )
+                    )
+            process.proc.send_signal(signal.SIGTERM)
+            assert process.proc.wait(timeout=15) == 0
+        finally:
+            process.stop()
+        spans = receiver.wait_for_spans(12, timeout=5)
+    server_spans = [s for _, s in spans if s.name == "/payments.v1.PaymentService/RequestPayment"]
+    assert len(server_spans) == 3
+    assert {resource["service.name"] for resource, _ in spans} == {"payments-service"}
+
+
+def test_a_fresh_server_without_an_otlp_endpoint_writes_nothing_to_stderr(
+    server: ServerProcess,
+) -> None:
+    with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+        pb_grpc.PaymentServiceStub(channel).RequestPayment(
+            pb.RequestPaymentRequest(
+                amount_minor=100, currency="EUR", order_id="o", idempotency_key="quiet"
+            )
+        )
+    server.proc.send_signal(signal.SIGTERM)
+    assert server.proc.wait(timeout=15) == 0
+    assert server.proc.stderr is not None
+    assert server.proc.stderr.read() == ""

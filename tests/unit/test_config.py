@@ -17,6 +17,8 @@ def test_defaults_match_the_documented_table() -> None:
         shutdown_grace_seconds=10,
         processor_timeout_seconds=1.0,
         simulated_slow_seconds=2.0,
+        access_log=True,
+        observe_health_checks=False,
     )
 
 
@@ -35,6 +37,10 @@ def test_defaults_match_the_documented_table() -> None:
         ({"PAYMENTS_PROCESSOR_TIMEOUT_SECONDS": "0.5"}, "processor_timeout_seconds", 0.5),
         ({"PAYMENTS_SIMULATED_SLOW_SECONDS": "3"}, "simulated_slow_seconds", 3.0),
         ({"PAYMENTS_LOG_LEVEL": "  "}, "log_level", "info"),
+        ({"PAYMENTS_ACCESS_LOG": "off"}, "access_log", False),
+        ({"PAYMENTS_ACCESS_LOG": "TRUE"}, "access_log", True),
+        ({"PAYMENTS_OBSERVE_HEALTH_CHECKS": "on"}, "observe_health_checks", True),
+        ({"PAYMENTS_OBSERVE_HEALTH_CHECKS": "0"}, "observe_health_checks", False),
     ],
 )
 def test_each_variable_is_read(env: dict[str, str], field: str, value: object) -> None:
@@ -57,6 +63,7 @@ def test_each_variable_is_read(env: dict[str, str], field: str, value: object) -
         ("PAYMENTS_SHUTDOWN_GRACE_SECONDS", "nan"),
         ("PAYMENTS_PROCESSOR_TIMEOUT_SECONDS", "0"),
         ("PAYMENTS_SIMULATED_SLOW_SECONDS", "-1"),
+        ("PAYMENTS_ACCESS_LOG", "sometimes"),
     ],
 )
 def test_an_invalid_value_names_the_variable(name: str, raw: str) -> None:

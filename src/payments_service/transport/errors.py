@@ -13,13 +13,13 @@ No handler catches exceptions itself, and no RPC ever ends with UNKNOWN.
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING, Any
 
 import grpc
 import structlog
 from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
-from grpc_status import rpc_status
 
 from payments_service.domain.errors import (
     IdempotencyKeyReusedError,
@@ -28,6 +28,7 @@ from payments_service.domain.errors import (
     ResponsePendingError,
     ValidationError,
 )
+from payments_service.transport.calls import begin_call
 from payments_service.transport.interceptors.base import UnaryBehaviorInterceptor
 
 if TYPE_CHECKING:
@@ -89,25 +90,40 @@ def to_status(error: PaymentsError) -> status_pb2.Status:
 
 
 class ErrorMappingInterceptor(UnaryBehaviorInterceptor):
-    """Innermost interceptor: turns exceptions into statuses, so every outer interceptor sees
-    the final code through the context (`context.code()`), never a raw exception."""
+    """Innermost interceptor: turns exceptions into statuses.
+
+    It sets the code, message and details on the context and returns, instead of aborting, so no
+    exception crosses the outer interceptors: each reads the final code from the call state,
+    and the tracing library records the code through its context wrapper.
+    """
 
     def wrap(self, method: str, behavior: Behavior) -> Behavior:
         async def mapped(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+            state = begin_call(method)
             try:
                 return await behavior(request, context)
             except PaymentsError as error:
                 status = to_status(error)
+                if isinstance(error, ValidationError):
+                    state.violations = tuple(dict.fromkeys(v.field for v in error.violations))
             except grpc.aio.AbortError:
-                raise  # the handler aborted on purpose; its status is already set
-            except Exception:
+                raise  # a handler aborted on purpose; the context already has its status
+            except asyncio.CancelledError:
+                state.code = grpc.StatusCode.CANCELLED
+                raise
+            except Exception as error:
                 log.exception("unhandled_exception", rpc_method=method)
+                state.error = error
                 status = status_pb2.Status(code=code_pb2.INTERNAL, message=INTERNAL_MESSAGE)
-            # abort_with_status, spelled out: the typed aio context only declares abort().
-            grpc_status = rpc_status.to_status(status)
-            await context.abort(
-                grpc_status.code, grpc_status.details, grpc_status.trailing_metadata
-            )
-            return None  # not reached: abort() raises
+            code = _STATUS_CODES[status.code]
+            state.code = code
+            context.set_code(code)
+            context.set_details(status.message)
+            context.set_trailing_metadata(((_DETAILS_KEY, status.SerializeToString()),))
+            return None
 
         return mapped
+
+
+_STATUS_CODES = {code.value[0]: code for code in grpc.StatusCode}
+_DETAILS_KEY = "grpc-status-details-bin"  # where grpc-status carries a google.rpc.Status

@@ -22,6 +22,14 @@ if TYPE_CHECKING:
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["PaymentService"].full_name
 HEALTH_SERVICE_NAME = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
+# Every unary method served, for metrics initialised at zero before the first call.
+UNARY_METHODS = (
+    *(
+        f"/{SERVICE_NAME}/{m.name}"
+        for m in pb.DESCRIPTOR.services_by_name["PaymentService"].methods
+    ),
+    f"/{HEALTH_SERVICE_NAME}/Check",
+)
 # The largest valid RequestPayment is ~15 KiB (20 metadata entries of 40 + 500 characters, at
 # most 4 UTF-8 bytes each, plus the other fields); 64 KiB leaves room and caps abuse.
 MAX_RECEIVE_MESSAGE_BYTES = 64 * 1024

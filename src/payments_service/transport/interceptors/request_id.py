@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import re
 import uuid
-from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
 import structlog
 
+from payments_service.transport.calls import begin_call
 from payments_service.transport.interceptors.base import UnaryBehaviorInterceptor
 
 if TYPE_CHECKING:
@@ -20,8 +20,6 @@ if TYPE_CHECKING:
 REQUEST_ID_HEADER = "x-request-id"
 # 1..128 characters that are safe in logs, headers and URLs: no spaces, quotes or control chars.
 _SAFE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:@=+/-]{1,128}")
-
-request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
 
 
 def accepted_request_id(metadata: Any) -> str | None:
@@ -40,7 +38,7 @@ class RequestIdInterceptor(UnaryBehaviorInterceptor):
     def wrap(self, method: str, behavior: Behavior) -> Behavior:
         async def with_request_id(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
             request_id = accepted_request_id(context.invocation_metadata()) or new_request_id()
-            request_id_var.set(request_id)
+            begin_call(method).request_id = request_id
             structlog.contextvars.bind_contextvars(request_id=request_id)
             await context.send_initial_metadata(((REQUEST_ID_HEADER, request_id),))
             return await behavior(request, context)

@@ -1,0 +1,88 @@
+"""Tracing decorators for the ports: one span per store operation and per processor call.
+
+They wrap any `PaymentRepository` / `PaymentProcessor`, so adapters stay free of tracing and
+a durable store gets the same spans for free. Attributes are set in one call at span start.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from opentelemetry.trace import SpanKind
+
+if TYPE_CHECKING:
+    from datetime import datetime
+
+    from opentelemetry.trace import Tracer
+
+    from payments_service.domain.model import Outcome, Payment
+    from payments_service.domain.ports import Claim, PaymentProcessor, PaymentRepository
+
+
+class TracedRepository:
+    def __init__(self, inner: PaymentRepository, tracer: Tracer, system: str) -> None:
+        self._inner = inner
+        self._tracer = tracer
+        self._system = system
+
+    async def claim(self, candidate: Payment) -> Claim:
+        with self._tracer.start_as_current_span(
+            "PaymentRepository.claim",
+            attributes={"db.system.name": self._system, "db.operation.name": "claim"},
+        ) as span:
+            claim = await self._inner.claim(candidate)
+            span.set_attribute("payment.idempotent_replay", not claim.created)
+            return claim
+
+    async def get(self, payment_id: str) -> Payment | None:
+        with self._tracer.start_as_current_span(
+            "PaymentRepository.get",
+            attributes={
+                "db.system.name": self._system,
+                "db.operation.name": "get",
+                "payment.id": payment_id,
+            },
+        ):
+            return await self._inner.get(payment_id)
+
+    async def record(
+        self,
+        payment_id: str,
+        *,
+        at: datetime,
+        outcome: Outcome | None = None,
+        first_response: Outcome | None = None,
+    ) -> Payment:
+        with self._tracer.start_as_current_span(
+            "PaymentRepository.record",
+            attributes={
+                "db.system.name": self._system,
+                "db.operation.name": "record",
+                "payment.id": payment_id,
+            },
+        ):
+            return await self._inner.record(
+                payment_id, at=at, outcome=outcome, first_response=first_response
+            )
+
+
+class TracedProcessor:
+    def __init__(self, inner: PaymentProcessor, tracer: Tracer, name: str) -> None:
+        self._inner = inner
+        self._tracer = tracer
+        self._name = name
+
+    async def charge(self, payment: Payment) -> Outcome:
+        with self._tracer.start_as_current_span(
+            "PaymentProcessor.charge",
+            kind=SpanKind.CLIENT,
+            attributes={
+                "peer.service": self._name,
+                "payment.id": payment.payment_id,
+                "payment.currency": payment.request.currency,
+                "payment.amount_minor": payment.request.amount_minor,
+            },
+        ) as span:
+            outcome = await self._inner.charge(payment)
+            span.set_attribute("payment.status", outcome.status.value)
+            return outcome

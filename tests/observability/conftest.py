@@ -1,0 +1,127 @@
+"""An in-process server with every signal on: spans in memory, metrics on a fresh registry
+served over HTTP on port 0, JSON logs captured. Nothing global leaks between tests."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import urllib.request
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+import pytest
+import structlog
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from prometheus_client.parser import text_string_to_metric_families
+
+from payments_service.bootstrap import build_interceptors, build_service
+from payments_service.domain.ports import PaymentRepository
+from payments_service.gen.payments.v1 import payments_pb2_grpc as pb_grpc
+from payments_service.observability.logs import configure_logging
+from payments_service.observability.metrics import Metrics, new_registry, start_metrics_server
+from payments_service.observability.telemetry import Telemetry
+from payments_service.transport.server import UNARY_METHODS, start_server
+from tests.conftest import TEST_SETTINGS, Api
+from tests.fakes import FakeClock, SequentialIds
+
+
+@dataclass
+class Observed:
+    api: Api
+    exporter: InMemorySpanExporter
+    metrics: Metrics
+    metrics_url: str
+    log_stream: io.StringIO
+
+    def spans(self) -> list[ReadableSpan]:
+        return list(self.exporter.get_finished_spans())
+
+    def server_spans(self) -> list[ReadableSpan]:
+        return [s for s in self.spans() if s.kind.name == "SERVER"]
+
+    def log_lines(self, event: str | None = None) -> list[dict[str, Any]]:
+        lines = [json.loads(raw) for raw in self.log_stream.getvalue().splitlines()]
+        return [line for line in lines if event is None or line["event"] == event]
+
+    def access_lines(self) -> list[dict[str, Any]]:
+        return self.log_lines("rpc_completed")
+
+    def scrape(self, *, openmetrics: bool = False) -> str:
+        request = urllib.request.Request(self.metrics_url)  # noqa: S310 - a local http URL
+        if openmetrics:
+            request.add_header("Accept", "application/openmetrics-text; version=1.0.0")
+        with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310
+            body: bytes = response.read()
+        return body.decode()
+
+    def sample(self, name: str, **labels: str) -> float:
+        """A sample's value from a real scrape of /metrics, parsed by prometheus_client."""
+        for family in text_string_to_metric_families(self.scrape()):
+            for sample in family.samples:
+                if sample.name == name and sample.labels == labels:
+                    return float(sample.value)
+        raise AssertionError(f"no sample {name}{labels}")
+
+
+@pytest.fixture
+def log_stream() -> Iterator[io.StringIO]:
+    stream = io.StringIO()
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    configure_logging(level="info", fmt="json", stream=stream)
+    yield stream
+    root.handlers[:], level = saved
+    root.setLevel(level)
+    structlog.reset_defaults()
+
+
+@pytest.fixture
+async def observed_factory(log_stream: io.StringIO) -> AsyncIterator[Any]:
+    cleanups: list[Any] = []
+
+    async def start(
+        *, repository: PaymentRepository | None = None, observe_health: bool = False
+    ) -> Observed:
+        exporter = InMemorySpanExporter()
+        provider = TracerProvider()
+        provider.add_span_processor(SimpleSpanProcessor(exporter))
+        metrics = Metrics(new_registry())
+        metrics.initialize(UNARY_METHODS)
+        http_server, port = start_metrics_server("127.0.0.1:0", metrics.registry)
+        telemetry = Telemetry(
+            tracer_provider=provider,
+            metrics=metrics,
+            access_log=True,
+            excluded_prefixes=() if observe_health else Telemetry().excluded_prefixes,
+        )
+        service = build_service(
+            TEST_SETTINGS,
+            telemetry=telemetry,
+            clock=FakeClock(),
+            ids=SequentialIds(),
+            repository=repository,
+        )
+        server = await start_server(service, "127.0.0.1:0", build_interceptors(telemetry))
+        channel = grpc.aio.insecure_channel(f"127.0.0.1:{server.port}")
+        api = Api(server, channel, pb_grpc.PaymentServiceStub(channel), service)
+        cleanups.append((api, http_server, provider))
+        return Observed(api, exporter, metrics, f"http://127.0.0.1:{port}/metrics", log_stream)
+
+    yield start
+    for api, http_server, provider in cleanups:
+        await api.channel.close(None)
+        await api.server.stop(0)
+        await api.service.drain(5)
+        http_server.shutdown()
+        provider.shutdown()
+
+
+@pytest.fixture
+async def observed(observed_factory: Any) -> Observed:
+    result: Observed = await observed_factory()
+    return result
