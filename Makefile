@@ -10,7 +10,9 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 GEN := src/payments_service/gen
 
-.PHONY: help install lock proto proto-check lint format format-check typecheck test check run clean
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: help install lock proto proto-check lint format format-check typecheck test check e2e run clean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -57,9 +59,17 @@ format-check: $(STAMP) ## ruff format --check (changes nothing)
 
 check: lint format-check proto-check typecheck test ## Everything CI runs: lint, format check, proto check, types, tests
 
+e2e: $(STAMP) ## Real grpcurl, Prometheus (installed if missing) and OTLP export against the real server
+	command -v prometheus >/dev/null || { $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends prometheus; }
+	$(BIN)/pytest -m e2e -p no:cacheprovider
+
 run: $(STAMP) ## Run the server (PAYMENTS_* variables configure it; see README)
 	$(BIN)/payments-server
 
 clean: ## Remove the virtualenv, caches and coverage data
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage .coverage.* htmlcov
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
+
+# Deployment (Docker, compose, tool checks) and benchmark targets live in their own fragments.
+-include mk/*.mk

@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import signal
 import subprocess
 import sys
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
-from queue import Empty, Queue
 
 import grpc
 import pytest
@@ -21,53 +17,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from payments_service.gen.payments.v1 import payments_pb2 as pb
 from payments_service.gen.payments.v1 import payments_pb2_grpc as pb_grpc
 from tests.otlp_receiver import OtlpReceiver
-
-SERVER = shutil.which("payments-server", path=str(Path(sys.executable).parent))
-
-
-class ServerProcess:
-    """`payments-server` on 127.0.0.1:0; the bound port is read from its startup log line."""
-
-    def __init__(self, command: list[str] | None = None, **env: str) -> None:
-        assert SERVER is not None, "payments-server is not installed in this environment"
-        self.proc = subprocess.Popen(
-            command or [SERVER],
-            env={
-                # The developer's own OTEL_* settings must not leak into these tests.
-                **{k: v for k, v in os.environ.items() if not k.startswith("OTEL_")},
-                "PAYMENTS_GRPC_ADDRESS": "127.0.0.1:0",
-                "PAYMENTS_METRICS_ADDRESS": "off",
-                **env,
-            },
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        self.lines: Queue[dict[str, object]] = Queue()
-        threading.Thread(target=self._read, daemon=True).start()
-        started = self.wait_for("server_started")
-        self.port = int(str(started["port"]))
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.lines.put(json.loads(line))
-
-    def wait_for(self, event: str, timeout: float = 10) -> dict[str, object]:
-        deadline = time.monotonic() + timeout
-        while (left := deadline - time.monotonic()) > 0:
-            try:
-                line = self.lines.get(timeout=left)
-            except Empty:
-                break
-            if line.get("event") == event:
-                return line
-        raise AssertionError(f"no {event!r} log line within {timeout}s")
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait(timeout=10)
+from tests.processes import SERVER, ServerProcess
 
 
 @pytest.fixture

@@ -1,0 +1,61 @@
+"""The real `payments-server` as a subprocess, for end-to-end tests."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from queue import Empty, Queue
+
+VENV_BIN = str(Path(sys.executable).parent)
+SERVER = shutil.which("payments-server", path=VENV_BIN)
+
+
+class ServerProcess:
+    """`payments-server` on 127.0.0.1:0; the bound port is read from its startup log line."""
+
+    def __init__(self, command: list[str] | None = None, **env: str) -> None:
+        assert SERVER is not None, "payments-server is not installed in this environment"
+        self.proc = subprocess.Popen(
+            command or [SERVER],
+            env={
+                # The developer's own OTEL_* settings must not leak into these tests.
+                **{k: v for k, v in os.environ.items() if not k.startswith("OTEL_")},
+                "PAYMENTS_GRPC_ADDRESS": "127.0.0.1:0",
+                "PAYMENTS_METRICS_ADDRESS": "off",
+                **env,
+            },
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.lines: Queue[dict[str, object]] = Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+        self.started = self.wait_for("server_started")
+        self.port = int(str(self.started["port"]))
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.put(json.loads(line))
+
+    def wait_for(self, event: str, timeout: float = 10) -> dict[str, object]:
+        deadline = time.monotonic() + timeout
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                line = self.lines.get(timeout=left)
+            except Empty:
+                break
+            if line.get("event") == event:
+                return line
+        raise AssertionError(f"no {event!r} log line within {timeout}s")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(timeout=10)
