@@ -1,0 +1,75 @@
+"""The README cannot drift: its commands, variables and RPCs must exist in the repository."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from payments_service.gen.payments.v1 import payments_pb2 as pb
+
+ROOT = Path(__file__).resolve().parents[2]
+README = (ROOT / "README.md").read_text()
+BLOCK = re.compile(r"```(sh|console|bash)\n(.*?)```", re.DOTALL)
+# Tools the README may call that are not ours; each must be explained in the README.
+EXTERNAL = {"grpcurl", "curl", "docker", "docker-compose", "git", "cd", "python3", "export"}
+
+
+def readme_commands() -> list[str]:
+    commands = []
+    for kind, body in BLOCK.findall(README):
+        lines = body.replace("\\\n", " ").splitlines()
+        for line in lines:
+            if kind == "console":
+                if not line.startswith("$ "):
+                    continue  # output
+                line = line[2:]
+            line = line.split("#", 1)[0].strip()
+            if line:
+                commands.append(line)
+    return commands
+
+
+def make_targets() -> set[str]:
+    makefiles = [ROOT / "Makefile", *sorted((ROOT / "mk").glob("*.mk"))]
+    pattern = re.compile(r"^([a-zA-Z0-9_-]+):", re.MULTILINE)
+    return {t for f in makefiles for t in pattern.findall(f.read_text())}
+
+
+def console_scripts() -> set[str]:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    return set(project["scripts"])
+
+
+def test_the_readme_has_commands_to_check() -> None:
+    assert len(readme_commands()) >= 10
+
+
+@pytest.mark.parametrize("command", readme_commands())
+def test_every_readme_command_exists(command: str) -> None:
+    words = command.split()
+    program = words[0]
+    if program == "make":
+        targets = [w for w in words[1:] if not w.startswith("-") and "=" not in w]
+        assert set(targets) <= make_targets(), f"unknown make target in {command!r}"
+    elif program.startswith(("PAYMENTS_", "OTEL_")) and "=" in program:
+        test_every_readme_command_exists(" ".join(words[1:]))
+    else:
+        assert program in console_scripts() | EXTERNAL, f"unknown command {program!r}"
+
+
+def test_every_rpc_the_readme_calls_exists() -> None:
+    called = set(re.findall(r"\b(payments\.v1\.PaymentService)/(\w+)", README))
+    assert called, "the README should show calls"
+    methods = {m.name for m in pb.DESCRIPTOR.services_by_name["PaymentService"].methods}
+    assert {method for _, method in called} <= methods
+
+
+def test_every_setting_is_documented_and_every_documented_setting_exists() -> None:
+    package = ROOT / "src" / "payments_service"
+    code = (package / "config.py").read_text() + (package / "healthcheck.py").read_text()
+    in_code = set(re.findall(r'"(PAYMENTS_[A-Z_]+)"', code))
+    in_readme = set(re.findall(r"`(PAYMENTS_[A-Z_]+)`", README))
+    assert in_code == in_readme
