@@ -21,14 +21,12 @@ def readme_commands() -> list[str]:
     commands = []
     for kind, body in BLOCK.findall(README):
         lines = body.replace("\\\n", " ").splitlines()
-        for line in lines:
-            if kind == "console":
-                if not line.startswith("$ "):
-                    continue  # output
-                line = line[2:]
-            line = line.split("#", 1)[0].strip()
-            if line:
-                commands.append(line)
+        for raw in lines:
+            if kind == "console" and not raw.startswith("$ "):
+                continue  # output
+            command = raw.removeprefix("$ ").split("#", 1)[0].strip()
+            if command:
+                commands.append(command)
     return commands
 
 
