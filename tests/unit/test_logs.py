@@ -25,7 +25,7 @@ def _restore_logging() -> Iterator[None]:
 
 def test_json_lines_carry_timestamp_level_event_and_bound_context() -> None:
     out = io.StringIO()
-    configure_logging(level="info", fmt="json", stream=out)
+    configure_logging(level="info", fmt="json", stream=out, cache_loggers=False)
     structlog.contextvars.bind_contextvars(request_id="r-1")
     structlog.get_logger("t").info("payment_created", payment_id="pay_1")
     structlog.get_logger("t").debug("hidden_below_level")
@@ -42,7 +42,7 @@ def test_json_lines_carry_timestamp_level_event_and_bound_context() -> None:
 
 def test_exceptions_are_logged_once_as_structured_data() -> None:
     out = io.StringIO()
-    configure_logging(stream=out)
+    configure_logging(stream=out, cache_loggers=False)
     try:
         raise ValueError("boom")
     except ValueError:
@@ -53,7 +53,7 @@ def test_exceptions_are_logged_once_as_structured_data() -> None:
 
 def test_console_format_is_for_humans() -> None:
     out = io.StringIO()
-    configure_logging(fmt="console", level="debug", stream=out)
+    configure_logging(fmt="console", level="debug", stream=out, cache_loggers=False)
     structlog.get_logger().debug("hello", n=1)
     text = out.getvalue()
     assert "hello" in text
