@@ -29,8 +29,8 @@ install: $(STAMP) ## Create .venv with the locked dependencies and the package (
 
 lock: $(STAMP) ## Re-pin requirements/*.lock from the ranges in pyproject.toml
 	$(BIN)/pip install --quiet pip-tools
-	$(BIN)/pip-compile --quiet --pre --strip-extras --generate-hashes --allow-unsafe -o requirements/runtime.lock pyproject.toml
-	$(BIN)/pip-compile --quiet --strip-extras --generate-hashes --allow-unsafe --extra dev -c requirements/runtime.lock -o requirements/dev.lock pyproject.toml
+	$(BIN)/pip-compile --quiet --pre --no-emit-index-url --no-emit-find-links --strip-extras --generate-hashes --allow-unsafe -o requirements/runtime.lock pyproject.toml
+	$(BIN)/pip-compile --quiet --no-emit-index-url --no-emit-find-links --strip-extras --generate-hashes --allow-unsafe --extra dev -c requirements/runtime.lock -o requirements/dev.lock pyproject.toml
 
 proto: $(STAMP) ## Regenerate src/payments_service/gen from proto/
 	$(BIN)/python scripts/gen_proto.py
