@@ -1,0 +1,64 @@
+"""Deployment files that tests can check without Docker: the Grafana dashboard's queries use
+metrics the service really exports, and the Prometheus config scrapes the metrics port."""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import sys
+from pathlib import Path
+from types import ModuleType
+
+from prometheus_client import CollectorRegistry
+
+from payments_service.observability.metrics import Metrics
+from payments_service.transport.server import UNARY_METHODS
+
+ROOT = Path(__file__).resolve().parents[2]
+DASHBOARD = ROOT / "deploy" / "grafana" / "dashboards" / "payments.json"
+
+
+def load_checker() -> ModuleType:
+    spec = importlib.util.spec_from_file_location(
+        "check_dashboard", ROOT / "scripts" / "check_dashboard.py"
+    )
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["check_dashboard"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def exported_series_names() -> set[str]:
+    """Every sample name a real Metrics object on a fresh registry exposes."""
+    metrics = Metrics(CollectorRegistry())
+    metrics.initialize(UNARY_METHODS)
+    return {sample.name for family in metrics.registry.collect() for sample in family.samples}
+
+
+def test_every_dashboard_query_uses_a_metric_the_service_exports() -> None:
+    checker = load_checker()
+    used = checker.dashboard_metric_names(DASHBOARD)
+    assert used, "the dashboard has queries"
+    assert used <= exported_series_names()
+    assert checker.problems(DASHBOARD) == []
+
+
+def test_the_checker_knows_exactly_the_exported_metrics() -> None:
+    exported = {n for n in exported_series_names() if not n.endswith("_created")}
+    assert exported == load_checker().EXPORTED_METRICS
+
+
+def test_the_dashboard_shows_latency_errors_rate_and_outcomes() -> None:
+    used = load_checker().dashboard_metric_names(DASHBOARD)
+    assert {
+        "grpc_server_handled_total",
+        "grpc_server_handling_seconds_bucket",
+        "payments_settled_total",
+    } <= used
+
+
+def test_prometheus_scrapes_the_service_metrics_port() -> None:
+    config = (ROOT / "deploy" / "prometheus" / "prometheus.yml").read_text()
+    assert re.search(r"payments:9464", config)
