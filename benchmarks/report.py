@@ -1,0 +1,173 @@
+"""Summaries, ratios, targets and the Markdown the benchmark prints.
+
+Every number comes from a measurement dict made by `benchmarks.run`; the per-configuration
+value is the median over rounds, and ratios are computed from those medians.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import os
+import platform
+import statistics
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+# (label, key, format) of the columns of the summary table
+COLUMNS = (
+    ("calls/s", "throughput", "{:.0f}"),
+    ("p50 ms", "p50_ms", "{:.2f}"),
+    ("p95 ms", "p95_ms", "{:.2f}"),
+    ("p99 ms", "p99_ms", "{:.2f}"),
+    ("server CPU µs/call", "server_cpu_us_per_call", "{:.0f}"),
+    ("server peak RSS MiB", "peak_rss_mib", "{:.1f}"),
+    ("errors", "errors", "{:.0f}"),
+)
+ROUND_COLUMNS = (
+    ("calls/s", "throughput", "{:.0f}"),
+    ("p99 ms", "p99_ms", "{:.2f}"),
+    ("server CPU µs/call", "server_cpu_us_per_call", "{:.0f}"),
+    ("server CPU %", "server_cpu_pct", "{:.0f}"),
+    ("client CPU µs/call", "client_cpu_us_per_call", "{:.0f}"),
+    ("host busy %", "host_busy_pct", "{:.0f}"),
+    ("errors", "errors", "{:.0f}"),
+)
+MEDIAN_KEYS = (
+    *(key for _, key, _ in COLUMNS if key != "errors"),
+    "server_cpu_pct",
+    "client_cpu_us_per_call",
+    "host_busy_pct",
+)
+# (name, numerator config, denominator config, metric)
+RATIOS = (
+    ("throughput full/off", "full", "off", "throughput"),
+    ("throughput full/floor", "full", "floor", "throughput"),
+    ("throughput off/floor", "off", "floor", "throughput"),
+    ("p99 full/floor", "full", "floor", "p99_ms"),
+    ("CPU/call full/floor", "full", "floor", "server_cpu_us_per_call"),
+    ("throughput floor-sync/floor", "floor-sync", "floor", "throughput"),
+    ("CPU/call floor-sync/floor", "floor-sync", "floor", "server_cpu_us_per_call"),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    name: str
+    op: str  # ">=", "<=" or "=="
+    threshold: float
+
+    def check(self, value: float | None) -> str:
+        if value is None:
+            return "n/a"
+        ok = {
+            ">=": value >= self.threshold,
+            "<=": value <= self.threshold,
+            "==": value == self.threshold,
+        }[self.op]
+        return "PASS" if ok else "FAIL"
+
+
+TARGETS = (
+    Target("throughput full/floor", ">=", 0.75),
+    Target("throughput full/off", ">=", 0.85),
+    Target("p99 full/floor", "<=", 1.5),
+    Target("errors", "==", 0),
+)
+
+
+def percentile(sorted_values: list[int], q: float) -> float:
+    """Nearest-rank percentile (q in 0..1) of an ascending list; NaN when empty."""
+    if not sorted_values:
+        return math.nan
+    rank = max(1, math.ceil(q * len(sorted_values)))
+    return float(sorted_values[rank - 1])
+
+
+def medians(rounds: list[dict[str, Any]]) -> dict[str, float]:
+    """Per-metric median over the rounds of one configuration; errors are summed."""
+    summary = {key: statistics.median(r[key] for r in rounds) for key in MEDIAN_KEYS}
+    summary["errors"] = sum(r["errors"] for r in rounds)
+    return summary
+
+
+def ratios(by_config: dict[str, dict[str, float]]) -> dict[str, float | None]:
+    result: dict[str, float | None] = {}
+    for name, top, bottom, key in RATIOS:
+        if top in by_config and bottom in by_config and by_config[bottom][key]:
+            result[name] = by_config[top][key] / by_config[bottom][key]
+        else:
+            result[name] = None
+    return result
+
+
+def targets(ratio_values: dict[str, float | None], errors: int) -> list[dict[str, Any]]:
+    values = {**ratio_values, "errors": float(errors)}
+    return [
+        {
+            "name": t.name,
+            "op": t.op,
+            "threshold": t.threshold,
+            "value": values.get(t.name),
+            "result": t.check(values.get(t.name)),
+        }
+        for t in TARGETS
+    ]
+
+
+def _cell(fmt: str, value: Any) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    return fmt.format(value)
+
+
+def table(rows: list[tuple[str, dict[str, Any]]], columns: tuple[tuple[str, str, str], ...]) -> str:
+    head = ["configuration", *(label for label, _, _ in columns)]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for name, row in rows:
+        cells = [name, *(_cell(fmt, row.get(key)) for _, key, fmt in columns)]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def ratio_lines(ratio_values: dict[str, float | None]) -> str:
+    return "\n".join(f"- {name}: {_cell('{:.3f}', value)}" for name, value in ratio_values.items())
+
+
+def target_lines(checks: list[dict[str, Any]]) -> str:
+    lines = []
+    for check in checks:
+        threshold = _cell("{:g}", check["threshold"])
+        value = _cell("{:.3f}" if check["name"] != "errors" else "{:.0f}", check["value"])
+        lines.append(f"- {check['name']} {check['op']} {threshold}: {value} **{check['result']}**")
+    return "\n".join(lines)
+
+
+def machine() -> dict[str, Any]:
+    model = "unknown"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            model = line.split(":", 1)[1].strip()
+            break
+    return {
+        "cpu_model": model,
+        "cores": os.cpu_count(),
+        "cores_usable": len(os.sched_getaffinity(0)),
+        "python": platform.python_version(),
+        "grpcio": grpc.__version__,
+        "platform": platform.platform(),
+        "loadavg_at_start": list(os.getloadavg()),
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+    }
+
+
+def machine_line(info: dict[str, Any]) -> str:
+    load = ", ".join(f"{v:.2f}" for v in info["loadavg_at_start"])
+    return (
+        f"Machine: {info['cpu_model']}, {info['cores']} cores "
+        f"({info['cores_usable']} usable), Python {info['python']}, grpcio {info['grpcio']}, "
+        f"{info['platform']}; load average at start {load}; date {info['date']}"
+    )

@@ -1,0 +1,227 @@
+"""`make bench`: what does observability cost the payments server?
+
+Measures three configurations (see `benchmarks.measure`): `full` (traces at 100 % exported
+over OTLP/gRPC to another process, metrics, JSON access logs), `off` (the same server with
+every signal off) and `floor` (the cheapest grpc.aio server for the same RPCs), INTERLEAVED:
+round 1 full, off, floor; round 2 full, off, floor; ... so drift of a shared machine hits every
+configuration alike. Each measurement starts fresh processes on free ports. Prints Markdown
+(medians over rounds, ratios, targets, every round) and writes everything to a JSON file.
+
+    python -m benchmarks.run [--workload mix] [--concurrency 32] [--duration 10] [--rounds 3]
+    python -m benchmarks.run --soak          # 200 000 new payments, RSS growth
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import sys
+import tempfile
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, NoReturn
+
+if __package__ in (None, ""):  # `python benchmarks/run.py`: make `benchmarks` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks import report
+from benchmarks.loadgen import SCHEDULES, LoadError
+from benchmarks.measure import CONFIGS, Plan, measure
+from benchmarks.procs import REPO_ROOT, ProcessSet, StartError
+from benchmarks.soak import SoakPlan, run_soak, soak_markdown
+
+RESULTS = REPO_ROOT / "benchmarks" / "results"
+# Half the cores drive the load, the rest serve; 1 process on a 2-core machine. Why: the
+# "Workers" section of benchmarks/README.md.
+DEFAULT_WORKERS = max(1, (os.cpu_count() or 2) // 2)
+
+
+def csv(choices: tuple[str, ...]) -> Any:
+    def parse(raw: str) -> list[str]:
+        values = [v.strip() for v in raw.split(",") if v.strip()]
+        unknown = [v for v in values if v not in choices]
+        if unknown or not values:
+            raise argparse.ArgumentTypeError(f"expected a comma list of {', '.join(choices)}")
+        return values
+
+    return parse
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="benchmarks.run", description=__doc__.splitlines()[0])
+    add = parser.add_argument
+    add("--concurrency", type=int, default=32, help="concurrent calls in flight (default 32)")
+    add("--duration", type=float, default=10.0, help="seconds per measurement (default 10)")
+    add("--warmup", type=float, default=2.0, help="warm-up seconds before each (default 2)")
+    add("--rounds", type=int, default=3, help="interleaved rounds (default 3)")
+    add("--workload", type=csv(tuple(SCHEDULES)), default=["mix"], help="e.g. mix or new,get")
+    add("--workers", type=int, default=DEFAULT_WORKERS, help="load-generator processes (cores/2)")
+    add(
+        "--configs",
+        type=csv(CONFIGS),
+        default=list(CONFIGS),
+        help="default full,off,floor,floor-sync",
+    )
+    add("--out", type=Path, default=None, help="JSON path (default benchmarks/results/...)")
+    add("--soak", action="store_true", help="soak mode instead of the comparison")
+    add("--soak-payments", type=int, default=200_000, help="soak: new payments (200 000)")
+    add("--soak-ttl", type=float, default=20.0, help="soak: idempotency TTL seconds (20)")
+    add("--keep-workdir", action="store_true", help="keep server logs in the temp directory")
+    add("--check", action="store_true", help="exit 1 when a target fails")
+    opts = parser.parse_args(argv)
+    if opts.concurrency < opts.workers or opts.workers < 1 or opts.rounds < 1:
+        parser.error("need 1 <= --workers <= --concurrency and --rounds >= 1")
+    return opts
+
+
+def run_comparison(procs: ProcessSet, opts: argparse.Namespace) -> dict[str, Any]:
+    plan = Plan(opts.concurrency, opts.workers, opts.warmup, opts.duration)
+    measurements: list[dict[str, Any]] = []
+    for round_no in range(1, opts.rounds + 1):
+        for workload in opts.workload:
+            for config in opts.configs:
+                label = f"r{round_no}-{workload}-{config}"
+                print(f"[bench] {label} ...", file=sys.stderr, flush=True)
+                result = measure(procs, plan, config, workload, label)
+                result["round"] = round_no
+                print(f"[bench] {label}: {_brief(result)}", file=sys.stderr, flush=True)
+                measurements.append(result)
+    return {
+        "plan": {**asdict(plan), "rounds": opts.rounds, "configs": opts.configs},
+        "workloads": {w: summarise_workload(opts.configs, measurements, w) for w in opts.workload},
+    }
+
+
+def _brief(result: dict[str, Any]) -> str:
+    return (
+        f"{result['throughput']:.0f} calls/s, p99 {result['p99_ms']:.2f} ms, "
+        f"server CPU {result['server_cpu_us_per_call']:.0f} µs/call, errors {result['errors']}"
+    )
+
+
+def summarise_workload(
+    configs: list[str], measurements: list[dict[str, Any]], workload: str
+) -> dict[str, Any]:
+    rounds = {
+        c: [m for m in measurements if m["workload"] == workload and m["config"] == c]
+        for c in configs
+    }
+    medians = {c: report.medians(rs) for c, rs in rounds.items()}
+    ratios = report.ratios(medians)
+    errors = sum(
+        m["errors"] + int(m.get("full_checks", {}).get("server_non_ok", 0))
+        for rs in rounds.values()
+        for m in rs
+    )
+    return {
+        "medians": medians,
+        "ratios": ratios,
+        "targets": report.targets(ratios, errors),
+        "rounds": rounds,
+    }
+
+
+def comparison_markdown(result: dict[str, Any], opts: argparse.Namespace) -> str:
+    parts = []
+    for workload, summary in result["workloads"].items():
+        parts += [
+            f"## Workload `{workload}`: concurrency {opts.concurrency}, {opts.workers} "
+            f"load-generator process{'es' if opts.workers != 1 else ''}, "
+            f"{opts.duration:g} s x {opts.rounds} rounds, interleaved",
+            "",
+            "Medians over rounds (errors: sum over rounds):",
+            "",
+            report.table(list(summary["medians"].items()), report.COLUMNS),
+            "",
+            "Ratios (from the medians):",
+            "",
+            report.ratio_lines(summary["ratios"]),
+            "",
+            "Targets:",
+            "",
+            report.target_lines(summary["targets"]),
+            "",
+            "Every round:",
+            "",
+            report.table(_round_rows(summary["rounds"]), report.ROUND_COLUMNS),
+            "",
+            _full_checks_lines(summary["rounds"].get("full", [])),
+            "",
+        ]
+    return "\n".join(parts)
+
+
+def _round_rows(rounds: dict[str, list[dict[str, Any]]]) -> list[tuple[str, dict[str, Any]]]:
+    rows = [(f"{m['config']} r{m['round']}", m) for rs in rounds.values() for m in rs]
+    return sorted(rows, key=lambda row: (row[1]["round"], list(rounds).index(row[1]["config"])))
+
+
+def _full_checks_lines(full_rounds: list[dict[str, Any]]) -> str:
+    lines = ["`full` cross-checks (per round):", ""]
+    for m in full_rounds:
+        c = m["full_checks"]
+        lines.append(
+            f"- r{m['round']}: server handled {c['server_handled_total']:.0f} calls, "
+            f"non-OK {c['server_non_ok']:.0f}; spans received {c['spans_received']} "
+            f"({_num(c['spans_per_handled_call'])}/call); access-log lines "
+            f"{c['access_log_lines']} ({_num(c['access_lines_per_handled_call'])}/call); "
+            f"sink CPU {c['sink_cpu_us_per_call']:.0f} µs/call"
+        )
+    return "\n".join(lines) if full_rounds else ""
+
+
+def _num(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2f}"
+
+
+def _terminate(signum: int, _frame: object) -> NoReturn:
+    print("benchmark terminated; stopping every process it started", file=sys.stderr)
+    raise SystemExit(128 + signum)  # unwinds through `finally`, which stops every child
+
+
+def execute(opts: argparse.Namespace, procs: ProcessSet) -> tuple[dict[str, Any], str, bool]:
+    """Run what `opts` asks; returns the JSON document, the Markdown, and whether all passed."""
+    info = report.machine()
+    if opts.soak:
+        plan = SoakPlan(opts.soak_payments, opts.soak_ttl, opts.concurrency, opts.workers, 1.0)
+        soak = run_soak(procs, plan)
+        text = "## Soak\n\n" + soak_markdown(soak)
+        return {"machine": info, "soak": soak}, text, soak["rss"]["result"] == "PASS"
+    result = run_comparison(procs, opts)
+    text = comparison_markdown(result, opts)
+    passed = all(t["result"] != "FAIL" for s in result["workloads"].values() for t in s["targets"])
+    return {"machine": info, **result}, text, passed
+
+
+def main(argv: list[str] | None = None) -> int:
+    opts = parse_args(argv)
+    signal.signal(signal.SIGTERM, _terminate)
+    out = opts.out or RESULTS / ("soak.json" if opts.soak else "latest.json")
+    workdir = Path(tempfile.mkdtemp(prefix="payments-bench-"))
+    procs = ProcessSet(workdir)
+    try:
+        document, text, passed = execute(opts, procs)
+    except (StartError, LoadError, FileNotFoundError) as exc:
+        print(f"benchmark failed: {exc}\n(logs in {workdir})", file=sys.stderr)
+        opts.keep_workdir = True
+        return 2
+    except KeyboardInterrupt:
+        print("benchmark interrupted; every process it started was stopped", file=sys.stderr)
+        return 130
+    finally:
+        procs.close()
+        if not opts.keep_workdir:
+            shutil.rmtree(workdir, ignore_errors=True)
+    print(report.machine_line(document["machine"]) + "\n")
+    print(text)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(document, indent=2, sort_keys=True) + "\n")
+    print(f"Results written to {out}")
+    return 1 if opts.check and not passed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,30 @@
+"""Shared by the benchmark's helper servers (floor and OTLP sink): announce the bound port on
+stdout the way `payments-server` does, and serve until SIGTERM or SIGINT."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import grpc
+
+
+def announce(event: str, **fields: Any) -> None:
+    """One JSON line on stdout, flushed: `{"event": "server_started", "port": N, ...}`."""
+    print(json.dumps({"event": event, **fields}), flush=True)
+
+
+async def serve_until_signalled(server: grpc.aio.Server, port: int) -> None:
+    """Start `server`, announce `port`, and stop it (no grace) on SIGTERM or SIGINT."""
+    await server.start()
+    announce("server_started", port=port, pid=os.getpid())
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    await stop.wait()
+    await server.stop(None)

@@ -1,0 +1,17 @@
+# Benchmark targets (see benchmarks/README.md). Included by the main Makefile, whose $(BIN) and
+# $(STAMP) they use. Extra arguments: make bench BENCH_ARGS="--duration 3 --rounds 1".
+# The guard keeps `make -f Makefile -f mk/bench.mk ...` quiet when Makefile includes it too.
+ifndef PAYMENTS_BENCH_MK
+PAYMENTS_BENCH_MK := 1
+
+BENCH_ARGS ?=
+
+.PHONY: bench bench-soak
+
+bench: $(STAMP) ## Price observability: full vs off vs floor, mix at concurrency 32, 3 rounds (BENCH_ARGS=...)
+	$(BIN)/python -m benchmarks.run $(BENCH_ARGS)
+
+bench-soak: $(STAMP) ## Soak: 200 000 new payments on one full server, TTL 20 s; RSS growth <= 10 % (BENCH_ARGS=...)
+	$(BIN)/python -m benchmarks.run --soak $(BENCH_ARGS)
+
+endif
