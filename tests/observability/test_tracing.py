@@ -5,10 +5,18 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from opentelemetry.trace import SpanKind
+import pytest
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind, StatusCode
 
+from payments_service.application.service import PROCESSING
+from payments_service.domain.model import Payment, PaymentRequest
 from payments_service.gen.payments.v1 import payments_pb2 as pb
+from payments_service.observability.traced import TracedProcessor
 from tests.conftest import payment_request
+from tests.fakes import EPOCH, ExplodingRepository, HangingProcessor
 from tests.observability.conftest import Observed
 
 CLIENT_TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -123,3 +131,29 @@ async def test_metadata_values_never_reach_spans_or_logs(observed: Observed) -> 
         assert secret not in str(dict(span.attributes or {}))
         assert all(secret not in str(dict(e.attributes or {})) for e in span.events)
     assert secret not in observed.log_stream.getvalue()
+
+
+async def test_a_failing_store_operation_ends_its_span_with_the_exception(
+    observed_factory: Any,
+) -> None:
+    observed: Observed = await observed_factory(repository=ExplodingRepository())
+    await asyncio.gather(
+        observed.api.stub.RequestPayment(payment_request()), return_exceptions=True
+    )
+    (claim,) = [s for s in observed.spans() if s.name == "PaymentRepository.claim"]
+    assert claim.status.status_code is StatusCode.ERROR
+    assert [e.name for e in claim.events] == ["exception"]
+
+
+async def test_a_cancelled_processor_call_still_ends_its_span() -> None:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    processor = TracedProcessor(HangingProcessor(), provider.get_tracer("t"), name="hanging")
+    request = PaymentRequest(100, "EUR", "o", "k")
+    payment = Payment("pay_1", request, request.fingerprint(), EPOCH, EPOCH, PROCESSING)
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(processor.charge(payment), timeout=0.05)
+    (span,) = exporter.get_finished_spans()
+    assert span.name == "PaymentProcessor.charge"
+    assert span.status.status_code is StatusCode.ERROR
