@@ -23,7 +23,9 @@ from tests.processes import SERVER, ServerProcess
 @pytest.fixture
 def server() -> Iterator[ServerProcess]:
     process = ServerProcess(
-        PAYMENTS_PROCESSOR_TIMEOUT_SECONDS="1.5", PAYMENTS_SIMULATED_SLOW_SECONDS="2"
+        PAYMENTS_PROCESSOR_TIMEOUT_SECONDS="1.5",
+        PAYMENTS_SIMULATED_SLOW_SECONDS="2",
+        PAYMENTS_LOG_LEVEL="debug",  # payment_created lines mark a call as inside the server
     )
     yield process
     process.stop()

@@ -73,7 +73,7 @@ def log_stream() -> Iterator[io.StringIO]:
     stream = io.StringIO()
     root = logging.getLogger()
     saved = root.handlers[:], root.level
-    configure_logging(level="info", fmt="json", stream=stream, cache_loggers=False)
+    configure_logging(level="debug", fmt="json", stream=stream, cache_loggers=False)
     yield stream
     root.handlers[:], level = saved
     root.setLevel(level)

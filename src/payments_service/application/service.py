@@ -124,7 +124,8 @@ class PaymentService:
         if not claim.created:
             return await self._replay(claim.payment, candidate.fingerprint)
         self._observer.created(candidate)
-        log.info("payment_created", payment_id=candidate.payment_id)
+        # debug: the access line already carries payment_id; one info line per call is enough.
+        log.debug("payment_created", payment_id=candidate.payment_id)
         answer: asyncio.Future[Payment] = asyncio.get_running_loop().create_future()
         self._first_answers[candidate.payment_id] = answer
         self._spawn(self._settle(candidate, answer))
@@ -156,7 +157,7 @@ class PaymentService:
             payment = await self._await_first_answer(payment)
         assert payment.first_response is not None  # noqa: S101 - _await_first_answer ensures it
         self._observer.replayed(payment)
-        log.info("payment_replayed", payment_id=payment.payment_id)
+        log.debug("payment_replayed", payment_id=payment.payment_id)
         return RequestPaymentResult(payment, payment.first_response, replayed=True)
 
     async def _await_first_answer(self, payment: Payment) -> Payment:
