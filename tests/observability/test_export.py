@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 
 from payments_service import __version__
@@ -33,6 +34,14 @@ def test_resource_names_the_service_and_its_version(
     assert attributes["service.name"] == name
     assert attributes["service.version"] == __version__
     assert {k: attributes[k] for k in extra} == extra
+
+
+def test_the_resource_hashes_and_compares_like_a_plain_resource() -> None:
+    resource = build_resource()
+    plain = Resource(resource.attributes, resource.schema_url)
+    assert hash(resource) == hash(plain)
+    assert resource == plain
+    assert {resource: 1}[plain] == 1  # what the OTLP encoder's grouping relies on
 
 
 def test_sdk_disabled_means_no_provider() -> None:
