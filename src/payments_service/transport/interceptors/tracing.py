@@ -61,18 +61,15 @@ class SpanFinisher(UnaryBehaviorInterceptor):
 
 def finish_span(span: trace.Span, state: CallState) -> None:
     attributes: dict[str, AttributeValue] = {"rpc.grpc.status_code": state.code.value[0]}
-    if state.request_id is not None:
-        attributes["request.id"] = state.request_id
-    if state.payment_id is not None:
-        attributes["payment.id"] = state.payment_id
-    if state.currency is not None:
-        attributes["payment.currency"] = state.currency
-    if state.amount_minor is not None:
-        attributes["payment.amount_minor"] = state.amount_minor
-    if state.payment_status is not None:
-        attributes["payment.status"] = state.payment_status
-    if state.replayed is not None:
-        attributes["payment.idempotent_replay"] = state.replayed
+    known = (
+        ("request.id", state.request_id),
+        ("payment.id", state.payment_id),
+        ("payment.currency", state.currency),
+        ("payment.amount_minor", state.amount_minor),
+        ("payment.status", state.payment_status),
+        ("payment.idempotent_replay", state.replayed),
+    )
+    attributes.update((key, value) for key, value in known if value is not None)
     span.set_attributes(attributes)
     if state.violations:
         span.add_event("validation.rejected", {"payment.invalid_fields": state.violations})
