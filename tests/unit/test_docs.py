@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import shlex
 import tomllib
 from pathlib import Path
 
@@ -47,7 +48,7 @@ def test_the_readme_has_commands_to_check() -> None:
 
 @pytest.mark.parametrize("command", readme_commands())
 def test_every_readme_command_exists(command: str) -> None:
-    words = command.split()
+    words = shlex.split(command)
     program = words[0]
     if program == "make":
         targets = [w for w in words[1:] if not w.startswith("-") and "=" not in w]
