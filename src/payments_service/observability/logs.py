@@ -53,7 +53,13 @@ def configure_logging(
     ]
     renderer: Processor
     if fmt == "json":
-        shared.append(structlog.processors.dict_tracebacks)
+        # Tracebacks as data, without frame locals: locals hold request payloads (metadata
+        # values) and must never reach a log line.
+        shared.append(
+            structlog.processors.ExceptionRenderer(
+                structlog.tracebacks.ExceptionDictTransformer(show_locals=False)
+            )
+        )
         renderer = structlog.processors.JSONRenderer(serializer=_orjson_dumps)
     else:
         renderer = structlog.dev.ConsoleRenderer()
