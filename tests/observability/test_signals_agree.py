@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import grpc
 import pytest
 from opentelemetry.trace import SpanKind, StatusCode
 
+from payments_service.domain.model import Payment
 from payments_service.gen.payments.v1 import payments_pb2 as pb
+from payments_service.storage.memory import InMemoryPaymentRepository
 from payments_service.transport.calls import GO_CODE_NAMES
 from tests.conftest import payment_request
-from tests.fakes import ExplodingRepository
+from tests.fakes import ExplodingRepository, FakeClock
 from tests.observability.conftest import Observed
 
 REQUEST_PAYMENT = "/payments.v1.PaymentService/RequestPayment"
@@ -109,3 +112,25 @@ def assert_agreement(
     handled = observed.sample("grpc_server_handled_total", **labels, grpc_code=GO_CODE_NAMES[code])
     assert handled == handled_before + 1
     return span
+
+
+class FailingRecordRepository(InMemoryPaymentRepository):
+    """Claims work; recording the outcome blows up (a lost database connection)."""
+
+    async def record(self, payment_id: str, **kwargs: Any) -> Payment:
+        raise RuntimeError("connection reset while recording")
+
+
+async def test_an_unexpected_failure_logs_one_stack_without_request_data(
+    observed_factory: Any,
+) -> None:
+    secret = "tok_live_in_a_local_variable"
+    repository = FailingRecordRepository(ttl=timedelta(hours=1), clock=FakeClock())
+    observed: Observed = await observed_factory(repository=repository)
+    code = await call(observed, REQUEST_PAYMENT, payment_request(metadata={"card": secret}))
+    assert code is grpc.StatusCode.INTERNAL
+    await observed.api.service.drain(5)
+    assert [line["event"] for line in observed.log_lines() if "exception" in line] == [
+        "unhandled_exception"
+    ]
+    assert secret not in observed.log_stream.getvalue()

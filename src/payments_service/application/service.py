@@ -204,11 +204,13 @@ class PaymentService:
             log.info("payment_settled", payment_id=payment_id, status=settled.status.value)
         except asyncio.CancelledError:
             answer.cancel()
+            charge.cancel()
             raise
         except Exception as exc:
-            if not answer.done():
-                answer.set_exception(exc)
-            raise
+            if answer.done():
+                raise  # a background failure: _task_done logs it
+            # The waiting call receives it, and the error mapping logs it once.
+            answer.set_exception(exc)
         finally:
             self._first_answers.pop(payment_id, None)
 
