@@ -18,9 +18,15 @@ SUCCEEDED = Outcome(PaymentStatus.SUCCEEDED, "ok")
 FAILED = Outcome(PaymentStatus.FAILED, "declined")
 
 
-def make_payment(clock: FakeClock, payment_id: str, key: str = "key-1") -> Payment:
+def make_payment(
+    clock: FakeClock, payment_id: str, key: str = "key-1", *, settled: bool = True
+) -> Payment:
+    """A payment as the store sees it: finished (outcome and first answer recorded) unless
+    `settled=False`, which leaves it PENDING with no first answer, as right after a claim."""
     request = PaymentRequest(1250, "EUR", "order-42", key)
     now = clock.now()
+    if settled:
+        return Payment(payment_id, request, request.fingerprint(), now, now, SUCCEEDED, SUCCEEDED)
     return Payment(payment_id, request, request.fingerprint(), now, now, PENDING)
 
 
@@ -53,7 +59,7 @@ async def test_concurrent_claims_of_one_key_create_exactly_one(
 async def test_outcome_is_final_and_first_response_is_write_once(
     repository: InMemoryPaymentRepository, clock: FakeClock
 ) -> None:
-    await repository.claim(make_payment(clock, "pay_1"))
+    await repository.claim(make_payment(clock, "pay_1", settled=False))
     answered = await repository.record("pay_1", at=clock.now(), first_response=PENDING)
     assert (answered.outcome, answered.first_response) == (PENDING, PENDING)
     clock.advance(1)
@@ -99,3 +105,18 @@ async def test_memory_stays_bounded_by_rate_times_ttl(
         clock.advance(60)
     assert peak == per_day
     assert len(repository) == per_day
+
+
+async def test_a_payment_still_settling_is_never_evicted_by_a_short_ttl(
+    repository: InMemoryPaymentRepository, clock: FakeClock
+) -> None:
+    await repository.claim(make_payment(clock, "pay_1", settled=False))
+    clock.advance(TTL.total_seconds() + 1)
+    await repository.claim(make_payment(clock, "pay_2", key="key-2"))  # triggers eviction
+    settled = await repository.record(
+        "pay_1", at=clock.now(), outcome=SUCCEEDED, first_response=SUCCEEDED
+    )
+    assert settled.status is PaymentStatus.SUCCEEDED
+    await repository.claim(make_payment(clock, "pay_3", key="key-3"))
+    assert await repository.get("pay_1") is None
+    assert len(repository) == 2  # pay_1 evicted once settled; pay_2 and pay_3 remain

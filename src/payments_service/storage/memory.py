@@ -4,7 +4,8 @@ Atomicity: every method runs to completion without an `await`, and the server ru
 asyncio event loop, so `claim` is a single atomic step: "insert if the key is absent, else
 return what is there". A durable store gets the same guarantee from a unique index.
 
-Bounded memory: a payment and its key live for `ttl` after creation, then are evicted. Eviction
+Bounded memory: a payment and its key live for `ttl` after creation (longer only while it is
+still settling, which its settlement timeout bounds), then are evicted. Eviction
 is amortised O(1): payments are created in clock order, so the oldest sit at the front of a
 deque and each `claim` pops the expired ones. Memory is therefore bounded by
 (request rate x ttl), not by the process lifetime.
@@ -53,7 +54,7 @@ class InMemoryPaymentRepository:
 
     async def get(self, payment_id: str) -> Payment | None:
         payment = self._payments.get(payment_id)
-        if payment is None or payment.created_at + self._ttl <= self._clock.now():
+        if payment is None or self._expired(payment, self._clock.now()):
             return None
         return payment
 
@@ -75,8 +76,21 @@ class InMemoryPaymentRepository:
         self._payments[payment_id] = payment
         return payment
 
+    def _expired(self, payment: Payment, now: datetime) -> bool:
+        """Past the TTL and finished. A payment still settling (or whose first answer is not
+        recorded yet) is kept past its TTL, so a short TTL can never lose a payment in flight;
+        settlement is bounded by its own timeout, so memory stays bounded."""
+        return (
+            payment.created_at + self._ttl <= now
+            and payment.status.is_terminal
+            and payment.first_response is not None
+        )
+
     def _evict_expired(self, now: datetime) -> None:
         while self._expiry and self._expiry[0][0] <= now:
-            _, payment_id = self._expiry.popleft()
-            payment = self._payments.pop(payment_id)
+            payment = self._payments[self._expiry[0][1]]
+            if not self._expired(payment, now):
+                return  # the oldest is still settling; try again on the next claim
+            self._expiry.popleft()
+            del self._payments[payment.payment_id]
             del self._id_by_key[payment.idempotency_key]
