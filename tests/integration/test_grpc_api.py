@@ -73,8 +73,10 @@ async def test_replay_returns_the_original_response_and_creates_nothing(
     second = await api.stub.RequestPayment(payment_request())
     assert second == first
     assert ids.issued == 2  # the replay drew a candidate id that was never stored
-    with pytest.raises(grpc.aio.AioRpcError):
-        await api.stub.GetPayment(pb.GetPaymentRequest(payment_id="pay_" + "0" * 31 + "2"))
+    error = await call_error(
+        api.stub.GetPayment(pb.GetPaymentRequest(payment_id="pay_" + "0" * 31 + "2"))
+    )
+    assert error.code() is grpc.StatusCode.NOT_FOUND
 
 
 async def test_key_reuse_with_another_payload_is_already_exists_with_error_info(api: Api) -> None:

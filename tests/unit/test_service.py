@@ -178,7 +178,11 @@ async def test_a_cancelled_first_call_still_records_its_answer_for_replays(
     service: PaymentService,
 ) -> None:
     call = asyncio.ensure_future(service.request_payment(**request(metadata={"simulate": "slow"})))
-    await asyncio.sleep(0)  # let it claim the key
+
+    async def claimed() -> bool:
+        return len(service._repository) == 1  # type: ignore[arg-type]
+
+    await wait_until(claimed)
     call.cancel()
     with pytest.raises(asyncio.CancelledError):
         await call
