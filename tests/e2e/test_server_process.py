@@ -20,6 +20,13 @@ from tests.otlp_receiver import OtlpReceiver
 from tests.processes import SERVER, ServerProcess
 
 
+def payment(key: str, **fields: object) -> pb.RequestPaymentRequest:
+    """A valid RequestPayment with idempotency key `key` (other fields overridable)."""
+    values: dict[str, object] = {"amount_minor": 100, "currency": "EUR", "order_id": "o"}
+    values.update(fields)
+    return pb.RequestPaymentRequest(idempotency_key=key, **values)  # type: ignore[arg-type]
+
+
 @pytest.fixture
 def server() -> Iterator[ServerProcess]:
     process = ServerProcess(
@@ -36,26 +43,12 @@ def test_sigterm_lets_an_in_flight_call_finish_then_exits_zero(server: ServerPro
         stub = pb_grpc.PaymentServiceStub(channel)
         health = health_pb2_grpc.HealthStub(channel)
         assert health.Check(health_pb2.HealthCheckRequest()).status == 1  # SERVING
-        done = stub.RequestPayment(
-            pb.RequestPaymentRequest(
-                amount_minor=500,
-                currency="USD",
-                order_id="o-1",
-                idempotency_key="e2e-slow",
-                metadata={"simulate": "slow"},
-            )
-        )
+        done = stub.RequestPayment(payment("e2e-slow", metadata={"simulate": "slow"}))
         assert done.status == pb.PAYMENT_STATUS_PENDING
         server.wait_for("payment_created")
         # A second slow call is in flight (it answers after the 1.5 s deadline) when SIGTERM lands.
         in_flight = stub.RequestPayment.future(
-            pb.RequestPaymentRequest(
-                amount_minor=700,
-                currency="USD",
-                order_id="o-2",
-                idempotency_key="e2e-in-flight",
-                metadata={"simulate": "slow"},
-            )
+            payment("e2e-in-flight", metadata={"simulate": "slow"})
         )
         server.wait_for("payment_created")  # the second call is now inside the server
         server.proc.send_signal(signal.SIGTERM)
@@ -130,11 +123,7 @@ def test_sigterm_flushes_the_spans_of_the_last_calls_to_the_otlp_endpoint() -> N
             with grpc.insecure_channel(f"127.0.0.1:{process.port}") as channel:
                 stub = pb_grpc.PaymentServiceStub(channel)
                 for key in ("flush-1", "flush-2", "flush-3"):
-                    stub.RequestPayment(
-                        pb.RequestPaymentRequest(
-                            amount_minor=100, currency="EUR", order_id="o", idempotency_key=key
-                        )
-                    )
+                    stub.RequestPayment(payment(key))
             process.proc.send_signal(signal.SIGTERM)
             assert process.proc.wait(timeout=15) == 0
         finally:
@@ -149,11 +138,7 @@ def test_a_fresh_server_without_an_otlp_endpoint_writes_nothing_to_stderr(
     server: ServerProcess,
 ) -> None:
     with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:
-        pb_grpc.PaymentServiceStub(channel).RequestPayment(
-            pb.RequestPaymentRequest(
-                amount_minor=100, currency="EUR", order_id="o", idempotency_key="quiet"
-            )
-        )
+        pb_grpc.PaymentServiceStub(channel).RequestPayment(payment("quiet"))
     server.proc.send_signal(signal.SIGTERM)
     assert server.proc.wait(timeout=15) == 0
     assert server.proc.stderr is not None

@@ -24,7 +24,7 @@ from payments_service.domain.ports import PaymentRepository
 from payments_service.gen.payments.v1 import payments_pb2_grpc as pb_grpc
 from payments_service.observability.logs import configure_logging
 from payments_service.observability.metrics import Metrics, new_registry, start_metrics_server
-from payments_service.observability.telemetry import Telemetry
+from payments_service.observability.telemetry import HEALTH_CHECK_PREFIXES, Telemetry
 from payments_service.transport.server import UNARY_METHODS, start_server
 from tests.conftest import TEST_SETTINGS, Api
 from tests.fakes import FakeClock, SequentialIds
@@ -97,7 +97,7 @@ async def observed_factory(log_stream: io.StringIO) -> AsyncIterator[Any]:
             tracer_provider=provider,
             metrics=metrics,
             access_log=True,
-            excluded_prefixes=() if observe_health else Telemetry().excluded_prefixes,
+            excluded_prefixes=() if observe_health else HEALTH_CHECK_PREFIXES,
         )
         service = build_service(
             TEST_SETTINGS,

@@ -3,15 +3,16 @@
 They wrap any `PaymentRepository` / `PaymentProcessor`, so adapters stay free of tracing and
 a durable store gets the same spans for free. These spans are leaves (nothing runs inside
 them that starts a span or logs), so they are started with `start_span` and never made
-current: that skips a context attach/detach and a context-manager frame per span, the
-cheapest correct way to use the SDK here. Attributes are set in one call at span start.
+current: that skips a context attach/detach per span. Used as a context manager, the SDK's
+span still records an exception (cancellation included), sets ERROR and ends. Attributes are
+set in one call at span start.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from opentelemetry.trace import SpanKind, Status, StatusCode
+from opentelemetry.trace import SpanKind
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -21,13 +22,6 @@ if TYPE_CHECKING:
 
     from payments_service.domain.model import Outcome, Payment
     from payments_service.domain.ports import Claim, PaymentProcessor, PaymentRepository
-
-
-def _failed(span: Span, error: BaseException) -> None:
-    """What `start_as_current_span` would do for an exception: record it, mark the span."""
-    span.record_exception(error)
-    span.set_status(Status(StatusCode.ERROR, type(error).__name__))
-    span.end()
 
 
 class TracedRepository:
@@ -46,25 +40,14 @@ class TracedRepository:
         return self._tracer.start_span(f"PaymentRepository.{operation}", attributes=attributes)
 
     async def claim(self, candidate: Payment) -> Claim:
-        span = self._start("claim")
-        try:
+        with self._start("claim") as span:
             claim = await self._inner.claim(candidate)
-        except BaseException as error:  # cancellation too: the span must still end
-            _failed(span, error)
-            raise
-        span.set_attribute("payment.idempotent_replay", not claim.created)
-        span.end()
-        return claim
+            span.set_attribute("payment.idempotent_replay", not claim.created)
+            return claim
 
     async def get(self, payment_id: str) -> Payment | None:
-        span = self._start("get", payment_id)
-        try:
-            payment = await self._inner.get(payment_id)
-        except BaseException as error:  # cancellation too: the span must still end
-            _failed(span, error)
-            raise
-        span.end()
-        return payment
+        with self._start("get", payment_id):
+            return await self._inner.get(payment_id)
 
     async def record(
         self,
@@ -74,16 +57,10 @@ class TracedRepository:
         outcome: Outcome | None = None,
         first_response: Outcome | None = None,
     ) -> Payment:
-        span = self._start("record", payment_id)
-        try:
-            payment = await self._inner.record(
+        with self._start("record", payment_id):
+            return await self._inner.record(
                 payment_id, at=at, outcome=outcome, first_response=first_response
             )
-        except BaseException as error:  # cancellation too: the span must still end
-            _failed(span, error)
-            raise
-        span.end()
-        return payment
 
 
 class TracedProcessor:
@@ -93,7 +70,7 @@ class TracedProcessor:
         self._name = name
 
     async def charge(self, payment: Payment) -> Outcome:
-        span = self._tracer.start_span(
+        with self._tracer.start_span(
             "PaymentProcessor.charge",
             kind=SpanKind.CLIENT,
             attributes={
@@ -102,12 +79,7 @@ class TracedProcessor:
                 "payment.currency": payment.request.currency,
                 "payment.amount_minor": payment.request.amount_minor,
             },
-        )
-        try:
+        ) as span:
             outcome = await self._inner.charge(payment)
-        except BaseException as error:  # cancellation too: the span must still end
-            _failed(span, error)
-            raise
-        span.set_attribute("payment.status", outcome.status.value)
-        span.end()
-        return outcome
+            span.set_attribute("payment.status", outcome.status.value)
+            return outcome
