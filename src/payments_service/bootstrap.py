@@ -1,27 +1,34 @@
-"""Composition root: the one place that chooses adapters and wires them together."""
+"""Composition root: the one place that chooses adapters and wires them together.
+
+`build_app` builds everything a running service is made of (telemetry, the metrics server, the
+application service, the interceptor chain and the started gRPC server); the entry point's
+`serve()` only runs the lifecycle.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from payments_service.application.service import PaymentService
 from payments_service.application.system import RandomPaymentIds, SystemClock
+from payments_service.observability.metrics import start_metrics_server
 from payments_service.observability.observer import TelemetryObserver
-from payments_service.observability.telemetry import Telemetry
-from payments_service.observability.traced import TracedProcessor, TracedRepository
+from payments_service.observability.telemetry import Telemetry, build_telemetry
+from payments_service.observability.traced import TracedProcessor
+from payments_service.observability.tracing import library_server_interceptor
 from payments_service.processor.simulated import SimulatedProcessor
 from payments_service.storage.memory import InMemoryPaymentRepository
-from payments_service.transport.errors import ErrorMappingInterceptor
-from payments_service.transport.interceptors.access_log import AccessLogInterceptor
-from payments_service.transport.interceptors.metrics import MetricsInterceptor
-from payments_service.transport.interceptors.request_id import RequestIdInterceptor
-from payments_service.transport.interceptors.tracing import (
-    SpanFinisher,
-    library_server_interceptor,
+from payments_service.transport.interceptors.observation import (
+    HEALTH_CHECK_PREFIXES,
+    ObservationInterceptor,
 )
+from payments_service.transport.server import UNARY_METHODS, start_server
 
 if TYPE_CHECKING:
+    from wsgiref.simple_server import WSGIServer
+
     import grpc
 
     from payments_service.config import Settings
@@ -31,6 +38,8 @@ if TYPE_CHECKING:
         PaymentProcessor,
         PaymentRepository,
     )
+    from payments_service.observability.logs import LogWriter
+    from payments_service.transport.server import RunningServer
 
 
 def build_service(
@@ -54,7 +63,6 @@ def build_service(
         processor = SimulatedProcessor(slow_delay=settings.simulated_slow_seconds)
     tracer = telemetry.tracer()
     if telemetry.tracer_provider is not None:
-        repository = TracedRepository(repository, tracer, system="memory")
         processor = TracedProcessor(processor, tracer, name="simulated-processor")
     return PaymentService(
         repository=repository,
@@ -70,29 +78,46 @@ def build_service(
 def build_interceptors(
     telemetry: Telemetry | None = None,
 ) -> list[grpc.aio.ServerInterceptor[Any, Any]]:
-    """The server interceptor chain, outermost first. A switched-off signal adds nothing.
+    """The server interceptor chain, outermost first.
 
-    1. opentelemetry-instrumentation-grpc: starts the SERVER span (continuing the caller's
-       traceparent) so everything inside, logs included, is in the trace.
-    2. SpanFinisher: finishes that span from the call state (code, status, exception once,
-       request and payment attributes); right inside the library so it sees the same span.
-    3. RequestIdInterceptor: binds the request id before anything below logs.
-    4. AccessLogInterceptor: one line per call, with the final code and duration.
-    5. MetricsInterceptor: counts and times the call (the same duration as the log line).
-    6. ErrorMappingInterceptor: innermost, so every layer above sees a final status code and
-       never a raw exception, and nothing bypasses the mapping.
+    1. opentelemetry-instrumentation-grpc (only when tracing is on): starts the SERVER span,
+       continuing the caller's traceparent, so everything inside, logs included, is in it.
+    2. ObservationInterceptor: the one observation point. It records, times and answers every
+       call (errors through the one error table) and hands the completed record to the
+       reporters. Innermost, so nothing below it can bypass the error mapping, and right inside
+       the library, so its span reporter finishes the library's span.
     """
     telemetry = telemetry or Telemetry()
+    every_call, health_checks = telemetry.reporters()
     chain: list[grpc.aio.ServerInterceptor[Any, Any]] = []
     if telemetry.tracer_provider is not None:
-        chain.append(
-            library_server_interceptor(telemetry.tracer_provider, telemetry.excluded_prefixes)
-        )
-        chain.append(SpanFinisher())
-    chain.append(RequestIdInterceptor())
-    if telemetry.access_log:
-        chain.append(AccessLogInterceptor(telemetry.excluded_prefixes))
-    if telemetry.metrics is not None:
-        chain.append(MetricsInterceptor(telemetry.metrics))
-    chain.append(ErrorMappingInterceptor())
+        untraced = () if telemetry.observe_health_checks else HEALTH_CHECK_PREFIXES
+        chain.append(library_server_interceptor(telemetry.tracer_provider, untraced))
+    chain.append(ObservationInterceptor(every_call, health_reporters=health_checks))
     return chain
+
+
+@dataclass(slots=True)
+class App:
+    """A started service: what the lifecycle needs to run it and stop it."""
+
+    settings: Settings
+    telemetry: Telemetry
+    service: PaymentService
+    server: RunningServer
+    metrics_http: WSGIServer | None = None
+    metrics_port: int | None = None
+
+
+async def build_app(settings: Settings, *, log_writer: LogWriter | None = None) -> App:
+    """Build and start everything `settings` asks for."""
+    telemetry = build_telemetry(settings, log_writer=log_writer)
+    metrics_http, metrics_port = None, None
+    if telemetry.metrics is not None and settings.metrics_address is not None:
+        telemetry.metrics.initialize(UNARY_METHODS)
+        metrics_http, metrics_port = start_metrics_server(
+            settings.metrics_address, telemetry.metrics.registry
+        )
+    service = build_service(settings, telemetry=telemetry)
+    server = await start_server(service, settings.grpc_address, build_interceptors(telemetry))
+    return App(settings, telemetry, service, server, metrics_http, metrics_port)

@@ -15,6 +15,7 @@ T = TypeVar("T")
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
 LOG_FORMATS = ("json", "console")
+OTLP_ENDPOINT_VARIABLES = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
 _HOST_PORT = re.compile(r"(?P<host>\[[0-9a-fA-F:.]*\]|[A-Za-z0-9.-]*):(?P<port>\d{1,5})")
 
 
@@ -34,6 +35,12 @@ class Settings:
     simulated_slow_seconds: float = 2.0
     access_log: bool = True
     observe_health_checks: bool = False
+    log_queue_records: int = 10_000
+    # The OpenTelemetry switches the service itself acts on (the SDK reads the rest, e.g.
+    # OTEL_BSP_*, OTEL_EXPORTER_OTLP_* and the sampler, from the environment as usual).
+    tracing: bool = True  # OTEL_SDK_DISABLED=true turns it off
+    otlp_export: bool = False  # an OTLP endpoint is configured
+    span_attribute_value_limit: int = 256
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -79,7 +86,36 @@ class Settings:
             observe_health_checks=read(
                 "PAYMENTS_OBSERVE_HEALTH_CHECKS", _switch, defaults.observe_health_checks
             ),
+            log_queue_records=read(
+                "PAYMENTS_LOG_QUEUE_RECORDS", _positive_int, defaults.log_queue_records
+            ),
+            tracing=not read("OTEL_SDK_DISABLED", _otel_boolean, False),
+            otlp_export=any(env.get(name, "").strip() for name in OTLP_ENDPOINT_VARIABLES),
+            span_attribute_value_limit=read(
+                "OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT",
+                _positive_int,
+                read(
+                    "OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT",
+                    _positive_int,
+                    defaults.span_attribute_value_limit,
+                ),
+            ),
         )
+
+
+def _otel_boolean(raw: str) -> bool:
+    """OpenTelemetry's boolean: only a case-insensitive "true" is true (the spec's rule)."""
+    return raw.lower() == "true"
+
+
+def _positive_int(raw: str) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValueError("expected a whole number") from None
+    if value < 1:
+        raise ValueError("expected a whole number greater than 0")
+    return value
 
 
 def _address(raw: str) -> str:

@@ -1,8 +1,10 @@
 """Entry point: `payments-server` / `python -m payments_service`.
 
-Lifecycle: parse settings (exit 2 on a bad value), configure logging, start serving, and on
-SIGTERM or SIGINT shut down gracefully: health goes NOT_SERVING, new calls are refused,
-in-flight calls and background settlements get `PAYMENTS_SHUTDOWN_GRACE_SECONDS`, exit 0.
+Lifecycle: parse settings (exit 2 on a bad value), configure logging, build and start the app
+(`bootstrap.build_app`), and on SIGTERM or SIGINT shut down within
+`PAYMENTS_SHUTDOWN_GRACE_SECONDS` + 2 s: health goes NOT_SERVING, new calls are refused,
+in-flight calls and background settlements get what is left of the grace, then spans and log
+lines are flushed with what is left after that (at least `FLUSH_FLOOR_SECONDS` each), exit 0.
 """
 
 from __future__ import annotations
@@ -12,39 +14,34 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 import structlog
 
 from payments_service import __version__
-from payments_service.bootstrap import build_interceptors, build_service
+from payments_service.bootstrap import build_app
 from payments_service.config import ConfigError, Settings
 from payments_service.observability.logs import configure_logging
-from payments_service.observability.metrics import start_metrics_server
-from payments_service.observability.telemetry import build_telemetry
+
+if TYPE_CHECKING:
+    from payments_service.observability.logs import LogWriter
 
 log = structlog.get_logger(__name__)
 
+# The span and log flushes get what is left of the grace, but never less than this: the
+# shutdown stays within grace + 2 s (one second each).
+FLUSH_FLOOR_SECONDS = 1.0
 
-async def serve(settings: Settings, env: Mapping[str, str]) -> None:
-    from payments_service.transport.server import UNARY_METHODS, start_server  # noqa: PLC0415
 
-    telemetry = build_telemetry(settings, env)
-    metrics_server, metrics_port = None, None
-    if telemetry.metrics is not None and settings.metrics_address is not None:
-        telemetry.metrics.initialize(UNARY_METHODS)
-        metrics_server, metrics_port = start_metrics_server(
-            settings.metrics_address, telemetry.metrics.registry
-        )
-    service = build_service(settings, telemetry=telemetry)
-    running = await start_server(service, settings.grpc_address, build_interceptors(telemetry))
+async def serve(settings: Settings, log_writer: LogWriter | None = None) -> None:
+    app = await build_app(settings, log_writer=log_writer)
     log.info(
         "server_started",
         version=__version__,
         grpc_address=settings.grpc_address,
-        port=running.port,
-        metrics_port=metrics_port,
-        tracing=telemetry.tracer_provider is not None,
+        port=app.server.port,
+        metrics_port=app.metrics_port,
+        tracing=app.telemetry.tracer_provider is not None,
         pid=os.getpid(),
     )
     stop = asyncio.Event()
@@ -56,12 +53,13 @@ async def serve(settings: Settings, env: Mapping[str, str]) -> None:
     grace = settings.shutdown_grace_seconds
     deadline = time.monotonic() + grace
     log.info("shutdown_started", grace_seconds=grace)
-    await running.stop(grace)
-    unsettled = await service.drain(max(0.0, deadline - time.monotonic()))
-    telemetry.shutdown()  # flushes the spans of the last calls
-    if metrics_server is not None:
-        metrics_server.shutdown()
-    log.info("shutdown_complete", unsettled_payments=unsettled)
+    await app.server.stop(grace)
+    unsettled = await app.service.drain(max(0.0, deadline - time.monotonic()))
+    flush_budget = max(FLUSH_FLOOR_SECONDS, deadline - time.monotonic())
+    spans_flushed = await asyncio.to_thread(app.telemetry.shutdown, flush_budget)
+    if app.metrics_http is not None:
+        app.metrics_http.shutdown()
+    log.info("shutdown_complete", unsettled_payments=unsettled, spans_flushed=spans_flushed)
 
 
 def main() -> None:
@@ -70,5 +68,12 @@ def main() -> None:
     except ConfigError as exc:
         print(f"payments-server: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
-    configure_logging(level=settings.log_level, fmt=settings.log_format)
-    asyncio.run(serve(settings, os.environ))
+    writer = configure_logging(
+        level=settings.log_level,
+        fmt=settings.log_format,
+        max_queued_records=settings.log_queue_records,
+    )
+    try:
+        asyncio.run(serve(settings, writer))
+    finally:
+        writer.close(FLUSH_FLOOR_SECONDS)

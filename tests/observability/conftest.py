@@ -22,9 +22,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from payments_service.bootstrap import build_interceptors, build_service
 from payments_service.domain.ports import PaymentRepository
 from payments_service.gen.payments.v1 import payments_pb2_grpc as pb_grpc
-from payments_service.observability.logs import configure_logging
+from payments_service.observability.logs import LogWriter, configure_logging
 from payments_service.observability.metrics import Metrics, new_registry, start_metrics_server
-from payments_service.observability.telemetry import HEALTH_CHECK_PREFIXES, Telemetry
+from payments_service.observability.telemetry import Telemetry
 from payments_service.transport.server import UNARY_METHODS, start_server
 from tests.conftest import TEST_SETTINGS, Api
 from tests.fakes import FakeClock, SequentialIds
@@ -37,6 +37,7 @@ class Observed:
     metrics: Metrics
     metrics_url: str
     log_stream: io.StringIO
+    log_writer: LogWriter
 
     def spans(self) -> list[ReadableSpan]:
         return list(self.exporter.get_finished_spans())
@@ -44,8 +45,13 @@ class Observed:
     def server_spans(self) -> list[ReadableSpan]:
         return [s for s in self.spans() if s.kind.name == "SERVER"]
 
+    def log_text(self) -> str:
+        """Everything logged so far (after the background writer has written it)."""
+        assert self.log_writer.flush(5), "the log writer did not drain within 5 s"
+        return self.log_stream.getvalue()
+
     def log_lines(self, event: str | None = None) -> list[dict[str, Any]]:
-        lines = [json.loads(raw) for raw in self.log_stream.getvalue().splitlines()]
+        lines = [json.loads(raw) for raw in self.log_text().splitlines()]
         return [line for line in lines if event is None or line["event"] == event]
 
     def access_lines(self) -> list[dict[str, Any]]:
@@ -68,20 +74,32 @@ class Observed:
         raise AssertionError(f"no sample {name}{labels}")
 
 
+@dataclass
+class CapturedLogs:
+    stream: io.StringIO
+    writer: LogWriter
+
+
 @pytest.fixture
-def log_stream() -> Iterator[io.StringIO]:
+def captured_logs() -> Iterator[CapturedLogs]:
     stream = io.StringIO()
     root = logging.getLogger()
     saved = root.handlers[:], root.level
-    configure_logging(level="debug", fmt="json", stream=stream, cache_loggers=False)
-    yield stream
+    writer = configure_logging(level="debug", fmt="json", stream=stream, cache_loggers=False)
+    yield CapturedLogs(stream, writer)
+    writer.close(5)
     root.handlers[:], level = saved
     root.setLevel(level)
     structlog.reset_defaults()
 
 
 @pytest.fixture
-async def observed_factory(log_stream: io.StringIO) -> AsyncIterator[Any]:
+def log_stream(captured_logs: CapturedLogs) -> io.StringIO:
+    return captured_logs.stream
+
+
+@pytest.fixture
+async def observed_factory(captured_logs: CapturedLogs) -> AsyncIterator[Any]:
     cleanups: list[Any] = []
 
     async def start(
@@ -97,7 +115,7 @@ async def observed_factory(log_stream: io.StringIO) -> AsyncIterator[Any]:
             tracer_provider=provider,
             metrics=metrics,
             access_log=True,
-            excluded_prefixes=() if observe_health else HEALTH_CHECK_PREFIXES,
+            observe_health_checks=observe_health,
         )
         service = build_service(
             TEST_SETTINGS,
@@ -110,7 +128,14 @@ async def observed_factory(log_stream: io.StringIO) -> AsyncIterator[Any]:
         channel = grpc.aio.insecure_channel(f"127.0.0.1:{server.port}")
         api = Api(server, channel, pb_grpc.PaymentServiceStub(channel), service)
         cleanups.append((api, http_server, provider))
-        return Observed(api, exporter, metrics, f"http://127.0.0.1:{port}/metrics", log_stream)
+        return Observed(
+            api,
+            exporter,
+            metrics,
+            f"http://127.0.0.1:{port}/metrics",
+            captured_logs.stream,
+            captured_logs.writer,
+        )
 
     yield start
     for api, http_server, provider in cleanups:

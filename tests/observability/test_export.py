@@ -5,8 +5,11 @@ from __future__ import annotations
 import pytest
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from payments_service import __version__
+from payments_service.config import Settings
 from payments_service.observability.tracing import build_resource, build_tracer_provider
 from tests.otlp_receiver import OtlpReceiver
 
@@ -44,16 +47,56 @@ def test_the_resource_hashes_and_compares_like_a_plain_resource() -> None:
     assert {resource: 1}[plain] == 1  # what the OTLP encoder's grouping relies on
 
 
-def test_sdk_disabled_means_no_provider() -> None:
-    assert build_tracer_provider({"OTEL_SDK_DISABLED": "true"}) is None
-    assert build_tracer_provider({"OTEL_SDK_DISABLED": "false"}) is not None
+def settings(**env: str) -> Settings:
+    return Settings.from_env(env)
 
 
-def test_without_an_endpoint_nothing_is_exported() -> None:
-    provider = build_tracer_provider({})
+@pytest.mark.parametrize(
+    ("value", "provider"), [("true", False), ("TRUE", False), ("false", True), ("", True)]
+)
+def test_otel_sdk_disabled_true_means_no_provider(value: str, provider: bool) -> None:
+    assert (build_tracer_provider(settings(OTEL_SDK_DISABLED=value)) is not None) is provider
+
+
+def test_without_an_endpoint_spans_go_only_to_the_processors_given(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """No OTLP endpoint: no exporter is installed (nothing is sent anywhere), yet the spans
+    are made, so an in-process processor still sees them."""
+    monkeypatch.delenv("OTEL_EXPORTER_OTLP_ENDPOINT", raising=False)
+    exporter = InMemorySpanExporter()
+    provider = build_tracer_provider(settings(), (SimpleSpanProcessor(exporter),))
     assert isinstance(provider, TracerProvider)
-    processors = provider._active_span_processor._span_processors
-    assert processors == ()
+    with provider.get_tracer("t").start_as_current_span("kept"):
+        pass
+    assert [s.name for s in exporter.get_finished_spans()] == ["kept"]
+    assert settings().otlp_export is False
+    assert settings(OTEL_EXPORTER_OTLP_TRACES_ENDPOINT="http://c:4317").otlp_export is True
+
+
+@pytest.mark.parametrize(
+    ("env", "limit"),
+    [
+        ({}, 256),
+        ({"OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT": "40"}, 40),
+        (
+            {
+                "OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT": "30",
+                "OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT": "40",
+            },
+            30,
+        ),
+    ],
+)
+def test_span_attribute_values_are_truncated_to_the_limit(env: dict[str, str], limit: int) -> None:
+    exporter = InMemorySpanExporter()
+    provider = build_tracer_provider(settings(**env), (SimpleSpanProcessor(exporter),))
+    assert provider is not None
+    with provider.get_tracer("t").start_as_current_span("s", attributes={"ua": "x" * 6000}):
+        pass
+    (span,) = exporter.get_finished_spans()
+    assert span.attributes is not None
+    assert span.attributes["ua"] == "x" * limit
 
 
 def test_spans_reach_an_otlp_receiver_with_the_service_name(
@@ -62,7 +105,7 @@ def test_spans_reach_an_otlp_receiver_with_the_service_name(
     with OtlpReceiver() as receiver:
         monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.endpoint)
         monkeypatch.setenv("OTEL_SERVICE_NAME", "payments-under-test")
-        provider = build_tracer_provider({"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint})
+        provider = build_tracer_provider(settings(OTEL_EXPORTER_OTLP_ENDPOINT=receiver.endpoint))
         assert provider is not None
         with provider.get_tracer("t").start_as_current_span("exported-span"):
             pass

@@ -9,10 +9,10 @@ import grpc
 import pytest
 from opentelemetry.trace import SpanKind, StatusCode
 
+from payments_service.calls import GO_CODE_NAMES
 from payments_service.domain.model import Payment
 from payments_service.gen.payments.v1 import payments_pb2 as pb
 from payments_service.storage.memory import InMemoryPaymentRepository
-from payments_service.transport.calls import GO_CODE_NAMES
 from tests.conftest import payment_request
 from tests.fakes import ExplodingRepository, FakeClock
 from tests.observability.conftest import Observed
@@ -133,4 +133,4 @@ async def test_an_unexpected_failure_logs_one_stack_without_request_data(
     assert [line["event"] for line in observed.log_lines() if "exception" in line] == [
         "unhandled_exception"
     ]
-    assert secret not in observed.log_stream.getvalue()
+    assert secret not in observed.log_text()

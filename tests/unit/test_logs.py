@@ -25,11 +25,12 @@ def _restore_logging() -> Iterator[None]:
 
 def test_json_lines_carry_timestamp_level_event_and_bound_context() -> None:
     out = io.StringIO()
-    configure_logging(level="info", fmt="json", stream=out, cache_loggers=False)
+    writer = configure_logging(level="info", fmt="json", stream=out, cache_loggers=False)
     structlog.contextvars.bind_contextvars(request_id="r-1")
     structlog.get_logger("t").info("payment_created", payment_id="pay_1")
     structlog.get_logger("t").debug("hidden_below_level")
     logging.getLogger("grpc._server").warning("library says %s", "hi")
+    assert writer.flush(5)
     lines = [json.loads(line) for line in out.getvalue().splitlines()]
     assert [line["event"] for line in lines] == ["payment_created", "library says hi"]
     first, library = lines
@@ -42,19 +43,21 @@ def test_json_lines_carry_timestamp_level_event_and_bound_context() -> None:
 
 def test_exceptions_are_logged_once_as_structured_data() -> None:
     out = io.StringIO()
-    configure_logging(stream=out, cache_loggers=False)
+    writer = configure_logging(stream=out, cache_loggers=False)
     try:
         raise ValueError("boom")
     except ValueError:
         structlog.get_logger().exception("unhandled_exception")
+    assert writer.flush(5)
     (line,) = [json.loads(raw) for raw in out.getvalue().splitlines()]
     assert line["exception"][0]["exc_type"] == "ValueError"
 
 
 def test_console_format_is_for_humans() -> None:
     out = io.StringIO()
-    configure_logging(fmt="console", level="debug", stream=out, cache_loggers=False)
+    writer = configure_logging(fmt="console", level="debug", stream=out, cache_loggers=False)
     structlog.get_logger().debug("hello", n=1)
+    assert writer.flush(5)
     text = out.getvalue()
     assert "hello" in text
     assert not text.lstrip().startswith("{")

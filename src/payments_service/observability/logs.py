@@ -1,35 +1,172 @@
-"""structlog configuration: JSON lines on stdout (or a console renderer for humans).
+"""Logs: structlog configuration, a background writer, and the access-log reporter.
 
-Called once by the entry point, never at import time. Standard-library logging (grpc, asyncio)
-is routed through the same processors so every line on stdout has one shape.
+`configure_logging` is called once by the entry point, never at import time. Every line, from
+structlog or from stdlib loggers (grpc, asyncio, opentelemetry), goes through the same processors
+and is handed to a `LogWriter`: the event loop never writes to stdout itself. The writer's
+thread writes whatever has queued in one `os.write`; when its bounded queue is full (a stalled
+consumer of stdout) or stdout is gone (a closed pipe), records are dropped and counted
+(`payments_log_records_dropped_total`) instead of blocking or failing a call.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import sys
+import threading
+import time
+from collections import deque
 from typing import TYPE_CHECKING, Any, TextIO
 
 import orjson
 import structlog
-from opentelemetry import trace
+
+from payments_service.calls import SERVER_FAULT_CODES, current_call
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from structlog.typing import EventDict, Processor, WrappedLogger
+
+    from payments_service.calls import CallRecord
+
+ACCESS_EVENT = "rpc_completed"
+DEFAULT_QUEUE_RECORDS = 10_000
+
+
+class LogWriter:
+    """Writes log records to a file descriptor from a background thread.
+
+    `write` never blocks and never raises: it appends to a bounded queue (or counts a drop)
+    and wakes the thread. The thread takes everything queued and writes it in one call; a
+    failed write (EPIPE, EBADF, ...) drops that batch and is counted.
+    """
+
+    def __init__(self, sink: Callable[[bytes], None], max_records: int = DEFAULT_QUEUE_RECORDS):
+        self._sink = sink
+        self._max = max_records
+        self._queue: deque[bytes] = deque()
+        self._wake = threading.Event()
+        self._idle = threading.Event()
+        self._idle.set()
+        self._closing = False
+        self.dropped = 0
+        self._thread = threading.Thread(target=self._run, name="log-writer", daemon=True)
+        self._thread.start()
+
+    def write(self, line: bytes) -> None:
+        if len(self._queue) >= self._max or self._closing:
+            self.dropped += 1
+            return
+        self._queue.append(line)
+        if not self._wake.is_set():
+            self._wake.set()
+
+    def flush(self, timeout: float) -> bool:
+        """Wait up to `timeout` seconds until everything queued so far has been written."""
+        deadline = time.monotonic() + timeout
+        while self._queue or not self._idle.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            self._wake.set()
+            self._idle.wait(min(left, 0.05))
+        return True
+
+    def close(self, timeout: float) -> bool:
+        """Flush within `timeout`, then refuse (and count) later records."""
+        flushed = self.flush(timeout)
+        self._closing = True
+        return flushed
+
+    def _run(self) -> None:
+        queue = self._queue
+        while True:
+            self._wake.wait()
+            self._wake.clear()
+            self._idle.clear()
+            batch = []
+            while queue:
+                batch.append(queue.popleft())
+            if batch:
+                self._write_all(b"".join(batch), len(batch))
+            self._idle.set()
+
+    def _write_all(self, data: bytes, records: int) -> None:
+        try:
+            self._sink(data)
+        except Exception:
+            self.dropped += records
+
+
+def fd_sink(fd: int) -> Callable[[bytes], None]:
+    """Write to a file descriptor (stdout in production), completing partial writes."""
+
+    def write(data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+
+    return write
+
+
+def stream_sink(stream: TextIO) -> Callable[[bytes], None]:
+    """Write to a text stream without a file descriptor (an in-memory buffer in tests)."""
+
+    def write(data: bytes) -> None:
+        stream.write(data.decode())
+        stream.flush()
+
+    return write
+
+
+class _QueuedLogger:
+    """structlog's wrapped logger: hands each rendered line to the writer."""
+
+    def __init__(self, writer: LogWriter) -> None:
+        self._writer = writer
+
+    def msg(self, message: str | bytes) -> None:
+        line = message if isinstance(message, bytes) else message.encode()
+        self._writer.write(line + b"\n")
+
+    log = debug = info = warn = warning = error = critical = exception = fatal = msg
+
+
+class _QueuedHandler(logging.Handler):
+    """stdlib logging into the same writer, formatted by structlog's ProcessorFormatter."""
+
+    def __init__(self, writer: LogWriter) -> None:
+        super().__init__()
+        self._writer = writer
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self._writer.write(self.format(record).encode() + b"\n")
+        except Exception:
+            self._writer.dropped += 1
+
+
+def add_call_context(_logger: WrappedLogger, _method: str, event_dict: EventDict) -> EventDict:
+    """Add the current call's `request_id` (and `merchant_id`), so every line of a call, the
+    domain's included, leads to the others and to the client's `x-request-id`."""
+    record = current_call()
+    if record is not None:
+        event_dict.setdefault("request_id", record.request_id)
+        if record.merchant_id is not None:
+            event_dict.setdefault("merchant_id", record.merchant_id)
+    return event_dict
 
 
 def add_trace_context(_logger: WrappedLogger, _method: str, event_dict: EventDict) -> EventDict:
     """Add `trace_id` and `span_id` of the active span, so a log line leads to its trace."""
+    from opentelemetry import trace  # noqa: PLC0415 - cached after the first import
+
     context = trace.get_current_span().get_span_context()
     if context.is_valid:
         event_dict["trace_id"] = format(context.trace_id, "032x")
         event_dict["span_id"] = format(context.span_id, "016x")
     return event_dict
-
-
-def _orjson_dumps(event: Any, **kwargs: Any) -> str:
-    """orjson instead of json.dumps: the JSON renderer is most of a log line's cost."""
-    return orjson.dumps(event, **kwargs).decode()
 
 
 def configure_logging(
@@ -38,15 +175,25 @@ def configure_logging(
     fmt: str = "json",
     stream: TextIO | None = None,
     cache_loggers: bool = True,
-) -> None:
-    """Configure structlog and stdlib logging once, at startup.
+    max_queued_records: int = DEFAULT_QUEUE_RECORDS,
+) -> LogWriter:
+    """Configure structlog and stdlib logging once, at startup; return the writer (the entry
+    point flushes it at shutdown, the metrics count its drops).
 
-    `cache_loggers` binds each logger to this configuration on first use (a per-call saving);
-    tests that reconfigure logging between cases turn it off.
+    `stream` defaults to stdout; `cache_loggers` binds each logger to this configuration on first
+    use (a per-call saving); tests that reconfigure logging between cases turn it off.
     """
     numeric_level = logging.getLevelNamesMapping()[level.upper()]
+    out = stream or sys.stdout
+    try:
+        out.flush()
+        sink = fd_sink(out.fileno())
+    except (OSError, ValueError):  # no descriptor (io.StringIO), or already closed
+        sink = stream_sink(out)
+    writer = LogWriter(sink, max_queued_records)
     shared: list[Processor] = [
         structlog.contextvars.merge_contextvars,
+        add_call_context,
         add_trace_context,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
@@ -60,23 +207,67 @@ def configure_logging(
                 structlog.tracebacks.ExceptionDictTransformer(show_locals=False)
             )
         )
-        renderer = structlog.processors.JSONRenderer(serializer=_orjson_dumps)
+        renderer = structlog.processors.JSONRenderer(serializer=orjson.dumps)
     else:
-        renderer = structlog.dev.ConsoleRenderer()
-    out = stream or sys.stdout
+        renderer = structlog.dev.ConsoleRenderer(colors=False)
     structlog.configure(
         processors=[*shared, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(numeric_level),
-        logger_factory=structlog.WriteLoggerFactory(out),
+        logger_factory=lambda *_args: _QueuedLogger(writer),
         cache_logger_on_first_use=cache_loggers,
     )
-    handler = logging.StreamHandler(out)
+    handler = _QueuedHandler(writer)
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             foreign_pre_chain=[structlog.stdlib.add_logger_name, *shared],
-            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                _text(renderer),
+            ],
         )
     )
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(numeric_level)
+    return writer
+
+
+def _text(renderer: Processor) -> Processor:
+    """ProcessorFormatter needs text; orjson renders bytes."""
+
+    def render(logger: WrappedLogger, method: str, event_dict: EventDict) -> Any:
+        rendered = renderer(logger, method, event_dict)
+        return rendered.decode() if isinstance(rendered, bytes) else rendered
+
+    return render
+
+
+class AccessLogReporter:
+    """One canonical access line per call (`rpc_completed`), written when the call completes.
+
+    Client faults log at info, server faults at error (`calls.SERVER_FAULT_CODES`). The line
+    carries the request id and the trace and span ids through the processors; metadata values
+    are never logged.
+    """
+
+    def __init__(self) -> None:
+        self._log = structlog.get_logger("payments.access")
+
+    def call_started(self, record: CallRecord) -> None:
+        pass
+
+    def call_finished(self, record: CallRecord) -> None:
+        fields: dict[str, Any] = {
+            "rpc_method": record.method.full_method,
+            "grpc_code": record.code.name,
+            "duration_ms": round(record.duration * 1000, 3),
+            "peer": record.peer,
+        }
+        if record.payment_id is not None:
+            fields["payment_id"] = record.payment_id
+        if record.replayed is not None:
+            fields["idempotent_replay"] = record.replayed
+        if record.code in SERVER_FAULT_CODES:
+            self._log.error(ACCESS_EVENT, **fields)
+        else:
+            self._log.info(ACCESS_EVENT, **fields)

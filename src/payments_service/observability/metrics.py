@@ -20,13 +20,19 @@ from prometheus_client import (
     platform_collector,
     process_collector,
 )
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.registry import Collector
 
+from payments_service.calls import GO_CODE_NAMES
 from payments_service.domain.model import PaymentStatus
-from payments_service.transport.calls import GO_CODE_NAMES
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Callable, Iterable, Iterator
     from wsgiref.simple_server import WSGIServer
+
+    from prometheus_client import Metric
+
+    from payments_service.calls import CallRecord
 
 # prometheus.DefBuckets, the Go provider's default for the handling-time histogram.
 HANDLING_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -119,6 +125,43 @@ class Metrics:
         does, so rates and alerts work before the first call."""
         for method in methods:
             self.for_method(method)
+
+
+class MetricsReporter:
+    """The go-grpc-middleware server metrics of one call, from its record: started when the
+    call enters the handler, handled (by code) and its latency when it completes. The latency
+    sample carries the trace id as an exemplar when the call was traced and sampled."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self._metrics = metrics
+
+    def call_started(self, record: CallRecord) -> None:
+        self._metrics.for_method(record.method.full_method).started.inc()
+
+    def call_finished(self, record: CallRecord) -> None:
+        bound = self._metrics.for_method(record.method.full_method)
+        bound.handled[record.code].inc()
+        span = record.span
+        if span is not None:
+            context = span.get_span_context()
+            if context.trace_flags.sampled:
+                exemplar = {"trace_id": format(context.trace_id, "032x")}
+                bound.handling_seconds.observe(record.duration, exemplar)
+                return
+        bound.handling_seconds.observe(record.duration)
+
+
+class CallbackCounter(Collector):
+    """A counter whose value is read from a callable at scrape time: for counts kept by code
+    that must not depend on prometheus_client on its hot path (the log writer's drops)."""
+
+    def __init__(self, name: str, documentation: str, read: Callable[[], float]) -> None:
+        self._name = name
+        self._documentation = documentation
+        self._read = read
+
+    def collect(self) -> Iterator[Metric]:
+        yield CounterMetricFamily(self._name, self._documentation, value=self._read())
 
 
 def new_registry() -> CollectorRegistry:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from payments_service.transport.calls import current_call
+from payments_service.calls import current_call
 
 if TYPE_CHECKING:
     from payments_service.domain.errors import FieldViolation

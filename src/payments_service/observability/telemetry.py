@@ -1,50 +1,96 @@
-"""The observability bundle the composition root wires in: tracing, metrics, access logs."""
+"""The observability bundle the composition root wires in: tracing, metrics, access logs,
+the reporters they feed, and their bounded shutdown."""
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from opentelemetry import trace
 
-from payments_service.observability.metrics import Metrics, new_registry
-from payments_service.observability.tracing import build_tracer_provider
+from payments_service.observability.logs import AccessLogReporter
+from payments_service.observability.metrics import (
+    CallbackCounter,
+    Metrics,
+    MetricsReporter,
+    new_registry,
+)
+from payments_service.observability.tracing import SpanReporter, build_tracer_provider
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
-
-    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 
     from payments_service.config import Settings
-
-# Health checks: the standard service and the spec's own Health RPC.
-HEALTH_CHECK_PREFIXES = ("/grpc.health.v1.Health/", "/payments.v1.PaymentService/Health")
+    from payments_service.observability.logs import LogWriter
+    from payments_service.observability.reporting import Reporter
 
 
 @dataclass(slots=True)
 class Telemetry:
-    """None / False switches a signal off; the server then installs nothing for it."""
+    """None / False switches a signal off; nothing is then installed for it."""
 
     tracer_provider: TracerProvider | None = None
     metrics: Metrics | None = None
     access_log: bool = False
-    excluded_prefixes: tuple[str, ...] = HEALTH_CHECK_PREFIXES
+    observe_health_checks: bool = False
 
     def tracer(self) -> trace.Tracer:
         if self.tracer_provider is None:
             return trace.NoOpTracer()
         return self.tracer_provider.get_tracer("payments_service")
 
-    def shutdown(self) -> None:
-        """Flush and stop exporters: no span of the last calls is lost."""
-        if self.tracer_provider is not None:
-            self.tracer_provider.shutdown()
+    def reporters(self) -> tuple[list[Reporter], list[Reporter]]:
+        """(reporters of every call, reporters of health checks). Span first: the metrics
+        reporter reads the span it found for its exemplar."""
+        spans: list[Reporter] = [SpanReporter()] if self.tracer_provider is not None else []
+        logs: list[Reporter] = [AccessLogReporter()] if self.access_log else []
+        metrics: list[Reporter] = [MetricsReporter(self.metrics)] if self.metrics else []
+        every_call = [*spans, *metrics, *logs]
+        return every_call, (every_call if self.observe_health_checks else metrics)
+
+    def shutdown(self, timeout: float) -> bool:
+        """Export what is queued and stop the exporters, within `timeout` seconds.
+
+        The flush runs on its own daemon thread, so an unreachable collector (the exporter's
+        retries and timeouts) can never hold the process past its shutdown budget. Returns
+        whether everything was flushed in time."""
+        provider = self.tracer_provider
+        if provider is None:
+            return True
+        flushed = threading.Event()
+
+        def flush_and_stop() -> None:
+            if provider.force_flush(int(timeout * 1000)):
+                flushed.set()
+            provider.shutdown()
+
+        thread = threading.Thread(target=flush_and_stop, name="telemetry-shutdown", daemon=True)
+        thread.start()
+        thread.join(timeout)
+        return flushed.is_set()
 
 
-def build_telemetry(settings: Settings, env: Mapping[str, str]) -> Telemetry:
+def build_telemetry(
+    settings: Settings,
+    *,
+    log_writer: LogWriter | None = None,
+    span_processors: tuple[SpanProcessor, ...] = (),
+) -> Telemetry:
+    metrics = None
+    if settings.metrics_address is not None:
+        metrics = Metrics(new_registry())
+        if log_writer is not None:
+            metrics.registry.register(
+                CallbackCounter(
+                    "payments_log_records_dropped",
+                    "Log records dropped because the log queue was full or stdout failed.",
+                    lambda: log_writer.dropped,
+                )
+            )
     return Telemetry(
-        tracer_provider=build_tracer_provider(env),
-        metrics=Metrics(new_registry()) if settings.metrics_address is not None else None,
+        tracer_provider=build_tracer_provider(settings, span_processors),
+        metrics=metrics,
         access_log=settings.access_log,
-        excluded_prefixes=() if settings.observe_health_checks else HEALTH_CHECK_PREFIXES,
+        observe_health_checks=settings.observe_health_checks,
     )

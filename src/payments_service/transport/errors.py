@@ -6,14 +6,15 @@
 | IdempotencyKeyReusedError     | ALREADY_EXISTS      | ErrorInfo IDEMPOTENCY_KEY_REUSED|
 | PaymentNotFoundError          | NOT_FOUND           | ResourceInfo                    |
 | ResponsePendingError          | ABORTED             | ErrorInfo REQUEST_IN_PROGRESS   |
+| UndecodableRequestError       | INVALID_ARGUMENT    | BadRequest (the body)           |
 | anything else                 | INTERNAL            | none; generic message, stack logged |
 
-No handler catches exceptions itself, and no RPC ever ends with UNKNOWN.
+No handler catches exceptions itself; the observation interceptor hands every exception of a
+call to `answer_error`, so no RPC ever ends with UNKNOWN.
 """
 
 from __future__ import annotations
 
-import asyncio
 from typing import TYPE_CHECKING, Any
 
 import grpc
@@ -28,13 +29,11 @@ from payments_service.domain.errors import (
     ResponsePendingError,
     ValidationError,
 )
-from payments_service.transport.calls import begin_call
-from payments_service.transport.interceptors.base import UnaryBehaviorInterceptor
 
 if TYPE_CHECKING:
     from google.protobuf.message import Message
 
-    from payments_service.transport.interceptors.base import Behavior
+    from payments_service.calls import CallRecord
 
 log = structlog.get_logger(__name__)
 
@@ -42,8 +41,8 @@ ERROR_DOMAIN = "payments.v1"
 INTERNAL_MESSAGE = "internal error; the failure was logged on the server"
 
 
-def to_status(error: PaymentsError) -> status_pb2.Status:
-    """The google.rpc.Status (code, message, details) for a domain error."""
+def _domain_status(error: PaymentsError) -> status_pb2.Status | None:
+    """The google.rpc.Status (code, message, details) for a domain error; None if unmapped."""
     details: list[Message]
     if isinstance(error, ValidationError):
         code = code_pb2.INVALID_ARGUMENT
@@ -80,49 +79,72 @@ def to_status(error: PaymentsError) -> status_pb2.Status:
         code, message = code_pb2.ABORTED, str(error)
         details = [error_details_pb2.ErrorInfo(reason="REQUEST_IN_PROGRESS", domain=ERROR_DOMAIN)]
     else:  # a PaymentsError subclass without a mapping is a programming error
-        code, message, details = code_pb2.INTERNAL, INTERNAL_MESSAGE, []
+        return None
+    return _status(code, message, details)
+
+
+class UndecodableRequestError(Exception):
+    """The request body is not a valid serialized message of the method's request type."""
+
+    def __init__(self, message_type: str) -> None:
+        self.message_type = message_type
+        super().__init__(f"request body is not a valid {message_type}")
+
+
+def to_status(error: Exception) -> status_pb2.Status | None:
+    """The google.rpc.Status for an error the service answers on purpose, else None."""
+    if isinstance(error, PaymentsError):
+        return _domain_status(error)
+    if isinstance(error, UndecodableRequestError):
+        # Fixed text: no parser internals, no exception class names. The parser does not say
+        # which field broke, so the BadRequest names the body as a whole.
+        return _status(
+            code_pb2.INVALID_ARGUMENT,
+            str(error),
+            [
+                error_details_pb2.BadRequest(
+                    field_violations=[
+                        error_details_pb2.BadRequest.FieldViolation(
+                            field="", description=str(error)
+                        )
+                    ]
+                )
+            ],
+        )
+    return None
+
+
+def answer_error(
+    context: grpc.aio.ServicerContext[Any, Any], record: CallRecord, error: Exception
+) -> None:
+    """Answer `error` on `context` (code, message, google.rpc details) and note the code on the
+    call's record. Anything without a mapping (an unexpected exception, or a PaymentsError
+    subclass nobody mapped) is INTERNAL with a generic message, logged once with its traceback.
+
+    It sets the status instead of raising: no exception crosses the interceptors above, and
+    the tracing library sees the code through its context wrapper.
+    """
+    status = to_status(error)
+    if status is None:
+        log.error("unhandled_exception", rpc_method=record.method.full_method, exc_info=error)
+        record.error = error
+        status = status_pb2.Status(code=code_pb2.INTERNAL, message=INTERNAL_MESSAGE)
+    elif isinstance(error, ValidationError):
+        record.violations = tuple(dict.fromkeys(v.field for v in error.violations))
+    code = _STATUS_CODES[status.code]
+    record.code = code
+    context.set_code(code)
+    context.set_details(status.message)
+    context.set_trailing_metadata(((_DETAILS_KEY, status.SerializeToString()),))
+
+
+def _status(code: int, message: str, details: list[Message]) -> status_pb2.Status:
     status = status_pb2.Status(code=code, message=message)
     for detail in details:
         packed = any_pb2.Any()
         packed.Pack(detail)
         status.details.append(packed)
     return status
-
-
-class ErrorMappingInterceptor(UnaryBehaviorInterceptor):
-    """Innermost interceptor: turns exceptions into statuses.
-
-    It sets the code, message and details on the context and returns, instead of aborting, so no
-    exception crosses the outer interceptors: each reads the final code from the call state,
-    and the tracing library records the code through its context wrapper.
-    """
-
-    def wrap(self, method: str, behavior: Behavior) -> Behavior:
-        async def mapped(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-            state = begin_call(method)
-            try:
-                return await behavior(request, context)
-            except PaymentsError as error:
-                status = to_status(error)
-                if isinstance(error, ValidationError):
-                    state.violations = tuple(dict.fromkeys(v.field for v in error.violations))
-            except grpc.aio.AbortError:
-                raise  # a handler aborted on purpose; the context already has its status
-            except asyncio.CancelledError:
-                state.code = grpc.StatusCode.CANCELLED
-                raise
-            except Exception as error:
-                log.exception("unhandled_exception", rpc_method=method)
-                state.error = error
-                status = status_pb2.Status(code=code_pb2.INTERNAL, message=INTERNAL_MESSAGE)
-            code = _STATUS_CODES[status.code]
-            state.code = code
-            context.set_code(code)
-            context.set_details(status.message)
-            context.set_trailing_metadata(((_DETAILS_KEY, status.SerializeToString()),))
-            return None
-
-        return mapped
 
 
 _STATUS_CODES = {code.value[0]: code for code in grpc.StatusCode}

@@ -1,0 +1,168 @@
+"""The one observation point of every unary call.
+
+For each call this interceptor, placed directly inside opentelemetry-instrumentation-grpc's
+interceptor (which starts the SERVER span and continues a caller's `traceparent`):
+
+1. creates the call's `CallRecord` and starts its clock: once;
+2. accepts the caller's `x-request-id` when it is safe, else makes one, and returns it in the
+   response headers;
+3. decodes the request itself, so bytes that do not parse are answered INVALID_ARGUMENT (with a
+   fixed message) inside the observed path, with a request id, an access line, metrics and a
+   span, instead of UNKNOWN from grpc before any interceptor ran;
+4. runs the handler and answers any exception through the one error table
+   (`transport.errors.answer_error`); a cancelled call is CANCELLED, or DEADLINE_EXCEEDED when
+   the client's deadline had passed;
+5. fixes the final code and duration, then hands the record to each reporter (span, access
+   log, metrics). A failing reporter is logged and never reaches the call.
+
+Which reporters a method gets is decided once per method (the health-check selector): health
+checks are counted by the metrics but neither traced nor logged, unless asked for.
+Streaming methods (health Watch, reflection) pass through untouched.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+import uuid
+from typing import TYPE_CHECKING, Any
+
+import grpc
+import structlog
+
+from payments_service.calls import CallRecord, MethodInfo, enter_call
+from payments_service.transport.errors import UndecodableRequestError, answer_error
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable, Sequence
+
+    from payments_service.observability.reporting import Reporter
+
+    Behavior = Callable[[Any, grpc.aio.ServicerContext[Any, Any]], Awaitable[Any]]
+    Handler = grpc.RpcMethodHandler[Any, Any]
+    _ServerInterceptor = grpc.aio.ServerInterceptor[Any, Any]
+else:  # generic only in the type stubs
+    _ServerInterceptor = grpc.aio.ServerInterceptor
+
+log = structlog.get_logger(__name__)
+
+REQUEST_ID_HEADER = "x-request-id"
+# 1..128 characters that are safe in logs, headers and URLs: no spaces, quotes or control chars.
+_SAFE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:@=+/-]{1,128}")
+HEALTH_CHECK_PREFIXES = ("/grpc.health.v1.Health/", "/payments.v1.PaymentService/Health")
+
+
+def accepted_request_id(metadata: Any) -> str | None:
+    """The caller's request id if it is present and safe, else None."""
+    for key, value in metadata or ():
+        if key == REQUEST_ID_HEADER and isinstance(value, str):
+            return value if _SAFE_REQUEST_ID.fullmatch(value) else None
+    return None
+
+
+def new_request_id() -> str:
+    return uuid.uuid4().hex
+
+
+class ObservationInterceptor(_ServerInterceptor):
+    """See the module docstring. `reporters` observe every call; `health_reporters` (a subset,
+    by default none) observe health checks."""
+
+    def __init__(
+        self,
+        reporters: Sequence[Reporter] = (),
+        *,
+        health_reporters: Sequence[Reporter] = (),
+        health_prefixes: tuple[str, ...] = HEALTH_CHECK_PREFIXES,
+    ) -> None:
+        self._reporters = tuple(reporters)
+        self._health_reporters = tuple(health_reporters)
+        self._health_prefixes = health_prefixes
+        self._cache: dict[str, tuple[Handler, Handler]] = {}
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Handler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> Handler:
+        handler = await continuation(handler_call_details)
+        if handler is None or handler.unary_unary is None:
+            return handler
+        method: str = handler_call_details.method
+        cached = self._cache.get(method)
+        if cached is not None and cached[0] is handler:
+            return cached[1]
+        wrapped = grpc.unary_unary_rpc_method_handler(
+            self._observe(method, handler),
+            request_deserializer=None,  # decoded inside the observed path, see `_observe`
+            response_serializer=handler.response_serializer,
+        )
+        self._cache[method] = (handler, wrapped)
+        return wrapped
+
+    def _observe(self, full_method: str, handler: Handler) -> Behavior:
+        info = MethodInfo.parse(full_method)
+        behavior: Behavior = handler.unary_unary  # type: ignore[assignment]
+        decode = handler.request_deserializer
+        reporters = (
+            self._health_reporters
+            if full_method.startswith(self._health_prefixes)
+            else self._reporters
+        )
+        started = tuple(r.call_started for r in reporters)
+        finished = tuple(r.call_finished for r in reporters)
+        message_type = _request_type_name(decode)
+
+        async def observed(raw: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+            record = CallRecord(info, time.perf_counter())
+            enter_call(record)
+            record.request_id = (
+                accepted_request_id(context.invocation_metadata()) or new_request_id()
+            )
+            record.peer = context.peer()
+            _report(started, record)
+            try:
+                await context.send_initial_metadata(((REQUEST_ID_HEADER, record.request_id),))
+                try:
+                    request = decode(raw) if decode is not None else raw
+                except Exception:
+                    raise UndecodableRequestError(message_type) from None
+                return await behavior(request, context)
+            except asyncio.CancelledError:
+                record.code = _cancelled_code(context)
+                raise
+            except grpc.aio.AbortError:
+                record.code = context.code() or grpc.StatusCode.UNKNOWN
+                raise
+            except Exception as error:
+                answer_error(context, record, error)
+                return None
+            finally:
+                record.duration = time.perf_counter() - record.started
+                _report(finished, record)
+
+        return observed
+
+
+def _report(callbacks: tuple[Callable[[CallRecord], None], ...], record: CallRecord) -> None:
+    for callback in callbacks:
+        try:
+            callback(record)
+        except Exception:
+            log.exception("reporter_failed", reporter=getattr(callback, "__qualname__", "?"))
+
+
+def _cancelled_code(context: grpc.aio.ServicerContext[Any, Any]) -> grpc.StatusCode:
+    """What the client saw: DEADLINE_EXCEEDED when its deadline had passed, else CANCELLED."""
+    remaining = context.time_remaining()
+    if remaining is not None and remaining <= 0:
+        return grpc.StatusCode.DEADLINE_EXCEEDED
+    return grpc.StatusCode.CANCELLED
+
+
+def _request_type_name(decode: Callable[[bytes], Any] | None) -> str:
+    """`payments.v1.RequestPaymentRequest` for a generated message's FromString."""
+    owner = getattr(decode, "__self__", None)
+    descriptor = getattr(owner, "DESCRIPTOR", None)
+    return str(getattr(descriptor, "full_name", "request message"))
