@@ -1,16 +1,19 @@
 """The payments use cases: request a payment (idempotently) and read one back.
 
-Processing model. The call that creates a payment starts one *settlement task* per payment and
-waits for its first answer for at most `processor_timeout` seconds:
+Processing model. The call that creates a payment starts the processor's charge as a task and
+waits for it for at most `processor_timeout` seconds:
 
-- the processor answers in time: the payment is SUCCEEDED or FAILED and that is the response;
-- it does not: the response is PENDING and the task keeps going in the background until the
-  processor answers or `settlement_timeout` passes (then FAILED), so no payment stays PENDING
-  forever. A processor exception also ends in FAILED, with the stack logged.
+- the processor answers in time: the call records the outcome as the payment's first response
+  and answers it (SUCCEEDED or FAILED). No other task or future is involved: this is the path
+  almost every payment takes, so it is kept cheap;
+- it does not: the call records and answers PENDING, and a background settlement task records
+  the outcome when the processor answers or `settlement_timeout` passes (then FAILED), so no
+  payment stays PENDING forever. A processor exception also ends in FAILED, with the stack logged.
 
-The task, not the RPC handler, records the first response and the outcome, so a client that
-cancels its call cannot leave a payment half-done. Replays of a key whose first call is still
-deciding wait for that answer (bounded), then return it field for field.
+A client that cancels its call cannot leave a payment half-done: the cancelled call hands the
+unfinished work to a settlement task, and recording is first-write-wins, so redoing a step
+cannot change an answer already given. Replays of a key whose first call is still deciding wait
+for that answer (bounded), then return it field for field.
 """
 
 from __future__ import annotations
@@ -126,12 +129,24 @@ class PaymentService:
         self._observer.created(candidate)
         # debug: the access line already carries payment_id; one info line per call is enough.
         log.debug("payment_created", payment_id=candidate.payment_id)
+        payment_id = candidate.payment_id
         answer: asyncio.Future[Payment] = asyncio.get_running_loop().create_future()
-        self._first_answers[candidate.payment_id] = answer
-        self._spawn(self._settle(candidate, answer))
-        # shield: if this call is cancelled, the settlement task still records the answer.
-        payment = await asyncio.shield(answer)
-        assert payment.first_response is not None  # noqa: S101 - set by _settle before resolving
+        self._first_answers[payment_id] = answer  # replays of this key wait on it
+        charge = asyncio.ensure_future(self._charge(candidate))
+        try:
+            payment = await self._first_answer(candidate, charge)
+        except asyncio.CancelledError:
+            # The caller is gone: a settlement task finishes what this call started, so the
+            # payment still gets its first response and its outcome recorded.
+            self._spawn(self._finish_first_answer(candidate, charge, answer))
+            raise
+        except Exception as error:
+            self._first_answers.pop(payment_id, None)
+            _fail(answer, error)
+            raise  # the error mapping logs it once
+        self._first_answers.pop(payment_id, None)
+        answer.set_result(payment)
+        assert payment.first_response is not None  # noqa: S101 - set by _first_answer
         self._observer.answered(payment, payment.first_response)
         return RequestPaymentResult(payment, payment.first_response, replayed=False)
 
@@ -174,24 +189,42 @@ class PaymentService:
             return latest
         raise ResponsePendingError(payment.idempotency_key)
 
-    async def _settle(self, payment: Payment, answer: asyncio.Future[Payment]) -> None:
+    async def _first_answer(self, payment: Payment, charge: asyncio.Future[Outcome]) -> Payment:
+        """Wait up to `processor_timeout` for the charge and record the first response: the
+        final outcome when the processor answered in time, else PENDING, with a background
+        task to record the outcome later. Recording is first-write-wins, so running this again
+        after a cancellation (`_finish_first_answer`) cannot change an answer already given."""
         payment_id = payment.payment_id
-        charge = asyncio.ensure_future(self._charge(payment))
+        outcome = await _within(charge, self._processor_timeout)
+        if outcome is not None:
+            answered = await self._repository.record(
+                payment_id, at=self._clock.now(), outcome=outcome, first_response=outcome
+            )
+            self._observer.settled(answered)
+            return answered
+        answered = await self._repository.record(
+            payment_id, at=self._clock.now(), first_response=ACCEPTED_PENDING
+        )
+        self._spawn(self._settle_in_background(payment_id, charge))
+        return answered
+
+    async def _finish_first_answer(
+        self, payment: Payment, charge: asyncio.Future[Outcome], answer: asyncio.Future[Payment]
+    ) -> None:
         try:
-            done, _ = await asyncio.wait({charge}, timeout=self._processor_timeout)
-            if done:
-                outcome = charge.result()
-                answered = await self._repository.record(
-                    payment_id, at=self._clock.now(), outcome=outcome, first_response=outcome
-                )
-            else:
-                answered = await self._repository.record(
-                    payment_id, at=self._clock.now(), first_response=ACCEPTED_PENDING
-                )
-            answer.set_result(answered)
-            if done:
-                self._observer.settled(answered)
-                return
+            answer.set_result(await self._first_answer(payment, charge))
+        except asyncio.CancelledError:
+            charge.cancel()
+            answer.cancel()
+            raise
+        except Exception as error:
+            _fail(answer, error)
+            raise  # _task_done logs it
+        finally:
+            self._first_answers.pop(payment.payment_id, None)
+
+    async def _settle_in_background(self, payment_id: str, charge: asyncio.Future[Outcome]) -> None:
+        try:
             with self._tracer.start_as_current_span(
                 "payment.settle_in_background", attributes={"payment.id": payment_id}
             ) as span:
@@ -200,19 +233,11 @@ class PaymentService:
                     payment_id, at=self._clock.now(), outcome=outcome
                 )
                 span.set_attribute("payment.status", settled.status.value)
-            self._observer.settled(settled)
-            log.info("payment_settled", payment_id=payment_id, status=settled.status.value)
         except asyncio.CancelledError:
-            answer.cancel()
             charge.cancel()
             raise
-        except Exception as exc:
-            if answer.done():
-                raise  # a background failure: _task_done logs it
-            # The waiting call receives it, and the error mapping logs it once.
-            answer.set_exception(exc)
-        finally:
-            self._first_answers.pop(payment_id, None)
+        self._observer.settled(settled)
+        log.info("payment_settled", payment_id=payment_id, status=settled.status.value)
 
     async def _charge(self, payment: Payment) -> Outcome:
         """The processor's final outcome; errors and hangs become FAILED, never an exception."""
@@ -232,6 +257,8 @@ class PaymentService:
         return outcome
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        """Run `coro` as a supervised background task: `drain` waits for it, a failure is
+        logged once."""
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._task_done)
@@ -240,3 +267,36 @@ class PaymentService:
         self._tasks.discard(task)
         if not task.cancelled() and (exc := task.exception()) is not None:
             log.error("settlement_failed", exc_info=exc)
+
+
+async def _within(task: asyncio.Future[Outcome], timeout: float) -> Outcome | None:  # noqa: ASYNC109
+    """The task's result if it completes within `timeout` seconds, else None (it keeps running).
+
+    One future, one timer and one done-callback: `asyncio.wait` would add a set, a second
+    callback and a waiter per call on the hot path, and `wait_for` would cancel the task."""
+    if not task.done():
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[None] = loop.create_future()
+
+        def wake(_: object = None) -> None:
+            if not waiter.done():
+                waiter.set_result(None)
+
+        timer = loop.call_later(timeout, wake)
+        task.add_done_callback(wake)
+        try:
+            await waiter
+        finally:
+            timer.cancel()
+            task.remove_done_callback(wake)
+        if not task.done():
+            return None
+    return task.result()
+
+
+def _fail(answer: asyncio.Future[Payment], error: BaseException) -> None:
+    """Fail the first-answer future for waiting replays, without an "exception was never
+    retrieved" warning when none waits."""
+    if not answer.done():
+        answer.set_exception(error)
+        answer.exception()
