@@ -27,7 +27,7 @@ FIND_COMPOSE = if $(DOCKER) compose version >/dev/null 2>&1; then compose="$(DOC
 	elif command -v docker-compose >/dev/null 2>&1; then compose=docker-compose; \
 	else echo "neither '$(DOCKER) compose' nor docker-compose is installed" >&2; exit 1; fi
 
-.PHONY: docker-build docker-smoke compose-secrets compose-up compose-down deploy-check deploy-tools
+.PHONY: docker-build docker-smoke compose-secrets compose-up compose-down deploy-check deploy-tools k8s-check
 
 docker-build: ## docker build -t payments-service:local . (needs a Docker engine that can pull the base)
 	$(DOCKER) build -t $(DOCKER_IMAGE) .
@@ -72,6 +72,11 @@ deploy-check: deploy-tools ## Lint Dockerfile, workflows, scripts, Prometheus, c
 	$(BUF) lint
 	$(PYTHON) scripts/check_dashboard.py $(DASHBOARD)
 	@echo "deploy-check: all passed"
+
+# The same tests run in `make test` (so in `make check`); this target runs only them. Offline:
+# kubernetes-validate (a locked dev dependency) carries the schemas.
+k8s-check: $(STAMP) ## Validate deploy/kubernetes and docker-compose.yml offline: Kubernetes schemas, wiring, secrets
+	$(BIN)/pytest -q -p no:cacheprovider tests/unit/test_kubernetes.py tests/unit/test_compose.py
 
 $(TOOLS_VENV)/bin/python:
 	$(PYTHON) -m venv $(TOOLS_VENV)
