@@ -56,18 +56,24 @@ RUN groupadd --system --gid 10001 payments \
 
 COPY --from=build /opt/venv /opt/venv
 
+# PAYMENTS_SIMULATION=off: a production caller must not be able to force outcomes through the
+# `simulate` metadata test hook (the server's own default is on, for local runs and tests).
+# PAYMENTS_STORE_URL is deliberately unset, so the image runs on memory:// (one process, nothing
+# survives a restart) unless the deployment names a database (docker-compose.yml, Kubernetes).
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     PAYMENTS_GRPC_ADDRESS=[::]:50051 \
     PAYMENTS_METRICS_ADDRESS=0.0.0.0:9464 \
-    PAYMENTS_LOG_FORMAT=json
+    PAYMENTS_LOG_FORMAT=json \
+    PAYMENTS_SIMULATION=off
 
 USER 10001:10001
 EXPOSE 50051 9464
 
-# SIGTERM starts the graceful drain (health goes NOT_SERVING, in-flight calls finish); give
-# `docker stop` a timeout above PAYMENTS_SHUTDOWN_GRACE_SECONDS (default 10 s), e.g. -t 20.
+# SIGTERM starts the graceful drain (health goes NOT_SERVING at once, calls are still served for
+# PAYMENTS_SHUTDOWN_DRAIN_SECONDS, default 2 s, then in-flight calls get
+# PAYMENTS_SHUTDOWN_GRACE_SECONDS, default 10 s); give `docker stop` more than both, e.g. -t 20.
 STOPSIGNAL SIGTERM
 
 # Asks grpc.health.v1 for payments.v1.PaymentService on 127.0.0.1:<port of

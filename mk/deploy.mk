@@ -27,7 +27,7 @@ FIND_COMPOSE = if $(DOCKER) compose version >/dev/null 2>&1; then compose="$(DOC
 	elif command -v docker-compose >/dev/null 2>&1; then compose=docker-compose; \
 	else echo "neither '$(DOCKER) compose' nor docker-compose is installed" >&2; exit 1; fi
 
-.PHONY: docker-build docker-smoke compose-up compose-down deploy-check deploy-tools
+.PHONY: docker-build docker-smoke compose-secrets compose-up compose-down deploy-check deploy-tools k8s-check
 
 docker-build: ## docker build -t payments-service:local . (needs a Docker engine that can pull the base)
 	$(DOCKER) build -t $(DOCKER_IMAGE) .
@@ -35,10 +35,26 @@ docker-build: ## docker build -t payments-service:local . (needs a Docker engine
 docker-smoke: ## Build and run the image on this machine with a private dockerd, check it, clean up (root)
 	bash scripts/docker-smoke.sh
 
-compose-up: ## Start payments + Jaeger + Prometheus + Grafana (docker compose up --build -d)
+# The compose secret with the PostgreSQL password (docker-compose.yml, `secrets:`). Made once and
+# kept: the password is fixed into the database volume at its first start. The directory is 0700
+# so no other host user can read it; the file itself is 0644 because compose bind-mounts it as it
+# is, and both PostgreSQL (uid 70) and payments-service (uid 10001) must read it in their container.
+COMPOSE_SECRETS := .secrets
+POSTGRES_PASSWORD_FILE := $(COMPOSE_SECRETS)/postgres_password
+
+compose-secrets: $(POSTGRES_PASSWORD_FILE) ## Write a random PostgreSQL password into the git-ignored .secrets/ (once)
+	@if [ -d $< ]; then echo "$< is a directory: docker compose ran before the secret existed; rmdir it and rerun" >&2; exit 1; fi
+
+$(POSTGRES_PASSWORD_FILE):
+	install -d -m 700 $(COMPOSE_SECRETS)
+	$(PYTHON) -c 'import secrets, sys; sys.stdout.write(secrets.token_hex(24))' > $@.tmp
+	chmod 644 $@.tmp
+	mv $@.tmp $@
+
+compose-up: compose-secrets ## Start payments on PostgreSQL + Jaeger + Prometheus + Grafana (docker compose up --build -d)
 	@$(FIND_COMPOSE); set -x; $$compose up --build -d
 
-compose-down: ## Stop and remove the compose stack
+compose-down: ## Stop and remove the compose stack (the PostgreSQL volume stays; add -v by hand to drop it)
 	@$(FIND_COMPOSE); set -x; $$compose down --remove-orphans
 
 deploy-tools: $(HADOLINT) $(ACTIONLINT) $(BUF) ## Install the deploy-check tools that are missing
@@ -56,6 +72,11 @@ deploy-check: deploy-tools ## Lint Dockerfile, workflows, scripts, Prometheus, c
 	$(BUF) lint
 	$(PYTHON) scripts/check_dashboard.py $(DASHBOARD)
 	@echo "deploy-check: all passed"
+
+# The same tests run in `make test` (so in `make check`); this target runs only them. Offline:
+# kubernetes-validate (a locked dev dependency) carries the schemas.
+k8s-check: $(STAMP) ## Validate deploy/kubernetes and docker-compose.yml offline: Kubernetes schemas, wiring, secrets
+	$(BIN)/pytest -q -p no:cacheprovider tests/unit/test_kubernetes.py tests/unit/test_compose.py
 
 $(TOOLS_VENV)/bin/python:
 	$(PYTHON) -m venv $(TOOLS_VENV)
