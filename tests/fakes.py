@@ -48,8 +48,10 @@ class HangingProcessor:
 
     def __init__(self) -> None:
         self.release = asyncio.Event()
+        self.called = asyncio.Event()
 
     async def charge(self, payment: Payment) -> Outcome:
+        self.called.set()
         await self.release.wait()
         return Outcome(PaymentStatus.SUCCEEDED, "late success")
 

@@ -20,7 +20,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from prometheus_client.parser import text_string_to_metric_families
 
 from payments_service.bootstrap import build_interceptors, build_service
-from payments_service.domain.ports import PaymentRepository
+from payments_service.domain.ports import PaymentProcessor, PaymentRepository
 from payments_service.gen.payments.v1 import payments_pb2_grpc as pb_grpc
 from payments_service.observability.logs import LogWriter, configure_logging
 from payments_service.observability.metrics import Metrics, new_registry, start_metrics_server
@@ -103,7 +103,10 @@ async def observed_factory(captured_logs: CapturedLogs) -> AsyncIterator[Any]:
     cleanups: list[Any] = []
 
     async def start(
-        *, repository: PaymentRepository | None = None, observe_health: bool = False
+        *,
+        repository: PaymentRepository | None = None,
+        processor: PaymentProcessor | None = None,
+        observe_health: bool = False,
     ) -> Observed:
         exporter = InMemorySpanExporter()
         provider = TracerProvider()
@@ -123,6 +126,7 @@ async def observed_factory(captured_logs: CapturedLogs) -> AsyncIterator[Any]:
             clock=FakeClock(),
             ids=SequentialIds(),
             repository=repository,
+            processor=processor,
         )
         server = await start_server(service, "127.0.0.1:0", build_interceptors(telemetry))
         channel = grpc.aio.insecure_channel(f"127.0.0.1:{server.port}")

@@ -9,7 +9,7 @@ import grpc
 import pytest
 from opentelemetry.trace import SpanKind, StatusCode
 
-from payments_service.calls import GO_CODE_NAMES
+from payments_service.calls import GO_CODE_NAMES, SERVER_FAULT_CODES
 from payments_service.domain.model import Payment
 from payments_service.gen.payments.v1 import payments_pb2 as pb
 from payments_service.storage.memory import InMemoryPaymentRepository
@@ -95,7 +95,7 @@ def assert_agreement(
     assert span.attributes is not None
     assert span.attributes["rpc.grpc.status_code"] == code.value[0]
     assert span.attributes["request.id"] == "req-agree"
-    expected_status = StatusCode.ERROR if code is grpc.StatusCode.INTERNAL else StatusCode.UNSET
+    expected_status = StatusCode.ERROR if code in SERVER_FAULT_CODES else StatusCode.UNSET
     assert span.status.status_code is expected_status
     exceptions = [e for e in span.events if e.name == "exception"]
     assert len(exceptions) == (1 if expect_exception else 0)
@@ -105,7 +105,7 @@ def assert_agreement(
     assert line["rpc_method"] == method
     assert line["trace_id"] == format(span.context.trace_id, "032x")
     assert line["span_id"] == format(span.context.span_id, "016x")
-    assert line["level"] == ("error" if code is grpc.StatusCode.INTERNAL else "info")
+    assert line["level"] == ("error" if code in SERVER_FAULT_CODES else "info")
 
     service, name = method.lstrip("/").split("/")
     labels = {"grpc_type": "unary", "grpc_service": service, "grpc_method": name}

@@ -133,12 +133,13 @@ class PaymentService:
         answer: asyncio.Future[Payment] = asyncio.get_running_loop().create_future()
         self._first_answers[payment_id] = answer  # replays of this key wait on it
         charge = asyncio.ensure_future(self._charge(candidate))
+        deadline = asyncio.get_running_loop().time() + self._processor_timeout
         try:
-            payment = await self._first_answer(candidate, charge)
+            payment = await self._first_answer(candidate, charge, deadline)
         except asyncio.CancelledError:
             # The caller is gone: a settlement task finishes what this call started, so the
             # payment still gets its first response and its outcome recorded.
-            self._spawn(self._finish_first_answer(candidate, charge, answer))
+            self._spawn(self._finish_first_answer(candidate, charge, deadline, answer))
             raise
         except Exception as error:
             self._first_answers.pop(payment_id, None)
@@ -189,13 +190,15 @@ class PaymentService:
             return latest
         raise ResponsePendingError(payment.idempotency_key)
 
-    async def _first_answer(self, payment: Payment, charge: asyncio.Future[Outcome]) -> Payment:
-        """Wait up to `processor_timeout` for the charge and record the first response: the
+    async def _first_answer(
+        self, payment: Payment, charge: asyncio.Future[Outcome], deadline: float
+    ) -> Payment:
+        """Wait until `deadline` (loop time) for the charge and record the first response: the
         final outcome when the processor answered in time, else PENDING, with a background
         task to record the outcome later. Recording is first-write-wins, so running this again
         after a cancellation (`_finish_first_answer`) cannot change an answer already given."""
         payment_id = payment.payment_id
-        outcome = await _within(charge, self._processor_timeout)
+        outcome = await _within(charge, deadline - asyncio.get_running_loop().time())
         if outcome is not None:
             answered = await self._repository.record(
                 payment_id, at=self._clock.now(), outcome=outcome, first_response=outcome
@@ -209,10 +212,14 @@ class PaymentService:
         return answered
 
     async def _finish_first_answer(
-        self, payment: Payment, charge: asyncio.Future[Outcome], answer: asyncio.Future[Payment]
+        self,
+        payment: Payment,
+        charge: asyncio.Future[Outcome],
+        deadline: float,
+        answer: asyncio.Future[Payment],
     ) -> None:
         try:
-            answer.set_result(await self._first_answer(payment, charge))
+            answer.set_result(await self._first_answer(payment, charge, deadline))
         except asyncio.CancelledError:
             charge.cancel()
             answer.cancel()
@@ -274,7 +281,7 @@ async def _within(task: asyncio.Future[Outcome], timeout: float) -> Outcome | No
 
     One future, one timer and one done-callback: `asyncio.wait` would add a set, a second
     callback and a waiter per call on the hot path, and `wait_for` would cancel the task."""
-    if not task.done():
+    if not task.done() and timeout > 0:
         loop = asyncio.get_running_loop()
         waiter: asyncio.Future[None] = loop.create_future()
 
@@ -289,8 +296,8 @@ async def _within(task: asyncio.Future[Outcome], timeout: float) -> Outcome | No
         finally:
             timer.cancel()
             task.remove_done_callback(wake)
-        if not task.done():
-            return None
+    if not task.done():
+        return None
     return task.result()
 
 
