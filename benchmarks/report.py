@@ -71,10 +71,13 @@ class Target:
         return "PASS" if ok else "FAIL"
 
 
+# Issue 9's targets: observability off the critical path (stretch goal for full/floor: 0.75).
 TARGETS = (
-    Target("throughput full/floor", ">=", 0.75),
-    Target("throughput full/off", ">=", 0.85),
-    Target("p99 full/floor", "<=", 1.5),
+    Target("throughput full/floor", ">=", 0.60),
+    Target("throughput full/off", ">=", 0.80),
+    Target("throughput off/floor", ">=", 0.75),
+    Target("p99 full/floor", "<=", 2.0),
+    Target("CPU/call full/floor", "<=", 1.7),
     Target("errors", "==", 0),
 )
 

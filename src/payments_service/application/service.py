@@ -249,9 +249,9 @@ class PaymentService:
     async def _charge(self, payment: Payment) -> Outcome:
         """The processor's final outcome; errors and hangs become FAILED, never an exception."""
         try:
-            outcome = await asyncio.wait_for(
-                self._processor.charge(payment), timeout=self._settlement_timeout
-            )
+            # asyncio.timeout, not wait_for: wait_for (3.11) wraps the call in another task.
+            async with asyncio.timeout(self._settlement_timeout):
+                outcome = await self._processor.charge(payment)
         except TimeoutError:
             log.error("processor_timeout", payment_id=payment.payment_id)
             return PROCESSOR_TIMEOUT

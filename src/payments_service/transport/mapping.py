@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -10,11 +11,10 @@ from payments_service.domain.model import PaymentStatus
 from payments_service.gen.payments.v1 import payments_pb2 as pb
 
 if TYPE_CHECKING:
-    from datetime import datetime
-
     from payments_service.application.service import RequestPaymentResult
     from payments_service.domain.model import Payment
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 STATUS_TO_PROTO: dict[PaymentStatus, pb.PaymentStatus.ValueType] = {
     PaymentStatus.PENDING: pb.PAYMENT_STATUS_PENDING,
     PaymentStatus.SUCCEEDED: pb.PAYMENT_STATUS_SUCCEEDED,
@@ -48,6 +48,7 @@ def get_payment_response(payment: Payment) -> pb.GetPaymentResponse:
 
 
 def _timestamp(moment: datetime) -> Timestamp:
-    stamp = Timestamp()
-    stamp.FromDatetime(moment)
-    return stamp
+    """`Timestamp.FromDatetime` without its pure-Python calendar arithmetic (a measurable share
+    of each call): whole seconds and nanoseconds since the epoch from one subtraction."""
+    since = moment - _EPOCH
+    return Timestamp(seconds=since.days * 86_400 + since.seconds, nanos=since.microseconds * 1000)
