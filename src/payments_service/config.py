@@ -34,6 +34,7 @@ class Settings:
     simulated_slow_seconds: float = 2.0
     access_log: bool = True
     observe_health_checks: bool = False
+    api_keys_file: str | None = None  # unset: authentication off, every caller is `default`
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -79,6 +80,7 @@ class Settings:
             observe_health_checks=read(
                 "PAYMENTS_OBSERVE_HEALTH_CHECKS", _switch, defaults.observe_health_checks
             ),
+            api_keys_file=read("PAYMENTS_API_KEYS_FILE", str, defaults.api_keys_file),
         )
 
 

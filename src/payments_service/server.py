@@ -22,11 +22,12 @@ from payments_service.config import ConfigError, Settings
 from payments_service.observability.logs import configure_logging
 from payments_service.observability.metrics import start_metrics_server
 from payments_service.observability.telemetry import build_telemetry
+from payments_service.security.api_keys import KeyRing
 
 log = structlog.get_logger(__name__)
 
 
-async def serve(settings: Settings, env: Mapping[str, str]) -> None:
+async def serve(settings: Settings, env: Mapping[str, str], keys: KeyRing | None = None) -> None:
     from payments_service.transport.server import UNARY_METHODS, start_server  # noqa: PLC0415
 
     telemetry = build_telemetry(settings, env)
@@ -45,6 +46,7 @@ async def serve(settings: Settings, env: Mapping[str, str]) -> None:
         port=running.port,
         metrics_port=metrics_port,
         tracing=telemetry.tracer_provider is not None,
+        api_keys=None if keys is None else len(keys),
         pid=os.getpid(),
     )
     stop = asyncio.Event()
@@ -67,8 +69,9 @@ async def serve(settings: Settings, env: Mapping[str, str]) -> None:
 def main() -> None:
     try:
         settings = Settings.from_env(os.environ)
+        keys = KeyRing.load(settings.api_keys_file) if settings.api_keys_file else None
     except ConfigError as exc:
         print(f"payments-server: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
     configure_logging(level=settings.log_level, fmt=settings.log_format)
-    asyncio.run(serve(settings, os.environ))
+    asyncio.run(serve(settings, os.environ, keys))

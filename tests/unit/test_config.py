@@ -41,6 +41,7 @@ def test_defaults_match_the_documented_table() -> None:
         ({"PAYMENTS_ACCESS_LOG": "TRUE"}, "access_log", True),
         ({"PAYMENTS_OBSERVE_HEALTH_CHECKS": "on"}, "observe_health_checks", True),
         ({"PAYMENTS_OBSERVE_HEALTH_CHECKS": "0"}, "observe_health_checks", False),
+        ({"PAYMENTS_API_KEYS_FILE": "/run/secrets/keys"}, "api_keys_file", "/run/secrets/keys"),
     ],
 )
 def test_each_variable_is_read(env: dict[str, str], field: str, value: object) -> None:
