@@ -11,9 +11,11 @@ from payments_service.observability.observer import TelemetryObserver
 from payments_service.observability.telemetry import Telemetry
 from payments_service.observability.traced import TracedProcessor, TracedRepository
 from payments_service.processor.simulated import SimulatedProcessor
+from payments_service.security.authenticator import Authenticator
 from payments_service.storage.memory import InMemoryPaymentRepository
 from payments_service.transport.errors import ErrorMappingInterceptor
 from payments_service.transport.interceptors.access_log import AccessLogInterceptor
+from payments_service.transport.interceptors.auth import AuthInterceptor
 from payments_service.transport.interceptors.metrics import MetricsInterceptor
 from payments_service.transport.interceptors.request_id import RequestIdInterceptor
 from payments_service.transport.interceptors.tracing import (
@@ -69,6 +71,7 @@ def build_service(
 
 def build_interceptors(
     telemetry: Telemetry | None = None,
+    authenticator: Authenticator | None = None,
 ) -> list[grpc.aio.ServerInterceptor[Any, Any]]:
     """The server interceptor chain, outermost first. A switched-off signal adds nothing.
 
@@ -81,6 +84,9 @@ def build_interceptors(
     5. MetricsInterceptor: counts and times the call (the same duration as the log line).
     6. ErrorMappingInterceptor: innermost, so every layer above sees a final status code and
        never a raw exception, and nothing bypasses the mapping.
+    7. AuthInterceptor: inside the error mapping, so a refused key becomes UNAUTHENTICATED
+       through the one mapping and every layer above counts, logs and traces the refusal.
+       `authenticator` None means authentication off (every caller is merchant `default`).
     """
     telemetry = telemetry or Telemetry()
     chain: list[grpc.aio.ServerInterceptor[Any, Any]] = []
@@ -95,4 +101,5 @@ def build_interceptors(
     if telemetry.metrics is not None:
         chain.append(MetricsInterceptor(telemetry.metrics))
     chain.append(ErrorMappingInterceptor())
+    chain.append(AuthInterceptor(authenticator or Authenticator(None)))
     return chain

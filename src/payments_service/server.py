@@ -23,6 +23,7 @@ from payments_service.observability.logs import configure_logging
 from payments_service.observability.metrics import start_metrics_server
 from payments_service.observability.telemetry import build_telemetry
 from payments_service.security.api_keys import KeyRing
+from payments_service.security.authenticator import Authenticator
 
 log = structlog.get_logger(__name__)
 
@@ -38,7 +39,10 @@ async def serve(settings: Settings, env: Mapping[str, str], keys: KeyRing | None
             settings.metrics_address, telemetry.metrics.registry
         )
     service = build_service(settings, telemetry=telemetry)
-    running = await start_server(service, settings.grpc_address, build_interceptors(telemetry))
+    if keys is None:
+        log.warning("authentication_disabled", reason="PAYMENTS_API_KEYS_FILE is not set")
+    interceptors = build_interceptors(telemetry, Authenticator(keys))
+    running = await start_server(service, settings.grpc_address, interceptors)
     log.info(
         "server_started",
         version=__version__,

@@ -8,7 +8,7 @@ import os
 import subprocess
 from pathlib import Path
 
-from tests.processes import SERVER
+from tests.processes import SERVER, ServerProcess
 
 
 def run_server(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
@@ -48,3 +48,14 @@ def test_a_missing_keys_file_exits_2_naming_the_variable(tmp_path: Path) -> None
         run_server(PAYMENTS_API_KEYS_FILE=missing), "PAYMENTS_API_KEYS_FILE"
     )
     assert "cannot read the file" in line
+
+
+def test_without_a_keys_file_the_server_warns_once_that_authentication_is_off() -> None:
+    process = ServerProcess()
+    try:
+        warnings = [line for line in process.seen if line["event"] == "authentication_disabled"]
+        assert len(warnings) == 1
+        assert warnings[0]["level"] == "warning"
+        assert process.started["api_keys"] is None
+    finally:
+        process.stop()

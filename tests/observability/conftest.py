@@ -25,6 +25,7 @@ from payments_service.gen.payments.v1 import payments_pb2_grpc as pb_grpc
 from payments_service.observability.logs import configure_logging
 from payments_service.observability.metrics import Metrics, new_registry, start_metrics_server
 from payments_service.observability.telemetry import HEALTH_CHECK_PREFIXES, Telemetry
+from payments_service.security.authenticator import Authenticator
 from payments_service.transport.server import UNARY_METHODS, start_server
 from tests.conftest import TEST_SETTINGS, Api
 from tests.fakes import FakeClock, SequentialIds
@@ -85,7 +86,10 @@ async def observed_factory(log_stream: io.StringIO) -> AsyncIterator[Any]:
     cleanups: list[Any] = []
 
     async def start(
-        *, repository: PaymentRepository | None = None, observe_health: bool = False
+        *,
+        repository: PaymentRepository | None = None,
+        observe_health: bool = False,
+        authenticator: Authenticator | None = None,
     ) -> Observed:
         exporter = InMemorySpanExporter()
         provider = TracerProvider()
@@ -106,7 +110,9 @@ async def observed_factory(log_stream: io.StringIO) -> AsyncIterator[Any]:
             ids=SequentialIds(),
             repository=repository,
         )
-        server = await start_server(service, "127.0.0.1:0", build_interceptors(telemetry))
+        server = await start_server(
+            service, "127.0.0.1:0", build_interceptors(telemetry, authenticator)
+        )
         channel = grpc.aio.insecure_channel(f"127.0.0.1:{server.port}")
         api = Api(server, channel, pb_grpc.PaymentServiceStub(channel), service)
         cleanups.append((api, http_server, provider))

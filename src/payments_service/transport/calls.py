@@ -42,6 +42,7 @@ class CallState:
     method: str
     started: float
     request_id: str | None = None
+    merchant_id: str | None = None  # set once the caller is authenticated
     code: grpc.StatusCode = grpc.StatusCode.OK
     error: Exception | None = None  # an unexpected exception mapped to INTERNAL
     payment_id: str | None = None

@@ -6,6 +6,7 @@
 | IdempotencyKeyReusedError     | ALREADY_EXISTS      | ErrorInfo IDEMPOTENCY_KEY_REUSED|
 | PaymentNotFoundError          | NOT_FOUND           | ResourceInfo                    |
 | ResponsePendingError          | ABORTED             | ErrorInfo REQUEST_IN_PROGRESS   |
+| UnauthenticatedError          | UNAUTHENTICATED     | none; one fixed message         |
 | anything else                 | INTERNAL            | none; generic message, stack logged |
 
 No handler catches exceptions itself, and no RPC ever ends with UNKNOWN.
@@ -26,6 +27,7 @@ from payments_service.domain.errors import (
     PaymentNotFoundError,
     PaymentsError,
     ResponsePendingError,
+    UnauthenticatedError,
     ValidationError,
 )
 from payments_service.transport.calls import begin_call
@@ -79,6 +81,9 @@ def to_status(error: PaymentsError) -> status_pb2.Status:
     elif isinstance(error, ResponsePendingError):
         code, message = code_pb2.ABORTED, str(error)
         details = [error_details_pb2.ErrorInfo(reason="REQUEST_IN_PROGRESS", domain=ERROR_DOMAIN)]
+    elif isinstance(error, UnauthenticatedError):
+        # One message for a missing, malformed or unknown key: nothing about which keys exist.
+        code, message, details = code_pb2.UNAUTHENTICATED, str(error), []
     else:  # a PaymentsError subclass without a mapping is a programming error
         code, message, details = code_pb2.INTERNAL, INTERNAL_MESSAGE, []
     status = status_pb2.Status(code=code, message=message)

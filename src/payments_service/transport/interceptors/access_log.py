@@ -49,6 +49,8 @@ class AccessLogInterceptor(UnaryBehaviorInterceptor):
             "duration_ms": round(state.duration() * 1000, 3),
             "peer": peer,
         }
+        if state.merchant_id is not None:
+            fields["merchant_id"] = state.merchant_id
         if state.payment_id is not None:
             fields["payment_id"] = state.payment_id
         if state.replayed is not None:

@@ -63,6 +63,7 @@ def finish_span(span: trace.Span, state: CallState) -> None:
     attributes: dict[str, AttributeValue] = {"rpc.grpc.status_code": state.code.value[0]}
     known = (
         ("request.id", state.request_id),
+        ("merchant.id", state.merchant_id),
         ("payment.id", state.payment_id),
         ("payment.currency", state.currency),
         ("payment.amount_minor", state.amount_minor),
