@@ -24,6 +24,7 @@ from payments_service.observability.metrics import start_metrics_server
 from payments_service.observability.telemetry import build_telemetry
 from payments_service.security.api_keys import KeyRing
 from payments_service.security.authenticator import Authenticator
+from payments_service.security.keys_cli import keys_main
 
 log = structlog.get_logger(__name__)
 
@@ -71,6 +72,8 @@ async def serve(settings: Settings, env: Mapping[str, str], keys: KeyRing | None
 
 
 def main() -> None:
+    if sys.argv[1:2] == ["keys"]:  # `payments-server keys new MERCHANT_ID`
+        raise SystemExit(keys_main(sys.argv[2:]))
     try:
         settings = Settings.from_env(os.environ)
         keys = KeyRing.load(settings.api_keys_file) if settings.api_keys_file else None

@@ -4,10 +4,18 @@ variable (and the line of the keys file); SIGHUP reloads the keys; `keys new` ma
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+import re
 import subprocess
 from pathlib import Path
 
+import grpc
+import pytest
+
+from payments_service.gen.payments.v1 import payments_pb2 as pb
+from payments_service.gen.payments.v1 import payments_pb2_grpc as pb_grpc
+from tests.e2e.test_server_process import payment
 from tests.processes import SERVER, ServerProcess
 
 
@@ -59,3 +67,57 @@ def test_without_a_keys_file_the_server_warns_once_that_authentication_is_off() 
         assert process.started["api_keys"] is None
     finally:
         process.stop()
+
+
+def test_keys_new_prints_a_key_once_whose_line_the_server_accepts(tmp_path: Path) -> None:
+    made = run_server("keys", "new", "acme-shop_1")
+    assert made.returncode == 0, made.stderr
+    lines = made.stdout.splitlines()
+    assert len(lines) == 5
+    key, file_line = lines[1].strip(), lines[4].strip()
+    assert re.fullmatch(r"[A-Za-z0-9_-]{43,}", key)  # >= 32 bytes of entropy, URL-safe
+    assert re.fullmatch(r"acme-shop_1 [0-9a-f]{64}", file_line)
+    assert made.stdout.count(key) == 1
+    keys = tmp_path / "keys"
+    keys.write_text(file_line + "\n")
+
+    process = ServerProcess(PAYMENTS_API_KEYS_FILE=str(keys))
+    try:
+        assert process.started["api_keys"] == 1
+        with grpc.insecure_channel(f"127.0.0.1:{process.port}") as channel:
+            stub = pb_grpc.PaymentServiceStub(channel)
+            reply = stub.RequestPayment(
+                payment("keys-new"), metadata=(("authorization", f"Bearer {key}"),), timeout=5
+            )
+            assert reply.status == pb.PAYMENT_STATUS_SUCCEEDED
+            with pytest.raises(grpc.RpcError) as refused:
+                stub.RequestPayment(payment("keys-new"), timeout=5)
+            assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        access = process.wait_for("rpc_completed")
+        assert access["merchant_id"] == "acme-shop_1"
+    finally:
+        process.stop()
+    assert key not in json.dumps(process.seen)
+
+
+def test_appending_the_whole_keys_new_output_by_mistake_is_refused_not_loaded(
+    tmp_path: Path,
+) -> None:
+    made = run_server("keys", "new", "acme")
+    keys = tmp_path / "keys"
+    keys.write_text(made.stdout)
+    line = assert_exit_2_naming(
+        run_server(PAYMENTS_API_KEYS_FILE=str(keys)), "PAYMENTS_API_KEYS_FILE"
+    )
+    assert "line 1:" in line
+    assert made.stdout.splitlines()[1].strip() not in line
+
+
+@pytest.mark.parametrize(
+    "args", [["keys"], ["keys", "new"], ["keys", "new", "bad id"], ["keys", "old", "acme"]]
+)
+def test_a_bad_keys_command_exits_2_with_usage_and_prints_no_key(args: list[str]) -> None:
+    proc = run_server(*args)
+    assert proc.returncode == 2
+    assert proc.stdout == ""
+    assert "usage: payments-server keys" in proc.stderr
