@@ -3,6 +3,7 @@
 Lifecycle: parse settings (exit 2 on a bad value), configure logging, start serving, and on
 SIGTERM or SIGINT shut down gracefully: health goes NOT_SERVING, new calls are refused,
 in-flight calls and background settlements get `PAYMENTS_SHUTDOWN_GRACE_SECONDS`, exit 0.
+SIGHUP re-reads the API keys file. `payments-server keys new MERCHANT_ID` makes an API key.
 """
 
 from __future__ import annotations
@@ -44,6 +45,12 @@ async def serve(settings: Settings, env: Mapping[str, str], keys: KeyRing | None
         log.warning("authentication_disabled", reason="PAYMENTS_API_KEYS_FILE is not set")
     interceptors = build_interceptors(telemetry, Authenticator(keys))
     running = await start_server(service, settings.grpc_address, interceptors)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    # Before server_started: a signal sent once that line is out must find its handler.
+    loop.add_signal_handler(signal.SIGHUP, _reload_keys, keys)
     log.info(
         "server_started",
         version=__version__,
@@ -54,10 +61,6 @@ async def serve(settings: Settings, env: Mapping[str, str], keys: KeyRing | None
         api_keys=None if keys is None else len(keys),
         pid=os.getpid(),
     )
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
     await stop.wait()
 
     grace = settings.shutdown_grace_seconds
@@ -69,6 +72,15 @@ async def serve(settings: Settings, env: Mapping[str, str], keys: KeyRing | None
     if metrics_server is not None:
         metrics_server.shutdown()
     log.info("shutdown_complete", unsettled_payments=unsettled)
+
+
+def _reload_keys(keys: KeyRing | None) -> None:
+    """SIGHUP: re-read the API keys file (rotation, revocation). A bad file keeps the old keys
+    and logs one error. Handled even without a file, so a stray SIGHUP never kills the server."""
+    if keys is None:
+        log.warning("api_keys_reload_skipped", reason="PAYMENTS_API_KEYS_FILE is not set")
+    else:
+        keys.reload()
 
 
 def main() -> None:

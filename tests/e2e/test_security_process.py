@@ -7,6 +7,7 @@ import hashlib
 import json
 import os
 import re
+import signal
 import subprocess
 from pathlib import Path
 
@@ -121,3 +122,69 @@ def test_a_bad_keys_command_exits_2_with_usage_and_prints_no_key(args: list[str]
     assert proc.returncode == 2
     assert proc.stdout == ""
     assert "usage: payments-server keys" in proc.stderr
+
+
+ALICE_KEY = "alice-e2e-a2V5LW9uZS1mb3ItYWxpY2U"
+BOB_KEY = "bob-e2e-a2V5LXR3by1mb3ItYm9i"
+
+
+def key_line(merchant: str, key: str) -> str:
+    return f"{merchant} {hashlib.sha256(key.encode()).hexdigest()}\n"
+
+
+def code_for(stub: pb_grpc.PaymentServiceStub, key: str, idempotency_key: str) -> grpc.StatusCode:
+    try:
+        stub.RequestPayment(
+            payment(idempotency_key), metadata=(("authorization", f"Bearer {key}"),), timeout=5
+        )
+    except grpc.RpcError as error:
+        return error.code()
+    return grpc.StatusCode.OK
+
+
+def test_sighup_reloads_the_keys_and_a_bad_file_keeps_the_old_ones(tmp_path: Path) -> None:
+    keys = tmp_path / "keys"
+    keys.write_text(key_line("alice", ALICE_KEY) + key_line("bob", BOB_KEY))
+    process = ServerProcess(PAYMENTS_API_KEYS_FILE=str(keys))
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{process.port}") as channel:
+            stub = pb_grpc.PaymentServiceStub(channel)
+            assert code_for(stub, BOB_KEY, "hup-1") == grpc.StatusCode.OK
+
+            keys.write_text(key_line("alice", ALICE_KEY))  # bob's key revoked
+            process.proc.send_signal(signal.SIGHUP)
+            reloaded = process.wait_for("api_keys_reloaded")
+            assert (reloaded["keys"], reloaded["merchants"]) == (1, 1)
+            assert code_for(stub, BOB_KEY, "hup-2") == grpc.StatusCode.UNAUTHENTICATED
+            assert code_for(stub, ALICE_KEY, "hup-3") == grpc.StatusCode.OK
+
+            # A rotation gone wrong: bob's key pasted in clear, and a broken line.
+            keys.write_text(key_line("alice", ALICE_KEY) + f"bob {BOB_KEY}\n")
+            process.proc.send_signal(signal.SIGHUP)
+            failed = process.wait_for("api_keys_reload_failed")
+            assert failed["level"] == "error"
+            assert "line 2" in str(failed["error"])
+            assert code_for(stub, ALICE_KEY, "hup-4") == grpc.StatusCode.OK  # old keys kept
+            assert code_for(stub, BOB_KEY, "hup-5") == grpc.StatusCode.UNAUTHENTICATED
+            process.wait_for("rpc_completed")
+        process.proc.send_signal(signal.SIGTERM)
+        assert process.proc.wait(timeout=15) == 0
+    finally:
+        process.stop()
+    errors = [line for line in process.seen if line["level"] == "error"]
+    assert [line["event"] for line in errors] == ["api_keys_reload_failed"]
+    assert BOB_KEY not in json.dumps(process.seen)
+    assert ALICE_KEY not in json.dumps(process.seen)
+
+
+def test_sighup_without_a_keys_file_is_logged_and_the_server_keeps_serving() -> None:
+    process = ServerProcess()
+    try:
+        process.proc.send_signal(signal.SIGHUP)
+        assert process.wait_for("api_keys_reload_skipped")["level"] == "warning"
+        with grpc.insecure_channel(f"127.0.0.1:{process.port}") as channel:
+            reply = pb_grpc.PaymentServiceStub(channel).Health(pb.HealthRequest(), timeout=5)
+        assert reply.status == "ok"
+        assert process.proc.poll() is None
+    finally:
+        process.stop()
