@@ -14,6 +14,7 @@ import signal
 import sys
 import time
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 import structlog
 
@@ -26,11 +27,20 @@ from payments_service.observability.telemetry import build_telemetry
 from payments_service.security.api_keys import KeyRing
 from payments_service.security.authenticator import Authenticator
 from payments_service.security.keys_cli import keys_main
+from payments_service.security.tls import server_credentials, tls_mode
+
+if TYPE_CHECKING:
+    import grpc
 
 log = structlog.get_logger(__name__)
 
 
-async def serve(settings: Settings, env: Mapping[str, str], keys: KeyRing | None = None) -> None:
+async def serve(
+    settings: Settings,
+    env: Mapping[str, str],
+    keys: KeyRing | None = None,
+    credentials: grpc.ServerCredentials | None = None,
+) -> None:
     from payments_service.transport.server import UNARY_METHODS, start_server  # noqa: PLC0415
 
     telemetry = build_telemetry(settings, env)
@@ -44,7 +54,7 @@ async def serve(settings: Settings, env: Mapping[str, str], keys: KeyRing | None
     if keys is None:
         log.warning("authentication_disabled", reason="PAYMENTS_API_KEYS_FILE is not set")
     interceptors = build_interceptors(telemetry, Authenticator(keys))
-    running = await start_server(service, settings.grpc_address, interceptors)
+    running = await start_server(service, settings.grpc_address, interceptors, credentials)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -59,6 +69,7 @@ async def serve(settings: Settings, env: Mapping[str, str], keys: KeyRing | None
         metrics_port=metrics_port,
         tracing=telemetry.tracer_provider is not None,
         api_keys=None if keys is None else len(keys),
+        tls=tls_mode(settings),
         pid=os.getpid(),
     )
     await stop.wait()
@@ -89,8 +100,9 @@ def main() -> None:
     try:
         settings = Settings.from_env(os.environ)
         keys = KeyRing.load(settings.api_keys_file) if settings.api_keys_file else None
+        credentials = server_credentials(settings)
     except ConfigError as exc:
         print(f"payments-server: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
     configure_logging(level=settings.log_level, fmt=settings.log_format)
-    asyncio.run(serve(settings, os.environ, keys))
+    asyncio.run(serve(settings, os.environ, keys, credentials))

@@ -7,8 +7,10 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import grpc
@@ -17,7 +19,8 @@ import pytest
 from payments_service.gen.payments.v1 import payments_pb2 as pb
 from payments_service.gen.payments.v1 import payments_pb2_grpc as pb_grpc
 from tests.e2e.test_server_process import payment
-from tests.processes import SERVER, ServerProcess
+from tests.processes import SERVER, VENV_BIN, ServerProcess
+from tests.tls_files import TlsFiles, make_tls_files
 
 
 def run_server(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
@@ -186,5 +189,97 @@ def test_sighup_without_a_keys_file_is_logged_and_the_server_keeps_serving() -> 
             reply = pb_grpc.PaymentServiceStub(channel).Health(pb.HealthRequest(), timeout=5)
         assert reply.status == "ok"
         assert process.proc.poll() is None
+    finally:
+        process.stop()
+
+
+@pytest.fixture
+def tls(tmp_path: Path) -> TlsFiles:
+    return make_tls_files(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("variable", "override"),
+    [
+        ("PAYMENTS_TLS_KEY_FILE", lambda t: {"PAYMENTS_TLS_KEY_FILE": str(t.other_key)}),
+        ("PAYMENTS_TLS_CERT_FILE", lambda t: {"PAYMENTS_TLS_CERT_FILE": str(t.server_key)}),
+        (
+            "PAYMENTS_TLS_CLIENT_CA_FILE",
+            lambda t: {"PAYMENTS_TLS_CLIENT_CA_FILE": str(t.other_key)},
+        ),
+        ("PAYMENTS_TLS_KEY_FILE", lambda t: {"PAYMENTS_TLS_KEY_FILE": ""}),
+    ],
+    ids=["mismatched key", "key as certificate", "key as client CA", "certificate alone"],
+)
+def test_bad_or_mismatched_tls_files_exit_2_naming_the_variable(
+    tls: TlsFiles, variable: str, override: Callable[[TlsFiles], dict[str, str]]
+) -> None:
+    assert_exit_2_naming(run_server(**{**tls.server_env(), **override(tls)}), variable)
+
+
+def healthcheck(port: int, **env: str) -> subprocess.CompletedProcess[str]:
+    command = shutil.which("payments-healthcheck", path=VENV_BIN)
+    assert command is not None
+    return subprocess.run(
+        [command],
+        env={**os.environ, "PAYMENTS_HEALTHCHECK_TARGET": f"127.0.0.1:{port}", **env},
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+
+
+def test_the_healthcheck_probes_a_mutual_tls_server_with_its_own_ca_and_certificate(
+    tls: TlsFiles,
+) -> None:
+    server_env = tls.server_env(mutual=True)
+    process = ServerProcess(None, **server_env)
+    try:
+        assert process.started["tls"] == "mtls"
+        probe = {
+            **server_env,  # the container runs the probe with the server's environment
+            "PAYMENTS_HEALTHCHECK_CA_FILE": str(tls.ca),
+            "PAYMENTS_HEALTHCHECK_CERT_FILE": str(tls.client_cert),
+            "PAYMENTS_HEALTHCHECK_KEY_FILE": str(tls.client_key),
+        }
+        healthy = healthcheck(process.port, **probe)
+        assert (healthy.returncode, healthy.stdout.strip()) == (
+            0,
+            f"127.0.0.1:{process.port}: SERVING",
+        )
+        # The certificate names localhost and 127.0.0.1; another name must be verified as such.
+        renamed = healthcheck(
+            process.port, **probe, PAYMENTS_HEALTHCHECK_SERVER_NAME="other.example"
+        )
+        assert renamed.returncode == 1
+        without_certificate = healthcheck(
+            process.port,
+            **{**probe, "PAYMENTS_HEALTHCHECK_CERT_FILE": "", "PAYMENTS_HEALTHCHECK_KEY_FILE": ""},
+        )
+        assert without_certificate.returncode == 1
+        assert "NOT SERVING" in without_certificate.stdout
+        without_ca = healthcheck(process.port, **server_env)
+        assert without_ca.returncode == 2
+        assert without_ca.stderr.startswith(
+            "payments-healthcheck: invalid PAYMENTS_HEALTHCHECK_CA_FILE="
+        )
+        half = healthcheck(process.port, **{**probe, "PAYMENTS_HEALTHCHECK_KEY_FILE": ""})
+        assert half.returncode == 2
+        assert "PAYMENTS_HEALTHCHECK_KEY_FILE" in half.stderr
+    finally:
+        process.stop()
+
+
+def test_the_healthcheck_probes_a_tls_server_by_name(tls: TlsFiles) -> None:
+    process = ServerProcess(None, **tls.server_env())
+    try:
+        assert process.started["tls"] == "tls"
+        probe = healthcheck(
+            process.port,
+            PAYMENTS_HEALTHCHECK_CA_FILE=str(tls.ca),
+            PAYMENTS_HEALTHCHECK_SERVER_NAME="localhost",
+        )
+        assert probe.returncode == 0, probe.stdout + probe.stderr
     finally:
         process.stop()

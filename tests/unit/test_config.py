@@ -70,3 +70,37 @@ def test_each_variable_is_read(env: dict[str, str], field: str, value: object) -
 def test_an_invalid_value_names_the_variable(name: str, raw: str) -> None:
     with pytest.raises(ConfigError, match=f"^invalid {name}="):
         Settings.from_env({name: raw})
+
+
+@pytest.mark.parametrize(
+    ("env", "named"),
+    [
+        ({"PAYMENTS_TLS_CERT_FILE": "cert.pem"}, "PAYMENTS_TLS_KEY_FILE"),
+        ({"PAYMENTS_TLS_KEY_FILE": "key.pem"}, "PAYMENTS_TLS_CERT_FILE"),
+        ({"PAYMENTS_TLS_CLIENT_CA_FILE": "ca.pem"}, "PAYMENTS_TLS_CLIENT_CA_FILE"),
+        (
+            {"PAYMENTS_TLS_KEY_FILE": "key.pem", "PAYMENTS_TLS_CLIENT_CA_FILE": "ca.pem"},
+            "PAYMENTS_TLS_CERT_FILE",
+        ),
+    ],
+)
+def test_tls_files_that_do_not_go_together_name_the_missing_variable(
+    env: dict[str, str], named: str
+) -> None:
+    with pytest.raises(ConfigError, match=f"^invalid {named}="):
+        Settings.from_env(env)
+
+
+def test_the_tls_files_are_read() -> None:
+    settings = Settings.from_env(
+        {
+            "PAYMENTS_TLS_CERT_FILE": "c.pem",
+            "PAYMENTS_TLS_KEY_FILE": "k.pem",
+            "PAYMENTS_TLS_CLIENT_CA_FILE": "ca.pem",
+        }
+    )
+    assert (settings.tls_cert_file, settings.tls_key_file, settings.tls_client_ca_file) == (
+        "c.pem",
+        "k.pem",
+        "ca.pem",
+    )
