@@ -66,6 +66,7 @@ def build_service(
         processor_timeout=settings.processor_timeout_seconds,
         observer=TelemetryObserver(telemetry.metrics),
         tracer=tracer,
+        simulation=settings.simulation,
     )
 
 

@@ -38,6 +38,7 @@ class Settings:
     tls_cert_file: str | None = None  # with tls_key_file: serve TLS on the gRPC port
     tls_key_file: str | None = None
     tls_client_ca_file: str | None = None  # also require client certificates (mutual TLS)
+    simulation: bool = True  # off: the `simulate` metadata key is refused (production)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -87,6 +88,7 @@ class Settings:
             tls_cert_file=read("PAYMENTS_TLS_CERT_FILE", str, None),
             tls_key_file=read("PAYMENTS_TLS_KEY_FILE", str, None),
             tls_client_ca_file=read("PAYMENTS_TLS_CLIENT_CA_FILE", str, None),
+            simulation=read("PAYMENTS_SIMULATION", _switch, defaults.simulation),
         )
         _check_tls_files(settings)
         return settings

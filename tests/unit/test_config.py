@@ -42,6 +42,8 @@ def test_defaults_match_the_documented_table() -> None:
         ({"PAYMENTS_OBSERVE_HEALTH_CHECKS": "on"}, "observe_health_checks", True),
         ({"PAYMENTS_OBSERVE_HEALTH_CHECKS": "0"}, "observe_health_checks", False),
         ({"PAYMENTS_API_KEYS_FILE": "/run/secrets/keys"}, "api_keys_file", "/run/secrets/keys"),
+        ({"PAYMENTS_SIMULATION": "off"}, "simulation", False),
+        ({"PAYMENTS_SIMULATION": "on"}, "simulation", True),
     ],
 )
 def test_each_variable_is_read(env: dict[str, str], field: str, value: object) -> None:
@@ -65,6 +67,7 @@ def test_each_variable_is_read(env: dict[str, str], field: str, value: object) -
         ("PAYMENTS_PROCESSOR_TIMEOUT_SECONDS", "0"),
         ("PAYMENTS_SIMULATED_SLOW_SECONDS", "-1"),
         ("PAYMENTS_ACCESS_LOG", "sometimes"),
+        ("PAYMENTS_SIMULATION", "production"),
     ],
 )
 def test_an_invalid_value_names_the_variable(name: str, raw: str) -> None:
