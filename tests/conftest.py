@@ -3,6 +3,9 @@ port 0 with a real channel to it."""
 
 from __future__ import annotations
 
+import io
+import json
+import logging
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -16,6 +19,7 @@ from payments_service.bootstrap import build_interceptors, build_service
 from payments_service.config import Settings
 from payments_service.gen.payments.v1 import payments_pb2 as pb
 from payments_service.gen.payments.v1 import payments_pb2_grpc as pb_grpc
+from payments_service.observability.logs import LogWriter, configure_logging
 from payments_service.transport.server import RunningServer, start_server
 from tests.fakes import FakeClock, SequentialIds
 
@@ -28,6 +32,36 @@ TEST_SETTINGS = Settings(
     simulated_slow_seconds=0.6,
     idempotency_ttl_seconds=3600,
 )
+
+
+@dataclass
+class CapturedLogs:
+    """Logging configured as in production (JSON through the background writer) into memory."""
+
+    stream: io.StringIO
+    writer: LogWriter
+
+    def text(self) -> str:
+        """Everything logged so far, once the background writer has written it."""
+        assert self.writer.flush(5), "the log writer did not drain within 5 s"
+        return self.stream.getvalue()
+
+    def lines(self, event: str | None = None) -> list[dict[str, Any]]:
+        parsed = [json.loads(raw) for raw in self.text().splitlines()]
+        return [line for line in parsed if event is None or line["event"] == event]
+
+
+@pytest.fixture
+def captured_logs() -> Iterator[CapturedLogs]:
+    stream = io.StringIO()
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    writer = configure_logging(level="debug", fmt="json", stream=stream, cache_loggers=False)
+    yield CapturedLogs(stream, writer)
+    writer.close(5)
+    root.handlers[:], level = saved
+    root.setLevel(level)
+    structlog.reset_defaults()
 
 
 @pytest.fixture(autouse=True)

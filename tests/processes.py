@@ -35,6 +35,7 @@ class ServerProcess:
             text=True,
         )
         self.lines: Queue[dict[str, object]] = Queue()
+        self.seen: list[dict[str, object]] = []  # every line so far, also those waited past
         threading.Thread(target=self._read, daemon=True).start()
         self.started = self.wait_for("server_started")
         self.port = int(str(self.started["port"]))
@@ -42,7 +43,9 @@ class ServerProcess:
     def _read(self) -> None:
         assert self.proc.stdout is not None
         for line in self.proc.stdout:
-            self.lines.put(json.loads(line))
+            parsed = json.loads(line)
+            self.seen.append(parsed)
+            self.lines.put(parsed)
 
     def wait_for(self, event: str, timeout: float = 10) -> dict[str, object]:
         deadline = time.monotonic() + timeout

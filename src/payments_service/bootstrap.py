@@ -19,7 +19,9 @@ from payments_service.observability.telemetry import Telemetry, build_telemetry
 from payments_service.observability.traced import TracedProcessor
 from payments_service.observability.tracing import library_server_interceptor
 from payments_service.processor.simulated import SimulatedProcessor
+from payments_service.security.authenticator import Authenticator
 from payments_service.storage.memory import InMemoryPaymentRepository
+from payments_service.transport.interceptors.auth import AuthInterceptor
 from payments_service.transport.interceptors.observation import (
     HEALTH_CHECK_PREFIXES,
     ObservationInterceptor,
@@ -39,6 +41,7 @@ if TYPE_CHECKING:
         PaymentRepository,
     )
     from payments_service.observability.logs import LogWriter
+    from payments_service.security.api_keys import KeyRing
     from payments_service.transport.server import RunningServer
 
 
@@ -72,11 +75,13 @@ def build_service(
         processor_timeout=settings.processor_timeout_seconds,
         observer=TelemetryObserver(telemetry.metrics),
         tracer=tracer,
+        simulation=settings.simulation,
     )
 
 
 def build_interceptors(
     telemetry: Telemetry | None = None,
+    authenticator: Authenticator | None = None,
 ) -> list[grpc.aio.ServerInterceptor[Any, Any]]:
     """The server interceptor chain, outermost first.
 
@@ -86,6 +91,10 @@ def build_interceptors(
        call (errors through the one error table) and hands the completed record to the
        reporters. Innermost, so nothing below it can bypass the error mapping, and right inside
        the library, so its span reporter finishes the library's span.
+    3. AuthInterceptor: the caller's merchant from its API key, inside the observation point,
+       so a refused key becomes UNAUTHENTICATED through the one error table and is counted,
+       logged and traced like any call. `authenticator` None means authentication off
+       (every caller is merchant `default`).
     """
     telemetry = telemetry or Telemetry()
     every_call, health_checks = telemetry.reporters()
@@ -94,6 +103,7 @@ def build_interceptors(
         untraced = () if telemetry.observe_health_checks else HEALTH_CHECK_PREFIXES
         chain.append(library_server_interceptor(telemetry.tracer_provider, untraced))
     chain.append(ObservationInterceptor(every_call, health_reporters=health_checks))
+    chain.append(AuthInterceptor(authenticator or Authenticator(None)))
     return chain
 
 
@@ -109,8 +119,15 @@ class App:
     metrics_port: int | None = None
 
 
-async def build_app(settings: Settings, *, log_writer: LogWriter | None = None) -> App:
-    """Build and start everything `settings` asks for."""
+async def build_app(
+    settings: Settings,
+    *,
+    log_writer: LogWriter | None = None,
+    keys: KeyRing | None = None,
+    credentials: grpc.ServerCredentials | None = None,
+) -> App:
+    """Build and start everything `settings` asks for. `keys` None: authentication off;
+    `credentials` None: plaintext."""
     telemetry = build_telemetry(settings, log_writer=log_writer)
     metrics_http, metrics_port = None, None
     if telemetry.metrics is not None and settings.metrics_address is not None:
@@ -119,5 +136,6 @@ async def build_app(settings: Settings, *, log_writer: LogWriter | None = None) 
             settings.metrics_address, telemetry.metrics.registry
         )
     service = build_service(settings, telemetry=telemetry)
-    server = await start_server(service, settings.grpc_address, build_interceptors(telemetry))
+    interceptors = build_interceptors(telemetry, Authenticator(keys))
+    server = await start_server(service, settings.grpc_address, interceptors, credentials)
     return App(settings, telemetry, service, server, metrics_http, metrics_port)

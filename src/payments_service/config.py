@@ -41,6 +41,11 @@ class Settings:
     tracing: bool = True  # OTEL_SDK_DISABLED=true turns it off
     otlp_export: bool = False  # an OTLP endpoint is configured
     span_attribute_value_limit: int = 256
+    api_keys_file: str | None = None  # unset: authentication off, every caller is `default`
+    tls_cert_file: str | None = None  # with tls_key_file: serve TLS on the gRPC port
+    tls_key_file: str | None = None
+    tls_client_ca_file: str | None = None  # also require client certificates (mutual TLS)
+    simulation: bool = True  # off: the `simulate` metadata key is refused (production)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -55,7 +60,7 @@ class Settings:
             except ValueError as exc:
                 raise ConfigError(f"invalid {name}={raw!r}: {exc}") from None
 
-        return cls(
+        settings = cls(
             grpc_address=read("PAYMENTS_GRPC_ADDRESS", _address, defaults.grpc_address),
             metrics_address=read(
                 "PAYMENTS_METRICS_ADDRESS", _optional_address, defaults.metrics_address
@@ -100,6 +105,27 @@ class Settings:
                     defaults.span_attribute_value_limit,
                 ),
             ),
+            api_keys_file=read("PAYMENTS_API_KEYS_FILE", str, defaults.api_keys_file),
+            tls_cert_file=read("PAYMENTS_TLS_CERT_FILE", str, None),
+            tls_key_file=read("PAYMENTS_TLS_KEY_FILE", str, None),
+            tls_client_ca_file=read("PAYMENTS_TLS_CLIENT_CA_FILE", str, None),
+            simulation=read("PAYMENTS_SIMULATION", _switch, defaults.simulation),
+        )
+        _check_tls_files(settings)
+        return settings
+
+
+def _check_tls_files(settings: Settings) -> None:
+    """Certificate and key come together; mutual TLS needs TLS. (Their contents are checked
+    by `security.tls` when the server starts.)"""
+    if settings.tls_cert_file is not None and settings.tls_key_file is None:
+        raise ConfigError("invalid PAYMENTS_TLS_KEY_FILE='': required with PAYMENTS_TLS_CERT_FILE")
+    if settings.tls_key_file is not None and settings.tls_cert_file is None:
+        raise ConfigError("invalid PAYMENTS_TLS_CERT_FILE='': required with PAYMENTS_TLS_KEY_FILE")
+    if settings.tls_client_ca_file is not None and settings.tls_cert_file is None:
+        raise ConfigError(
+            f"invalid PAYMENTS_TLS_CLIENT_CA_FILE={settings.tls_client_ca_file!r}: client "
+            "certificates need TLS: set PAYMENTS_TLS_CERT_FILE and PAYMENTS_TLS_KEY_FILE too"
         )
 
 

@@ -1,10 +1,13 @@
 """Entry point: `payments-server` / `python -m payments_service`.
 
-Lifecycle: parse settings (exit 2 on a bad value), configure logging, build and start the app
-(`bootstrap.build_app`), and on SIGTERM or SIGINT shut down within
-`PAYMENTS_SHUTDOWN_GRACE_SECONDS` + 2 s: health goes NOT_SERVING, new calls are refused,
-in-flight calls and background settlements get what is left of the grace, then spans and log
-lines are flushed with what is left after that (at least `FLUSH_FLOOR_SECONDS` each), exit 0.
+Lifecycle: parse settings, the API keys file and the TLS files (exit 2 on a bad value),
+configure logging, build and start the app (`bootstrap.build_app`), and on SIGTERM or SIGINT
+shut down within `PAYMENTS_SHUTDOWN_GRACE_SECONDS` + 2 s: health goes NOT_SERVING, new calls
+are refused, in-flight calls and background settlements get what is left of the grace, then
+spans and log lines are flushed with what is left after that (at least `FLUSH_FLOOR_SECONDS`
+each), exit 0. SIGHUP re-reads the API keys file.
+
+`payments-server keys new MERCHANT_ID` makes an API key.
 """
 
 from __future__ import annotations
@@ -22,8 +25,13 @@ from payments_service import __version__
 from payments_service.bootstrap import build_app
 from payments_service.config import ConfigError, Settings
 from payments_service.observability.logs import configure_logging
+from payments_service.security.api_keys import KeyRing
+from payments_service.security.keys_cli import keys_main
+from payments_service.security.tls import server_credentials, tls_mode
 
 if TYPE_CHECKING:
+    import grpc
+
     from payments_service.observability.logs import LogWriter
 
 log = structlog.get_logger(__name__)
@@ -33,8 +41,22 @@ log = structlog.get_logger(__name__)
 FLUSH_FLOOR_SECONDS = 1.0
 
 
-async def serve(settings: Settings, log_writer: LogWriter | None = None) -> None:
-    app = await build_app(settings, log_writer=log_writer)
+async def serve(
+    settings: Settings,
+    *,
+    log_writer: LogWriter | None = None,
+    keys: KeyRing | None = None,
+    credentials: grpc.ServerCredentials | None = None,
+) -> None:
+    app = await build_app(settings, log_writer=log_writer, keys=keys, credentials=credentials)
+    if keys is None:
+        log.warning("authentication_disabled", reason="PAYMENTS_API_KEYS_FILE is not set")
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    # Before server_started: a signal sent once that line is out must find its handler.
+    loop.add_signal_handler(signal.SIGHUP, _reload_keys, keys)
     log.info(
         "server_started",
         version=__version__,
@@ -42,12 +64,10 @@ async def serve(settings: Settings, log_writer: LogWriter | None = None) -> None
         port=app.server.port,
         metrics_port=app.metrics_port,
         tracing=app.telemetry.tracer_provider is not None,
+        api_keys=None if keys is None else len(keys),
+        tls=tls_mode(settings),
         pid=os.getpid(),
     )
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
     await stop.wait()
 
     grace = settings.shutdown_grace_seconds
@@ -62,9 +82,22 @@ async def serve(settings: Settings, log_writer: LogWriter | None = None) -> None
     log.info("shutdown_complete", unsettled_payments=unsettled, spans_flushed=spans_flushed)
 
 
+def _reload_keys(keys: KeyRing | None) -> None:
+    """SIGHUP: re-read the API keys file (rotation, revocation). A bad file keeps the old keys
+    and logs one error. Handled even without a file, so a stray SIGHUP never kills the server."""
+    if keys is None:
+        log.warning("api_keys_reload_skipped", reason="PAYMENTS_API_KEYS_FILE is not set")
+    else:
+        keys.reload()
+
+
 def main() -> None:
+    if sys.argv[1:2] == ["keys"]:  # `payments-server keys new MERCHANT_ID`
+        raise SystemExit(keys_main(sys.argv[2:]))
     try:
         settings = Settings.from_env(os.environ)
+        keys = KeyRing.load(settings.api_keys_file) if settings.api_keys_file else None
+        credentials = server_credentials(settings)
     except ConfigError as exc:
         print(f"payments-server: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
@@ -74,6 +107,6 @@ def main() -> None:
         max_queued_records=settings.log_queue_records,
     )
     try:
-        asyncio.run(serve(settings, writer))
+        asyncio.run(serve(settings, log_writer=writer, keys=keys, credentials=credentials))
     finally:
         writer.close(FLUSH_FLOOR_SECONDS)

@@ -5,15 +5,13 @@ from __future__ import annotations
 
 import io
 import json
-import logging
 import urllib.request
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
 import grpc
 import pytest
-import structlog
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -22,11 +20,12 @@ from prometheus_client.parser import text_string_to_metric_families
 from payments_service.bootstrap import build_interceptors, build_service
 from payments_service.domain.ports import PaymentProcessor, PaymentRepository
 from payments_service.gen.payments.v1 import payments_pb2_grpc as pb_grpc
-from payments_service.observability.logs import LogWriter, configure_logging
+from payments_service.observability.logs import LogWriter
 from payments_service.observability.metrics import Metrics, new_registry, start_metrics_server
 from payments_service.observability.telemetry import Telemetry
+from payments_service.security.authenticator import Authenticator
 from payments_service.transport.server import UNARY_METHODS, start_server
-from tests.conftest import TEST_SETTINGS, Api
+from tests.conftest import TEST_SETTINGS, Api, CapturedLogs
 from tests.fakes import FakeClock, SequentialIds
 
 
@@ -74,25 +73,6 @@ class Observed:
         raise AssertionError(f"no sample {name}{labels}")
 
 
-@dataclass
-class CapturedLogs:
-    stream: io.StringIO
-    writer: LogWriter
-
-
-@pytest.fixture
-def captured_logs() -> Iterator[CapturedLogs]:
-    stream = io.StringIO()
-    root = logging.getLogger()
-    saved = root.handlers[:], root.level
-    writer = configure_logging(level="debug", fmt="json", stream=stream, cache_loggers=False)
-    yield CapturedLogs(stream, writer)
-    writer.close(5)
-    root.handlers[:], level = saved
-    root.setLevel(level)
-    structlog.reset_defaults()
-
-
 @pytest.fixture
 def log_stream(captured_logs: CapturedLogs) -> io.StringIO:
     return captured_logs.stream
@@ -107,6 +87,7 @@ async def observed_factory(captured_logs: CapturedLogs) -> AsyncIterator[Any]:
         repository: PaymentRepository | None = None,
         processor: PaymentProcessor | None = None,
         observe_health: bool = False,
+        authenticator: Authenticator | None = None,
     ) -> Observed:
         exporter = InMemorySpanExporter()
         provider = TracerProvider()
@@ -128,7 +109,9 @@ async def observed_factory(captured_logs: CapturedLogs) -> AsyncIterator[Any]:
             repository=repository,
             processor=processor,
         )
-        server = await start_server(service, "127.0.0.1:0", build_interceptors(telemetry))
+        server = await start_server(
+            service, "127.0.0.1:0", build_interceptors(telemetry, authenticator)
+        )
         channel = grpc.aio.insecure_channel(f"127.0.0.1:{server.port}")
         api = Api(server, channel, pb_grpc.PaymentServiceStub(channel), service)
         cleanups.append((api, http_server, provider))

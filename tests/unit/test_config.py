@@ -41,6 +41,9 @@ def test_defaults_match_the_documented_table() -> None:
         ({"PAYMENTS_ACCESS_LOG": "TRUE"}, "access_log", True),
         ({"PAYMENTS_OBSERVE_HEALTH_CHECKS": "on"}, "observe_health_checks", True),
         ({"PAYMENTS_OBSERVE_HEALTH_CHECKS": "0"}, "observe_health_checks", False),
+        ({"PAYMENTS_API_KEYS_FILE": "/run/secrets/keys"}, "api_keys_file", "/run/secrets/keys"),
+        ({"PAYMENTS_SIMULATION": "off"}, "simulation", False),
+        ({"PAYMENTS_SIMULATION": "on"}, "simulation", True),
     ],
 )
 def test_each_variable_is_read(env: dict[str, str], field: str, value: object) -> None:
@@ -64,8 +67,43 @@ def test_each_variable_is_read(env: dict[str, str], field: str, value: object) -
         ("PAYMENTS_PROCESSOR_TIMEOUT_SECONDS", "0"),
         ("PAYMENTS_SIMULATED_SLOW_SECONDS", "-1"),
         ("PAYMENTS_ACCESS_LOG", "sometimes"),
+        ("PAYMENTS_SIMULATION", "production"),
     ],
 )
 def test_an_invalid_value_names_the_variable(name: str, raw: str) -> None:
     with pytest.raises(ConfigError, match=f"^invalid {name}="):
         Settings.from_env({name: raw})
+
+
+@pytest.mark.parametrize(
+    ("env", "named"),
+    [
+        ({"PAYMENTS_TLS_CERT_FILE": "cert.pem"}, "PAYMENTS_TLS_KEY_FILE"),
+        ({"PAYMENTS_TLS_KEY_FILE": "key.pem"}, "PAYMENTS_TLS_CERT_FILE"),
+        ({"PAYMENTS_TLS_CLIENT_CA_FILE": "ca.pem"}, "PAYMENTS_TLS_CLIENT_CA_FILE"),
+        (
+            {"PAYMENTS_TLS_KEY_FILE": "key.pem", "PAYMENTS_TLS_CLIENT_CA_FILE": "ca.pem"},
+            "PAYMENTS_TLS_CERT_FILE",
+        ),
+    ],
+)
+def test_tls_files_that_do_not_go_together_name_the_missing_variable(
+    env: dict[str, str], named: str
+) -> None:
+    with pytest.raises(ConfigError, match=f"^invalid {named}="):
+        Settings.from_env(env)
+
+
+def test_the_tls_files_are_read() -> None:
+    settings = Settings.from_env(
+        {
+            "PAYMENTS_TLS_CERT_FILE": "c.pem",
+            "PAYMENTS_TLS_KEY_FILE": "k.pem",
+            "PAYMENTS_TLS_CLIENT_CA_FILE": "ca.pem",
+        }
+    )
+    assert (settings.tls_cert_file, settings.tls_key_file, settings.tls_client_ca_file) == (
+        "c.pem",
+        "k.pem",
+        "ca.pem",
+    )

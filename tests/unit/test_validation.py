@@ -161,3 +161,19 @@ def test_fingerprint_ignores_key_and_map_order_but_not_payload() -> None:
     ):
         other = validate_payment_request(**{**VALID, "metadata": {"a": "1", "b": "2"}, **change})
         assert other.fingerprint() != a.fingerprint(), change
+
+
+@pytest.mark.parametrize("value", ["decline", "slow", "explode", ""])
+def test_with_simulation_off_any_simulate_key_is_one_metadata_violation(value: str) -> None:
+    with pytest.raises(ValidationError) as raised:
+        validate_payment_request(**{**VALID, "metadata": {"simulate": value}}, simulation=False)
+    assert [(v.field, v.description) for v in raised.value.violations] == [
+        ("metadata", "'simulate' is a test hook and is switched off on this server")
+    ]
+
+
+def test_with_simulation_off_other_metadata_is_still_accepted() -> None:
+    request = validate_payment_request(
+        **{**VALID, "metadata": {"simulated": "x", "cart": "42"}}, simulation=False
+    )
+    assert dict(request.metadata) == {"simulated": "x", "cart": "42"}

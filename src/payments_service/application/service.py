@@ -82,6 +82,7 @@ class PaymentService:
         settlement_timeout: float = 30.0,
         observer: PaymentObserver | None = None,
         tracer: trace.Tracer | None = None,
+        simulation: bool = True,
     ) -> None:
         self._repository = repository
         self._processor = processor
@@ -91,6 +92,7 @@ class PaymentService:
         self._settlement_timeout = settlement_timeout
         self._observer: PaymentObserver = observer or NullObserver()
         self._tracer = tracer or trace.NoOpTracer()
+        self._simulation = simulation  # off: the `simulate` metadata key is refused
         self._first_answers: dict[str, asyncio.Future[Payment]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -110,6 +112,7 @@ class PaymentService:
                 order_id=order_id,
                 idempotency_key=idempotency_key,
                 metadata=metadata,
+                simulation=self._simulation,
             )
         except ValidationError as error:
             self._observer.rejected(error.violations)

@@ -53,3 +53,18 @@ class ResponsePendingError(PaymentsError):
     def __init__(self, idempotency_key: str) -> None:
         self.idempotency_key = idempotency_key
         super().__init__("a request with this idempotency key is still in progress; retry later")
+
+
+UNAUTHENTICATED_MESSAGE = "a valid API key is required: send authorization: Bearer <api key>"
+
+
+class UnauthenticatedError(PaymentsError):
+    """The caller sent no API key, a malformed one or an unknown one.
+
+    The message is the same in every case, so it says nothing about which keys or merchants
+    exist; `reason` (missing, malformed, unknown) is for the server's own use and is never sent.
+    """
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(UNAUTHENTICATED_MESSAGE)

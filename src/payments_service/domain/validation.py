@@ -33,8 +33,13 @@ def validate_payment_request(
     order_id: str,
     idempotency_key: str,
     metadata: Mapping[str, str],
+    simulation: bool = True,
 ) -> PaymentRequest:
-    """Return the request as a domain value, or raise ValidationError naming every bad field."""
+    """Return the request as a domain value, or raise ValidationError naming every bad field.
+
+    With `simulation` off the `simulate` metadata key is refused: it is a test hook, and a
+    production caller must not be able to force an outcome.
+    """
     violations: list[FieldViolation] = []
     if not MIN_AMOUNT_MINOR <= amount_minor <= MAX_AMOUNT_MINOR:
         violations.append(
@@ -47,7 +52,7 @@ def validate_payment_request(
     violations.extend(_currency_violations(currency))
     violations.extend(_order_id_violations(order_id))
     violations.extend(_idempotency_key_violations(idempotency_key))
-    violations.extend(_metadata_violations(metadata))
+    violations.extend(_metadata_violations(metadata, simulation=simulation))
     if violations:
         raise ValidationError(violations)
     return PaymentRequest(
@@ -107,7 +112,7 @@ def _idempotency_key_violations(key: str) -> list[FieldViolation]:
     return []
 
 
-def _metadata_violations(metadata: Mapping[str, str]) -> list[FieldViolation]:
+def _metadata_violations(metadata: Mapping[str, str], *, simulation: bool) -> list[FieldViolation]:
     violations: list[FieldViolation] = []
     if len(metadata) > MAX_METADATA_ENTRIES:
         violations.append(
@@ -131,7 +136,14 @@ def _metadata_violations(metadata: Mapping[str, str]) -> list[FieldViolation]:
                     f"value of {shown!r} must be at most {MAX_METADATA_VALUE_LENGTH} characters",
                 )
             )
-        if key == SIMULATE_KEY and value not in SIMULATE_VALUES:
+        if key == SIMULATE_KEY and not simulation:
+            violations.append(
+                FieldViolation(
+                    "metadata",
+                    f"{SIMULATE_KEY!r} is a test hook and is switched off on this server",
+                )
+            )
+        elif key == SIMULATE_KEY and value not in SIMULATE_VALUES:
             violations.append(
                 FieldViolation(
                     "metadata",

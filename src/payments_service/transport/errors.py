@@ -7,6 +7,7 @@
 | PaymentNotFoundError          | NOT_FOUND           | ResourceInfo                    |
 | ResponsePendingError          | ABORTED             | ErrorInfo REQUEST_IN_PROGRESS   |
 | UndecodableRequestError       | INVALID_ARGUMENT    | BadRequest (the body)           |
+| UnauthenticatedError          | UNAUTHENTICATED     | none; one fixed message         |
 | anything else                 | INTERNAL            | none; generic message, stack logged |
 
 No handler catches exceptions itself; the observation interceptor hands every exception of a
@@ -27,6 +28,7 @@ from payments_service.domain.errors import (
     PaymentNotFoundError,
     PaymentsError,
     ResponsePendingError,
+    UnauthenticatedError,
     ValidationError,
 )
 
@@ -78,6 +80,9 @@ def _domain_status(error: PaymentsError) -> status_pb2.Status | None:
     elif isinstance(error, ResponsePendingError):
         code, message = code_pb2.ABORTED, str(error)
         details = [error_details_pb2.ErrorInfo(reason="REQUEST_IN_PROGRESS", domain=ERROR_DOMAIN)]
+    elif isinstance(error, UnauthenticatedError):
+        # One message for a missing, malformed or unknown key: nothing about which keys exist.
+        code, message, details = code_pb2.UNAUTHENTICATED, str(error), []
     else:  # a PaymentsError subclass without a mapping is a programming error
         return None
     return _status(code, message, details)

@@ -51,7 +51,9 @@ async def start_server(
     service: PaymentService,
     address: str,
     interceptors: Sequence[grpc.aio.ServerInterceptor[Any, Any]] = (),
+    credentials: grpc.ServerCredentials | None = None,
 ) -> RunningServer:
+    """Serve on `address`: TLS with `credentials` (see `security.tls`), else plaintext."""
     server = grpc.aio.server(
         interceptors=list(interceptors),
         options=[
@@ -65,7 +67,10 @@ async def start_server(
     reflection.enable_server_reflection(
         (SERVICE_NAME, HEALTH_SERVICE_NAME, reflection.SERVICE_NAME), server
     )
-    port = server.add_insecure_port(address)
+    if credentials is None:
+        port = server.add_insecure_port(address)
+    else:
+        port = server.add_secure_port(address, credentials)
     await server.start()
     for name in ("", SERVICE_NAME):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)

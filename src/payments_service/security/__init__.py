@@ -1,0 +1,1 @@
+"""Caller identity and transport security: API keys, authentication, TLS credentials."""

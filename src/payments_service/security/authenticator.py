@@ -1,0 +1,56 @@
+"""Who is calling: the merchant that owns the `authorization: Bearer <api key>` a call carries.
+
+With no keys file, authentication is off and every caller is merchant `default` (the server
+logs a warning at startup). The key itself is hashed and dropped here: it is never logged, put
+on a span or quoted in an error.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING
+
+from payments_service.domain.errors import UnauthenticatedError
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from payments_service.security.api_keys import KeyRing
+
+DEFAULT_MERCHANT = "default"
+AUTHORIZATION_HEADER = "authorization"
+MAX_KEY_LENGTH = 512
+# RFC 6750 section 2.1: the scheme is case-insensitive, the credentials are a b64token.
+_BEARER = re.compile(r"(?i:bearer) +([A-Za-z0-9._~+/-]+=*)")
+
+
+class Authenticator:
+    def __init__(self, keys: KeyRing | None) -> None:
+        self._keys = keys
+
+    @property
+    def enabled(self) -> bool:
+        return self._keys is not None
+
+    def authenticate(self, metadata: Iterable[tuple[str, str | bytes]] | None) -> str:
+        """The caller's merchant id, or UnauthenticatedError (one message for every failure)."""
+        if self._keys is None:
+            return DEFAULT_MERCHANT
+        merchant_id = self._keys.merchant_for(bearer_key(metadata))
+        if merchant_id is None:
+            raise UnauthenticatedError("unknown")
+        return merchant_id
+
+
+def bearer_key(metadata: Iterable[tuple[str, str | bytes]] | None) -> str:
+    """The key in the one `authorization: Bearer <key>` header, or UnauthenticatedError."""
+    values = [value for key, value in metadata or () if key == AUTHORIZATION_HEADER]
+    if not values:
+        raise UnauthenticatedError("missing")
+    if len(values) > 1 or not isinstance(values[0], str):
+        raise UnauthenticatedError("malformed")
+    # Bound the work on a hostile header before the regex runs.
+    match = _BEARER.fullmatch(values[0]) if len(values[0]) <= 2 * MAX_KEY_LENGTH else None
+    if match is None or len(match[1]) > MAX_KEY_LENGTH:
+        raise UnauthenticatedError("malformed")
+    return match[1]
