@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TypeVar
+from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
 
 T = TypeVar("T")
 
@@ -18,8 +20,53 @@ LOG_FORMATS = ("json", "console")
 _HOST_PORT = re.compile(r"(?P<host>\[[0-9a-fA-F:.]*\]|[A-Za-z0-9.-]*):(?P<port>\d{1,5})")
 
 
+STORE_URL = "PAYMENTS_STORE_URL"
+STORE_PASSWORD_FILE = "PAYMENTS_STORE_PASSWORD_FILE"  # noqa: S105 - a variable name
+POSTGRES_SCHEMES = ("postgresql", "postgres")
+
+
 class ConfigError(ValueError):
     """An environment variable has an invalid value."""
+
+
+@dataclass(frozen=True, slots=True)
+class StoreLocation:
+    """Where payments are stored, parsed from `PAYMENTS_STORE_URL` (SQLAlchemy's URL forms).
+
+    `kind` is memory, sqlite or postgresql. The password is kept out of `repr` and out of
+    `redacted`; only `password` itself holds it, for the driver.
+    """
+
+    kind: str = "memory"
+    path: str = ""  # sqlite: the database file
+    host: str = ""
+    port: int | None = None
+    user: str = ""
+    database: str = ""
+    params: tuple[tuple[str, str], ...] = ()  # postgresql: passed to the driver (e.g. sslmode)
+    password: str | None = field(default=None, repr=False)
+
+    @property
+    def redacted(self) -> str:
+        """The URL with the password replaced by ***: safe for logs and error messages."""
+        if self.kind == "memory":
+            return "memory://"
+        if self.kind == "sqlite":
+            return f"sqlite:///{self.path}"
+        return self._postgres_url("***" if self.password is not None else None)
+
+    @property
+    def dsn(self) -> str:
+        """The PostgreSQL DSN without the password (the driver gets that separately)."""
+        return self._postgres_url(None)
+
+    def _postgres_url(self, password: str | None) -> str:
+        user = quote(self.user, safe="")
+        auth = f"{user}:{password}@" if password is not None else (f"{user}@" if user else "")
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        port = f":{self.port}" if self.port is not None else ""
+        query = f"?{urlencode(self.params)}" if self.params else ""
+        return f"postgresql://{auth}{host}{port}/{quote(self.database, safe='')}{query}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +81,8 @@ class Settings:
     simulated_slow_seconds: float = 2.0
     access_log: bool = True
     observe_health_checks: bool = False
+    store: StoreLocation = StoreLocation()
+    store_connect_timeout_seconds: float = 30.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -79,7 +128,102 @@ class Settings:
             observe_health_checks=read(
                 "PAYMENTS_OBSERVE_HEALTH_CHECKS", _switch, defaults.observe_health_checks
             ),
+            store=_store_location(env),
+            store_connect_timeout_seconds=read(
+                "PAYMENTS_STORE_CONNECT_TIMEOUT_SECONDS",
+                _positive_float,
+                defaults.store_connect_timeout_seconds,
+            ),
         )
+
+
+def _store_location(env: Mapping[str, str]) -> StoreLocation:
+    """Parse PAYMENTS_STORE_URL. Unlike the other variables, an error never echoes the raw
+    value: it may hold a password."""
+    raw = (env.get(STORE_URL) or "").strip()
+    if not raw:
+        return StoreLocation()
+    try:
+        location = _parse_store_url(raw)
+    except ValueError as exc:
+        raise ConfigError(f"invalid {STORE_URL}: {exc}") from None
+    if location.kind != "postgresql" or location.password is not None:
+        return location
+    password_file = (env.get(STORE_PASSWORD_FILE) or "").strip()
+    if password_file:
+        try:
+            password = Path(password_file).read_text(encoding="utf-8").rstrip("\r\n")
+        except (OSError, UnicodeError) as exc:
+            detail = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+            raise ConfigError(
+                f"invalid {STORE_PASSWORD_FILE}={password_file!r}: cannot read it ({detail})"
+            ) from None
+        return _with_password(location, password)
+    if env.get("PGPASSWORD"):
+        return _with_password(location, env["PGPASSWORD"])
+    return location
+
+
+def _with_password(location: StoreLocation, password: str) -> StoreLocation:
+    return StoreLocation(
+        kind=location.kind,
+        host=location.host,
+        port=location.port,
+        user=location.user,
+        database=location.database,
+        params=location.params,
+        password=password,
+    )
+
+
+def _parse_store_url(raw: str) -> StoreLocation:
+    scheme, sep, rest = raw.partition("://")
+    scheme = scheme.lower()
+    expected = "expected memory://, sqlite:///PATH or postgresql://USER@HOST:PORT/DBNAME"
+    if not sep:
+        raise ValueError(expected)
+    if scheme == "memory":
+        if rest:
+            raise ValueError("memory:// takes no path")
+        return StoreLocation()
+    if scheme == "sqlite":
+        # sqlite:///relative.db -> "relative.db"; sqlite:////abs/file.db -> "/abs/file.db"
+        if not rest.startswith("/") or rest == "/" or "?" in rest:
+            raise ValueError("expected sqlite:///relative/path.db or sqlite:////absolute/path.db")
+        return StoreLocation(kind="sqlite", path=unquote(rest[1:]))
+    if scheme in POSTGRES_SCHEMES:
+        return _parse_postgres_url(raw)
+    raise ValueError(f"unknown scheme; {expected}")
+
+
+def _parse_postgres_url(raw: str) -> StoreLocation:
+    try:
+        parts = urlsplit(raw)
+        port = parts.port
+        params = parse_qsl(parts.query, keep_blank_values=True, strict_parsing=bool(parts.query))
+    except ValueError:
+        raise ValueError("malformed postgresql URL (check the port and the query)") from None
+    database = unquote(parts.path.lstrip("/"))
+    if not database or "/" in database:
+        raise ValueError("expected postgresql://USER@HOST:PORT/DBNAME with a database name")
+    if parts.fragment:
+        raise ValueError("a postgresql URL takes no #fragment")
+    password = unquote(parts.password) if parts.password is not None else None
+    kept: list[tuple[str, str]] = []
+    for key, value in params:
+        if key == "password":  # libpq allows it in the query too; keep it out of the DSN
+            password = value
+        else:
+            kept.append((key, value))
+    return StoreLocation(
+        kind="postgresql",
+        host=parts.hostname or "",
+        port=port,
+        user=unquote(parts.username or ""),
+        database=database,
+        params=tuple(kept),
+        password=password,
+    )
 
 
 def _address(raw: str) -> str:
