@@ -68,6 +68,11 @@ class PaymentRepository(Protocol):
         Raises PaymentNotFoundError for an unknown (or expired) payment."""
         ...
 
+    async def purge_expired(self, *, limit: int) -> int:
+        """Delete up to `limit` payments whose retention has passed and that are finished
+        (terminal status and first response recorded); return how many were deleted."""
+        ...
+
 
 class PaymentProcessor(Protocol):
     """The payment network (acquirer/PSP). May be slow and may fail."""
