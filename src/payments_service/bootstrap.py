@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 from payments_service.application.service import PaymentService
 from payments_service.application.system import RandomPaymentIds, SystemClock
 from payments_service.observability.observer import TelemetryObserver
+from payments_service.observability.store import ObservedRepository, StoreMetrics
 from payments_service.observability.telemetry import Telemetry
 from payments_service.observability.traced import TracedProcessor, TracedRepository
 from payments_service.processor.simulated import SimulatedProcessor
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
         PaymentProcessor,
         PaymentRepository,
     )
+    from payments_service.storage.factory import Store
 
 
 def build_service(
@@ -53,8 +55,10 @@ def build_service(
     if processor is None:
         processor = SimulatedProcessor(slow_delay=settings.simulated_slow_seconds)
     tracer = telemetry.tracer()
-    if telemetry.tracer_provider is not None:
-        repository = TracedRepository(repository, tracer, system="memory")
+    # A durable store is already wrapped by observe_store (database CLIENT spans).
+    if telemetry.tracer_provider is not None and not isinstance(repository, ObservedRepository):
+        # TracedRepository (observability/traced.py) lacks purge_expired: see docs/storage.md.
+        repository = TracedRepository(repository, tracer, system="memory")  # type: ignore[assignment]
         processor = TracedProcessor(processor, tracer, name="simulated-processor")
     return PaymentService(
         repository=repository,
@@ -64,6 +68,28 @@ def build_service(
         processor_timeout=settings.processor_timeout_seconds,
         observer=TelemetryObserver(telemetry.metrics),
         tracer=tracer,
+    )
+
+
+def observe_store(store: Store, settings: Settings, telemetry: Telemetry) -> PaymentRepository:
+    """The store's repository, wrapped for database spans and the store metrics (durable stores;
+    the memory store keeps the spans build_service gives it)."""
+    if store.system == "memory":
+        return store.repository
+    metrics = None
+    if telemetry.metrics is not None:
+        metrics = StoreMetrics(telemetry.metrics.registry)
+        if store.pool is not None:
+            metrics.watch_pool(store.system, store.pool)
+    location = settings.store
+    return ObservedRepository(
+        store.repository,
+        system=store.system,
+        tracer=telemetry.tracer(),
+        metrics=metrics,
+        namespace=location.database or location.path,
+        server_address=location.host or None,
+        server_port=location.port,
     )
 
 

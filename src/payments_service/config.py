@@ -83,6 +83,7 @@ class Settings:
     observe_health_checks: bool = False
     store: StoreLocation = StoreLocation()
     store_connect_timeout_seconds: float = 30.0
+    store_pool_size: int = 10
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -133,6 +134,9 @@ class Settings:
                 "PAYMENTS_STORE_CONNECT_TIMEOUT_SECONDS",
                 _positive_float,
                 defaults.store_connect_timeout_seconds,
+            ),
+            store_pool_size=read(
+                "PAYMENTS_STORE_POOL_SIZE", _positive_int, defaults.store_pool_size
             ),
         )
 
@@ -254,6 +258,16 @@ def _choice(options: tuple[str, ...]) -> Callable[[str], str]:
         return value
 
     return parse
+
+
+def _positive_int(raw: str) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValueError("expected a whole number") from None
+    if not 1 <= value <= 1000:
+        raise ValueError("expected a whole number from 1 to 1000")
+    return value
 
 
 def _positive_float(raw: str) -> float:

@@ -17,11 +17,14 @@ from collections.abc import Mapping
 import structlog
 
 from payments_service import __version__
-from payments_service.bootstrap import build_interceptors, build_service
+from payments_service.application.system import SystemClock
+from payments_service.bootstrap import build_interceptors, build_service, observe_store
 from payments_service.config import ConfigError, Settings
 from payments_service.observability.logs import configure_logging
 from payments_service.observability.metrics import start_metrics_server
 from payments_service.observability.telemetry import build_telemetry
+from payments_service.storage.factory import StoreUnavailableError, open_store
+from payments_service.storage.migrations import SchemaTooNewError
 
 log = structlog.get_logger(__name__)
 
@@ -36,7 +39,13 @@ async def serve(settings: Settings, env: Mapping[str, str]) -> None:
         metrics_server, metrics_port = start_metrics_server(
             settings.metrics_address, telemetry.metrics.registry
         )
-    service = build_service(settings, telemetry=telemetry)
+    clock = SystemClock()
+    # Store readiness hook: nothing is served (so health cannot answer SERVING) until the store
+    # is open and migrated; a lifecycle with an early NOT_SERVING health goes around this call.
+    store = await open_store(settings, clock=clock)
+    log.info("store_opened", store=settings.store.redacted)
+    repository = observe_store(store, settings, telemetry)
+    service = build_service(settings, telemetry=telemetry, clock=clock, repository=repository)
     running = await start_server(service, settings.grpc_address, build_interceptors(telemetry))
     log.info(
         "server_started",
@@ -61,7 +70,15 @@ async def serve(settings: Settings, env: Mapping[str, str]) -> None:
     telemetry.shutdown()  # flushes the spans of the last calls
     if metrics_server is not None:
         metrics_server.shutdown()
+    await store.close()
     log.info("shutdown_complete", unsettled_payments=unsettled)
+
+
+async def migrate(settings: Settings) -> None:
+    """`payments-server migrate`: apply pending migrations, then exit."""
+    store = await open_store(settings, clock=SystemClock())
+    await store.close()
+    log.info("store_migrated", store=settings.store.redacted)
 
 
 def main() -> None:
@@ -71,4 +88,12 @@ def main() -> None:
         print(f"payments-server: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
     configure_logging(level=settings.log_level, fmt=settings.log_format)
-    asyncio.run(serve(settings, os.environ))
+    command = sys.argv[1:]
+    if command not in ([], ["serve"], ["migrate"]):
+        print("usage: payments-server [serve | migrate]", file=sys.stderr)
+        raise SystemExit(2)
+    try:
+        asyncio.run(migrate(settings) if command == ["migrate"] else serve(settings, os.environ))
+    except (StoreUnavailableError, SchemaTooNewError) as exc:
+        print(f"payments-server: {exc}", file=sys.stderr)
+        raise SystemExit(1) from None
