@@ -38,7 +38,7 @@ def test_the_default_store_is_memory_with_a_thirty_second_connect_timeout() -> N
                 user="app",
                 database="payments",
                 params=(("sslmode", "require"), ("search_path", "s1")),
-                password="pw",  # noqa: S106,
+                password="pw",  # noqa: S106
             ),
         ),
         (
