@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +21,6 @@ from tests.stores import postgres_schema
 
 WORKERS = 150
 KILL_AFTER_ACKS = 100
-QUIET = {"PAYMENTS_ACCESS_LOG": "off"}
 
 
 @dataclass
@@ -33,7 +32,9 @@ class Load:
 
 
 @asynccontextmanager
-async def store_url(kind: str, tmp_path: Path) -> AsyncIterator[tuple[str, Callable[..., object]]]:
+async def store_url(
+    kind: str, tmp_path: Path
+) -> AsyncIterator[tuple[str, Callable[[], Awaitable[int]]]]:
     """The store URL and an async function counting keys that hold more than one payment."""
     if kind == "sqlite":
         path = tmp_path / "payments.db"
@@ -103,7 +104,7 @@ async def load_until_killed(server: ServerProcess) -> Load:
 @pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
 async def test_kill_9_mid_load_loses_no_acknowledged_payment(kind: str, tmp_path: Path) -> None:
     async with store_url(kind, tmp_path) as (url, duplicates):
-        first = ServerProcess(PAYMENTS_STORE_URL=url, **QUIET)
+        first = ServerProcess(PAYMENTS_STORE_URL=url, PAYMENTS_ACCESS_LOG="off")
         try:
             load = await load_until_killed(first)
         finally:
@@ -111,7 +112,7 @@ async def test_kill_9_mid_load_loses_no_acknowledged_payment(kind: str, tmp_path
         assert load.in_flight_at_kill >= 100
         assert len(load.acked) >= KILL_AFTER_ACKS
 
-        second = ServerProcess(PAYMENTS_STORE_URL=url, **QUIET)
+        second = ServerProcess(PAYMENTS_STORE_URL=url, PAYMENTS_ACCESS_LOG="off")
         try:
             async with grpc.aio.insecure_channel(f"127.0.0.1:{second.port}") as channel:
                 stub = pb_grpc.PaymentServiceStub(channel)
@@ -130,4 +131,4 @@ async def test_kill_9_mid_load_loses_no_acknowledged_payment(kind: str, tmp_path
                     assert replay == response  # field for field, created_at included
         finally:
             second.stop()
-        assert await duplicates() == 0  # type: ignore[operator]
+        assert await duplicates() == 0
