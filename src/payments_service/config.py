@@ -84,6 +84,7 @@ class Settings:
     store: StoreLocation = StoreLocation()
     store_connect_timeout_seconds: float = 30.0
     store_pool_size: int = 10
+    store_sqlite_synchronous: str = "full"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -137,6 +138,11 @@ class Settings:
             ),
             store_pool_size=read(
                 "PAYMENTS_STORE_POOL_SIZE", _positive_int, defaults.store_pool_size
+            ),
+            store_sqlite_synchronous=read(
+                "PAYMENTS_STORE_SQLITE_SYNCHRONOUS",
+                _choice(("full", "normal")),
+                defaults.store_sqlite_synchronous,
             ),
         )
 

@@ -138,3 +138,19 @@ async def test_a_closed_sqlite_store_says_so(tmp_path: Path, clock: FakeClock) -
     with pytest.raises(RuntimeError, match="closed"):
         await repository.get("pay_x")
     await repository.close()
+
+
+@pytest.mark.parametrize(("setting", "pragma"), [("full", 2), ("normal", 1)])
+async def test_sqlite_synchronous_follows_the_setting(
+    tmp_path: Path, clock: FakeClock, setting: str, pragma: int
+) -> None:
+    repository = await SqlitePaymentRepository.open(
+        str(tmp_path / "p.db"), ttl=TTL, clock=clock, synchronous=setting
+    )
+    try:
+        value = await repository._run(
+            lambda: repository._db().execute("PRAGMA synchronous").fetchone()[0]
+        )
+        assert value == pragma
+    finally:
+        await repository.close()

@@ -145,3 +145,30 @@ def test_the_password_never_appears_in_the_settings_repr_or_the_redacted_url() -
 )
 def test_the_redacted_url_round_trips_without_a_password(url: str, redacted: str) -> None:
     assert Settings.from_env({"PAYMENTS_STORE_URL": url}).store.redacted == redacted
+
+
+@pytest.mark.parametrize(
+    ("env", "field", "value"),
+    [
+        ({"PAYMENTS_STORE_POOL_SIZE": "25"}, "store_pool_size", 25),
+        ({"PAYMENTS_STORE_SQLITE_SYNCHRONOUS": "NORMAL"}, "store_sqlite_synchronous", "normal"),
+        ({}, "store_sqlite_synchronous", "full"),
+        ({}, "store_pool_size", 10),
+    ],
+)
+def test_store_tuning_variables_are_read(env: dict[str, str], field: str, value: object) -> None:
+    assert getattr(Settings.from_env(env), field) == value
+
+
+@pytest.mark.parametrize(
+    ("name", "raw"),
+    [
+        ("PAYMENTS_STORE_POOL_SIZE", "0"),
+        ("PAYMENTS_STORE_POOL_SIZE", "many"),
+        ("PAYMENTS_STORE_POOL_SIZE", "1001"),
+        ("PAYMENTS_STORE_SQLITE_SYNCHRONOUS", "off"),
+    ],
+)
+def test_an_invalid_store_tuning_value_names_the_variable(name: str, raw: str) -> None:
+    with pytest.raises(ConfigError, match=rf"^invalid {name}="):
+        Settings.from_env({name: raw})

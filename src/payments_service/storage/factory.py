@@ -86,7 +86,11 @@ async def _open(settings: Settings, *, clock: Clock, migrate: bool, deadline: fl
         from payments_service.storage.sqlite import SqlitePaymentRepository  # noqa: PLC0415
 
         sqlite = await SqlitePaymentRepository.open(
-            location.path, ttl=ttl, clock=clock, migrate=migrate
+            location.path,
+            ttl=ttl,
+            clock=clock,
+            migrate=migrate,
+            synchronous=settings.store_sqlite_synchronous,
         )
         return Store(sqlite, "sqlite", sqlite.close)
     if location.kind == "postgresql":
