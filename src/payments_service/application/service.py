@@ -52,6 +52,8 @@ ACCEPTED_PENDING = Outcome(
     PaymentStatus.PENDING, "payment accepted; the processor is still working, poll GetPayment"
 )
 PROCESSOR_ERROR = Outcome(PaymentStatus.FAILED, "payment processor error; nothing was charged")
+# A replay on another replica polls the shared store for the first answer, from 5 ms up to 100 ms.
+FIRST_ANSWER_POLL_SECONDS = 0.005
 PROCESSOR_TIMEOUT = Outcome(
     PaymentStatus.FAILED, "payment processor timed out; nothing was charged"
 )
@@ -161,18 +163,26 @@ class PaymentService:
         return RequestPaymentResult(payment, payment.first_response, replayed=True)
 
     async def _await_first_answer(self, payment: Payment) -> Payment:
+        # The first answer comes within processor_timeout; the margin covers scheduling.
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._processor_timeout + 1.0
         answer = self._first_answers.get(payment.payment_id)
         if answer is not None:
-            # The first answer comes within processor_timeout; the margin covers scheduling.
             with contextlib.suppress(TimeoutError):
                 return await asyncio.wait_for(
                     asyncio.shield(answer), timeout=self._processor_timeout + 1.0
                 )
-        # Answered meanwhile (or by another process sharing the store)?
-        latest = await self._repository.get(payment.payment_id)
-        if latest is not None and latest.first_response is not None:
-            return latest
-        raise ResponsePendingError(payment.idempotency_key)
+        # Another process sharing the store owns the key: poll the store for its answer.
+        delay = FIRST_ANSWER_POLL_SECONDS
+        while True:
+            latest = await self._repository.get(payment.payment_id)
+            if latest is not None and latest.first_response is not None:
+                return latest
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise ResponsePendingError(payment.idempotency_key)
+            await asyncio.sleep(min(delay, remaining))
+            delay = min(delay * 2, 0.1)
 
     async def _settle(self, payment: Payment, answer: asyncio.Future[Payment]) -> None:
         payment_id = payment.payment_id
