@@ -53,8 +53,7 @@ async def test_replicas_share_one_payment_per_key_and_survive_a_killed_peer(
         with replicas(count, url) as servers:
             channels = [grpc.aio.insecure_channel(f"127.0.0.1:{s.port}") for s in servers]
             stubs: list[pb_grpc.PaymentServiceAsyncStub] = [
-                pb_grpc.PaymentServiceStub(c)
-                for c in channels  # type: ignore[misc]
+                pb_grpc.PaymentServiceStub(c) for c in channels
             ]
             try:
                 # 60 concurrent calls with one new key, spread over every replica.
