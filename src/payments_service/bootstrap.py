@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
+from payments_service.application.recovery import SettlementRecovery
 from payments_service.application.service import PaymentService
 from payments_service.application.system import RandomPaymentIds, SystemClock
 from payments_service.observability.observer import TelemetryObserver
@@ -66,6 +67,7 @@ def build_service(
         clock=clock,
         ids=RandomPaymentIds() if ids is None else ids,
         processor_timeout=settings.processor_timeout_seconds,
+        settlement_timeout=settings.settlement_timeout_seconds,
         observer=TelemetryObserver(telemetry.metrics),
         tracer=tracer,
     )
@@ -90,6 +92,28 @@ def observe_store(store: Store, settings: Settings, telemetry: Telemetry) -> Pay
         namespace=location.database or location.path,
         server_address=location.host or None,
         server_port=location.port,
+    )
+
+
+def build_recovery(
+    settings: Settings,
+    store: Store,
+    *,
+    repository: PaymentRepository,
+    processor: PaymentProcessor,
+    clock: Clock,
+) -> SettlementRecovery | None:
+    """Crash recovery of interrupted settlements; None for the memory store (nothing survives
+    a crash there to recover)."""
+    if store.stalled is None:
+        return None
+    return SettlementRecovery(
+        stalled=store.stalled,
+        repository=repository,
+        processor=processor,
+        clock=clock,
+        deadline=timedelta(seconds=settings.settlement_deadline_seconds),
+        charge_timeout=settings.settlement_timeout_seconds,
     )
 
 

@@ -85,6 +85,16 @@ class Settings:
     store_connect_timeout_seconds: float = 30.0
     store_pool_size: int = 10
     store_sqlite_synchronous: str = "full"
+    settlement_timeout_seconds: float = 30.0
+    settlement_deadline_seconds: float = 600.0
+    recovery_interval_seconds: float = 5.0
+
+    @property
+    def settlement_lease_seconds(self) -> float:
+        """How long a payment's settlement belongs to the process that started it: one attempt
+        (processor deadline + settlement timeout) plus a margin. After that, a durable store's
+        recovery may take the payment over (its owner died)."""
+        return self.processor_timeout_seconds + self.settlement_timeout_seconds + 5.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -143,6 +153,21 @@ class Settings:
                 "PAYMENTS_STORE_SQLITE_SYNCHRONOUS",
                 _choice(("full", "normal")),
                 defaults.store_sqlite_synchronous,
+            ),
+            settlement_timeout_seconds=read(
+                "PAYMENTS_SETTLEMENT_TIMEOUT_SECONDS",
+                _positive_float,
+                defaults.settlement_timeout_seconds,
+            ),
+            settlement_deadline_seconds=read(
+                "PAYMENTS_SETTLEMENT_DEADLINE_SECONDS",
+                _positive_float,
+                defaults.settlement_deadline_seconds,
+            ),
+            recovery_interval_seconds=read(
+                "PAYMENTS_RECOVERY_INTERVAL_SECONDS",
+                _positive_float,
+                defaults.recovery_interval_seconds,
             ),
         )
 

@@ -18,11 +18,17 @@ import structlog
 
 from payments_service import __version__
 from payments_service.application.system import SystemClock
-from payments_service.bootstrap import build_interceptors, build_service, observe_store
+from payments_service.bootstrap import (
+    build_interceptors,
+    build_recovery,
+    build_service,
+    observe_store,
+)
 from payments_service.config import ConfigError, Settings
 from payments_service.observability.logs import configure_logging
 from payments_service.observability.metrics import start_metrics_server
 from payments_service.observability.telemetry import build_telemetry
+from payments_service.processor.simulated import SimulatedProcessor
 from payments_service.storage.factory import StoreUnavailableError, open_store
 from payments_service.storage.migrations import SchemaTooNewError
 
@@ -45,7 +51,18 @@ async def serve(settings: Settings, env: Mapping[str, str]) -> None:
     store = await open_store(settings, clock=clock)
     log.info("store_opened", store=settings.store.redacted)
     repository = observe_store(store, settings, telemetry)
-    service = build_service(settings, telemetry=telemetry, clock=clock, repository=repository)
+    processor = SimulatedProcessor(slow_delay=settings.simulated_slow_seconds)
+    service = build_service(
+        settings, telemetry=telemetry, clock=clock, repository=repository, processor=processor
+    )
+    recovery = build_recovery(
+        settings, store, repository=repository, processor=processor, clock=clock
+    )
+    recovering = (
+        asyncio.create_task(recovery.run(settings.recovery_interval_seconds))
+        if recovery is not None
+        else None
+    )
     running = await start_server(service, settings.grpc_address, build_interceptors(telemetry))
     log.info(
         "server_started",
@@ -66,6 +83,8 @@ async def serve(settings: Settings, env: Mapping[str, str]) -> None:
     deadline = time.monotonic() + grace
     log.info("shutdown_started", grace_seconds=grace)
     await running.stop(grace)
+    if recovering is not None:
+        recovering.cancel()
     unsettled = await service.drain(max(0.0, deadline - time.monotonic()))
     telemetry.shutdown()  # flushes the spans of the last calls
     if metrics_server is not None:

@@ -102,7 +102,7 @@ def test_migrate_subcommand_creates_the_schema_and_exits_zero(tmp_path: Path) ->
     assert result.returncode == 0, result.stderr
     assert "store_migrated" in result.stdout
     with sqlite3.connect(tmp_path / "p.db") as db:
-        assert db.execute("SELECT max(version) FROM schema_version").fetchone()[0] == 1
+        assert db.execute("SELECT max(version) FROM schema_version").fetchone()[0] == 2
 
 
 def test_an_unreachable_store_exits_one_with_one_line_and_no_password() -> None:

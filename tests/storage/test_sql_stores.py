@@ -115,7 +115,7 @@ def test_every_dialect_has_the_same_numbered_migrations() -> None:
     assert sqlite[0].version == 1
 
 
-@pytest.mark.parametrize(("current", "expected"), [(0, 1), (1, 0)])
+@pytest.mark.parametrize(("current", "expected"), [(0, 2), (1, 1), (2, 0)])
 def test_pending_lists_the_migrations_after_the_current_version(
     current: int, expected: int
 ) -> None:
@@ -130,7 +130,8 @@ async def test_sqlite_uses_wal_and_keeps_the_claim_index(tmp_path: Path, clock: 
         indexes = {row[1]: row[2] for row in db.execute("PRAGMA index_list(payments)")}
         assert indexes["payments_idempotency_key"] == 1  # unique
         assert "payments_expires_at" in indexes
-        assert db.execute("SELECT version FROM schema_version").fetchall() == [(1,)]
+        assert "payments_pending_lease" in indexes
+        assert db.execute("SELECT version FROM schema_version").fetchall() == [(1,), (2,)]
 
 
 async def test_a_closed_sqlite_store_says_so(tmp_path: Path, clock: FakeClock) -> None:

@@ -23,7 +23,7 @@ from payments_service.storage.migrations import SchemaTooNewError
 
 if TYPE_CHECKING:
     from payments_service.config import Settings, StoreLocation
-    from payments_service.domain.ports import Clock, PaymentRepository
+    from payments_service.domain.ports import Clock, PaymentRepository, StalledSettlements
     from payments_service.storage.postgres import PostgresPaymentRepository
 
 log = structlog.get_logger(__name__)
@@ -39,12 +39,14 @@ class StoreUnavailableError(Exception):
 @dataclass(frozen=True, slots=True)
 class Store:
     """An open store: its repository, its kind (memory, sqlite, postgresql), how to close it,
-    and for PostgreSQL the repository again for its pool gauges."""
+    for PostgreSQL the repository again for its pool gauges, and for durable stores the
+    repository again for crash recovery."""
 
     repository: PaymentRepository
     system: str
     close: Callable[[], Awaitable[None]]
     pool: PostgresPaymentRepository | None = None
+    stalled: StalledSettlements | None = None  # durable stores: crash recovery
 
 
 async def open_store(settings: Settings, *, clock: Clock, migrate: bool = True) -> Store:
@@ -82,6 +84,7 @@ async def open_store(settings: Settings, *, clock: Clock, migrate: bool = True) 
 async def _open(settings: Settings, *, clock: Clock, migrate: bool, deadline: float) -> Store:
     location = settings.store
     ttl = timedelta(seconds=settings.idempotency_ttl_seconds)
+    lease = timedelta(seconds=settings.settlement_lease_seconds)
     if location.kind == "sqlite":
         from payments_service.storage.sqlite import SqlitePaymentRepository  # noqa: PLC0415
 
@@ -91,8 +94,9 @@ async def _open(settings: Settings, *, clock: Clock, migrate: bool, deadline: fl
             clock=clock,
             migrate=migrate,
             synchronous=settings.store_sqlite_synchronous,
+            lease=lease,
         )
-        return Store(sqlite, "sqlite", sqlite.close)
+        return Store(sqlite, "sqlite", sqlite.close, stalled=sqlite)
     if location.kind == "postgresql":
         from payments_service.storage.postgres import PostgresPaymentRepository  # noqa: PLC0415
 
@@ -104,8 +108,9 @@ async def _open(settings: Settings, *, clock: Clock, migrate: bool, deadline: fl
             migrate=migrate,
             pool_size=settings.store_pool_size,
             connect_timeout=max(0.5, min(10.0, deadline - time.monotonic())),
+            lease=lease,
         )
-        return Store(postgres, "postgresql", postgres.close, pool=postgres)
+        return Store(postgres, "postgresql", postgres.close, pool=postgres, stalled=postgres)
     memory = InMemoryPaymentRepository(ttl=ttl, clock=clock)
     return Store(memory, "memory", _nothing_to_close)
 

@@ -9,12 +9,15 @@ replicas.
   first response only while NULL (first write wins, across replicas too).
 - purge_expired: deletes up to `limit` finished rows in expiry order through their index,
   FOR UPDATE SKIP LOCKED, so replicas purging at once neither block nor double-count.
+- take_stalled: PENDING rows whose settlement lease ran out (their owner died), re-leased with
+  FOR UPDATE SKIP LOCKED, so of several replicas recovering at once each row goes to one.
 - migrations run under pg_advisory_lock, one migration per transaction.
 """
 
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 import asyncpg
@@ -24,12 +27,13 @@ from payments_service.domain.ports import Claim
 from payments_service.storage import migrations, rows
 
 if TYPE_CHECKING:
-    from datetime import datetime, timedelta
+    from datetime import datetime
 
     from payments_service.domain.model import Outcome, Payment
     from payments_service.domain.ports import Clock
 
 DEFAULT_POOL_SIZE = 10
+DEFAULT_LEASE = timedelta(seconds=36)  # Settings.settlement_lease_seconds with the defaults
 # pg_advisory_lock(classid, objid): classid says "payments-service migrations", objid is a hash
 # of the schema, so runs in different schemas of one database do not wait for each other.
 MIGRATION_LOCK_CLASS = 0x5041_594D  # "PAYM"
@@ -64,15 +68,27 @@ DELETE FROM payments WHERE payment_id IN (
     ORDER BY expires_at LIMIT $2 FOR UPDATE SKIP LOCKED
 )
 """
+# Of replicas recovering at once, each row goes to one: SKIP LOCKED passes over rows another
+# transaction is re-leasing, and the lease moves before the row is unlocked.
+_TAKE_STALLED = f"""
+UPDATE payments SET lease_until = $2 WHERE payment_id IN (
+    SELECT payment_id FROM payments WHERE status = 'PENDING' AND lease_until <= $1
+    ORDER BY lease_until LIMIT $3 FOR UPDATE SKIP LOCKED
+)
+RETURNING {rows.SELECT_COLUMNS}
+"""
 _CLAIM_ATTEMPTS = 5
 
 
 class PostgresPaymentRepository:
     system = "postgresql"
 
-    def __init__(self, pool: asyncpg.Pool, *, ttl: timedelta, clock: Clock) -> None:
+    def __init__(
+        self, pool: asyncpg.Pool, *, ttl: timedelta, clock: Clock, lease: timedelta = DEFAULT_LEASE
+    ) -> None:
         self._pool = pool
         self._ttl = ttl
+        self._lease = lease
         self._clock = clock
 
     @classmethod
@@ -86,6 +102,7 @@ class PostgresPaymentRepository:
         migrate: bool = True,
         pool_size: int = DEFAULT_POOL_SIZE,
         connect_timeout: float = 10.0,
+        lease: timedelta = DEFAULT_LEASE,
     ) -> PostgresPaymentRepository:
         """Open a pool (and by default migrate); the caller must `close()` it."""
         pool = await asyncpg.create_pool(
@@ -95,7 +112,7 @@ class PostgresPaymentRepository:
             max_size=pool_size,
             timeout=connect_timeout,
         )
-        repository = cls(pool, ttl=ttl, clock=clock)
+        repository = cls(pool, ttl=ttl, clock=clock, lease=lease)
         try:
             if migrate:
                 await repository.migrate()
@@ -152,7 +169,7 @@ class PostgresPaymentRepository:
 
     async def claim(self, candidate: Payment) -> Claim:
         now = candidate.created_at
-        row_values = rows.values(candidate, now + self._ttl)
+        row_values = rows.values(candidate, now + self._ttl, now + self._lease)
         async with self._pool.acquire() as connection:
             for _ in range(_CLAIM_ATTEMPTS):
                 if await connection.fetchval(_INSERT, *row_values) is not None:
@@ -190,6 +207,12 @@ class PostgresPaymentRepository:
         if row is None:
             raise PaymentNotFoundError(payment_id)
         return rows.payment(row)
+
+    async def take_stalled(self, *, limit: int) -> list[Payment]:
+        now = self._clock.now()
+        async with self._pool.acquire() as connection:
+            found = await connection.fetch(_TAKE_STALLED, now, now + self._lease, limit)
+        return [rows.payment(row) for row in found]
 
     async def purge_expired(self, *, limit: int) -> int:
         async with self._pool.acquire() as connection:

@@ -32,13 +32,15 @@ COLUMNS = (
     "message",
     "first_status",
     "first_message",
+    "lease_until",
 )
+TIMESTAMP_COLUMNS = (7, 8, 9, 14)  # created_at, updated_at, expires_at, lease_until
 SELECT_COLUMNS = ", ".join(COLUMNS)
 # A row whose retention has passed and that is finished (the memory store's rule).
 FINISHED = "status <> 'PENDING' AND first_status IS NOT NULL"
 
 
-def values(payment: Payment, expires_at: datetime) -> tuple[Any, ...]:
+def values(payment: Payment, expires_at: datetime, lease_until: datetime) -> tuple[Any, ...]:
     """The row of a freshly claimed payment, in COLUMNS order (timestamps as datetimes)."""
     first = payment.first_response
     return (
@@ -56,6 +58,7 @@ def values(payment: Payment, expires_at: datetime) -> tuple[Any, ...]:
         payment.outcome.message,
         first.status.value if first is not None else None,
         first.message if first is not None else None,
+        lease_until,
     )
 
 

@@ -13,6 +13,8 @@ One thread also serialises this process's operations on its one connection.
 - record: one conditional UPDATE … RETURNING: the outcome only while PENDING, the first response
   only while NULL (first write wins).
 - purge_expired: deletes up to `limit` finished rows in expiry order through their index.
+- take_stalled: PENDING rows whose settlement lease ran out (their owner died), re-leased to
+  this process in the same BEGIN IMMEDIATE transaction, so two processes never take one.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ DEFAULT_BUSY_TIMEOUT_SECONDS = 10.0
 # PAYMENTS_STORE_SQLITE_SYNCHRONOUS: full survives power loss; normal (WAL) survives a killed
 # process but may lose the last commits to an OS crash or power cut, for about twice the speed.
 SYNCHRONOUS = {"full": "FULL", "normal": "NORMAL"}
+DEFAULT_LEASE = timedelta(seconds=36)  # Settings.settlement_lease_seconds with the defaults
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
 
@@ -64,6 +67,10 @@ UPDATE payments SET
                          THEN :first_message ELSE first_message END
 WHERE payment_id = :payment_id
 RETURNING {rows.SELECT_COLUMNS}
+"""
+_STALLED = f"""
+SELECT {rows.SELECT_COLUMNS} FROM payments
+WHERE status = 'PENDING' AND lease_until <= ? ORDER BY lease_until LIMIT ?
 """
 _PURGE = f"""
 DELETE FROM payments WHERE payment_id IN (
@@ -92,8 +99,10 @@ class SqlitePaymentRepository:
         clock: Clock,
         busy_timeout: float = DEFAULT_BUSY_TIMEOUT_SECONDS,
         synchronous: str = "full",
+        lease: timedelta = DEFAULT_LEASE,
     ) -> None:
         self._path = path
+        self._lease = lease
         self._synchronous = synchronous
         self._ttl = ttl
         self._clock = clock
@@ -111,10 +120,16 @@ class SqlitePaymentRepository:
         migrate: bool = True,
         busy_timeout: float = DEFAULT_BUSY_TIMEOUT_SECONDS,
         synchronous: str = "full",
+        lease: timedelta = DEFAULT_LEASE,
     ) -> SqlitePaymentRepository:
         """Connect (and by default migrate); the caller must `close()` it."""
         repository = cls(
-            path, ttl=ttl, clock=clock, busy_timeout=busy_timeout, synchronous=synchronous
+            path,
+            ttl=ttl,
+            clock=clock,
+            busy_timeout=busy_timeout,
+            synchronous=synchronous,
+            lease=lease,
         )
         try:
             await repository._run(repository._connect)
@@ -173,6 +188,10 @@ class SqlitePaymentRepository:
 
     async def purge_expired(self, *, limit: int) -> int:
         return await self._run(self._purge, to_micros(self._clock.now()), limit)
+
+    async def take_stalled(self, *, limit: int) -> list[Payment]:
+        found = await self._run(self._take_stalled, self._clock.now(), limit)
+        return [rows.payment(row, from_micros) for row in found]
 
     # Everything below runs on the store's thread.
 
@@ -238,8 +257,9 @@ class SqlitePaymentRepository:
     def _claim(self, candidate: Payment) -> Claim:
         now = to_micros(candidate.created_at)
         key = candidate.idempotency_key
-        row_values = list(rows.values(candidate, candidate.created_at + self._ttl))
-        for index in (7, 8, 9):  # created_at, updated_at, expires_at
+        created = candidate.created_at
+        row_values = list(rows.values(candidate, created + self._ttl, created + self._lease))
+        for index in rows.TIMESTAMP_COLUMNS:
             row_values[index] = to_micros(row_values[index])
 
         def body(db: sqlite3.Connection) -> sqlite3.Row:
@@ -257,6 +277,18 @@ class SqlitePaymentRepository:
         # fetchall: a statement with RETURNING commits only once it has been stepped to the end.
         found: list[sqlite3.Row] = self._db().execute(sql, arguments).fetchall()
         return found[0] if found else None
+
+    def _take_stalled(self, now: datetime, limit: int) -> list[sqlite3.Row]:
+        def body(db: sqlite3.Connection) -> list[sqlite3.Row]:
+            found: list[sqlite3.Row] = db.execute(_STALLED, (to_micros(now), limit)).fetchall()
+            db.executemany(
+                "UPDATE payments SET lease_until = ? WHERE payment_id = ?",
+                [(to_micros(now + self._lease), row["payment_id"]) for row in found],
+            )
+            return found
+
+        # IMMEDIATE: another process taking stalled payments waits, then sees the new leases.
+        return self._transaction("BEGIN IMMEDIATE", body)
 
     def _purge(self, now: int, limit: int) -> int:
         return self._db().execute(_PURGE, (now, limit)).rowcount
