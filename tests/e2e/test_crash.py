@@ -132,3 +132,73 @@ async def test_kill_9_mid_load_loses_no_acknowledged_payment(kind: str, tmp_path
         finally:
             second.stop()
         assert await duplicates() == 0
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize(
+    ("kind", "deadline", "expected"),
+    [
+        ("sqlite", "600", pb.PAYMENT_STATUS_SUCCEEDED),
+        ("sqlite", "1", pb.PAYMENT_STATUS_FAILED),
+        ("postgresql", "600", pb.PAYMENT_STATUS_SUCCEEDED),
+    ],
+)
+async def test_payments_a_crash_left_pending_are_resumed_or_failed_never_pending_forever(
+    kind: str, deadline: str, expected: int, tmp_path: Path
+) -> None:
+    async with store_url(kind, tmp_path) as (url, _):
+        # Slow payments answer PENDING after 0.2 s and would settle only after 30 s.
+        first = ServerProcess(
+            PAYMENTS_STORE_URL=url,
+            PAYMENTS_PROCESSOR_TIMEOUT_SECONDS="0.2",
+            PAYMENTS_SETTLEMENT_TIMEOUT_SECONDS="1",  # lease: 0.2 + 1 + 5 s
+            PAYMENTS_SIMULATED_SLOW_SECONDS="30",
+        )
+        try:
+            async with grpc.aio.insecure_channel(f"127.0.0.1:{first.port}") as channel:
+                stub = pb_grpc.PaymentServiceStub(channel)
+                answers = await asyncio.gather(
+                    *(
+                        stub.RequestPayment(
+                            pb.RequestPaymentRequest(
+                                amount_minor=100,
+                                currency="EUR",
+                                order_id="o",
+                                idempotency_key=f"stalled-{n}",
+                                metadata={"simulate": "slow"},
+                            ),
+                            timeout=10,
+                        )
+                        for n in range(10)
+                    )
+                )
+            assert {a.status for a in answers} == {pb.PAYMENT_STATUS_PENDING}
+            first.proc.kill()  # the settlements die with the process
+            first.proc.wait(timeout=10)
+        finally:
+            first.stop()
+
+        second = ServerProcess(
+            PAYMENTS_STORE_URL=url,
+            PAYMENTS_SIMULATED_SLOW_SECONDS="0.1",
+            PAYMENTS_RECOVERY_INTERVAL_SECONDS="0.2",
+            PAYMENTS_SETTLEMENT_DEADLINE_SECONDS=deadline,
+        )
+        try:
+            async with grpc.aio.insecure_channel(f"127.0.0.1:{second.port}") as channel:
+                stub = pb_grpc.PaymentServiceStub(channel)
+                loop = asyncio.get_running_loop()
+                stop_at = loop.time() + 30
+                pending = {a.payment_id for a in answers}
+                while pending:
+                    assert loop.time() < stop_at, f"{len(pending)} payments still PENDING"
+                    for payment_id in sorted(pending):
+                        got = await stub.GetPayment(
+                            pb.GetPaymentRequest(payment_id=payment_id), timeout=5
+                        )
+                        if got.status != pb.PAYMENT_STATUS_PENDING:
+                            assert got.status == expected
+                            pending.discard(payment_id)
+                    await asyncio.sleep(0.1)  # polling interval, not synchronisation
+        finally:
+            second.stop()
