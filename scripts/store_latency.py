@@ -64,7 +64,8 @@ async def measure(name: str, repository: PaymentRepository) -> None:
 
     print(
         f"{name:<11} claim p50 {ms(claims, 50)} ms p99 {ms(claims, 99)} ms | "
-        f"record p50 {ms(records, 50)} ms | claims/s, {N} at once (pool {CONCURRENCY}): {parallel:,.0f}"
+        f"record p50 {ms(records, 50)} ms | "
+        f"claims/s, {N} at once (pool {CONCURRENCY}): {parallel:,.0f}"
     )
 
 
