@@ -155,3 +155,25 @@ async def test_sqlite_synchronous_follows_the_setting(
         assert value == pragma
     finally:
         await repository.close()
+
+
+async def test_upgrading_a_populated_version_1_database_keeps_its_rows_and_recovers_them(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    path = tmp_path / "v1.db"
+    (initial,) = [m for m in migrations.load("sqlite") if m.version == 1]
+    with sqlite3.connect(path) as db:  # what a version-1 release left behind
+        db.executescript(initial.sql)
+        db.execute("CREATE TABLE schema_version (version INTEGER PRIMARY KEY, name TEXT, at INT)")
+        db.execute("INSERT INTO schema_version VALUES (1, 'initial', 0)")
+        db.execute(
+            "INSERT INTO payments VALUES ('pay_old', 'k', 'f', 1, 'EUR', 'o', '{}', 0, 0, "
+            "9999999999999999, 'PENDING', 'processing', NULL, NULL)"
+        )
+    repository = await SqlitePaymentRepository.open(str(path), ttl=TTL, clock=clock)
+    try:
+        assert await repository.migrate() == 0
+        (stalled,) = await repository.take_stalled(limit=10)  # lease 0: recoverable at once
+        assert stalled.payment_id == "pay_old"
+    finally:
+        await repository.close()
