@@ -39,6 +39,7 @@ if TYPE_CHECKING:
 
     from payments_service.application.observer import PaymentObserver
     from payments_service.domain.ports import (
+        Claim,
         Clock,
         IdGenerator,
         PaymentProcessor,
@@ -122,20 +123,30 @@ class PaymentService:
             updated_at=now,
             outcome=PROCESSING,
         )
+        # shield: a call cancelled while the store is claiming must still start the settlement
+        # of a payment the store did create (a durable store commits it regardless).
+        claim, answer = await asyncio.shield(self._claim(candidate))
+        if answer is None:
+            return await self._replay(claim.payment, candidate.fingerprint)
+        # shield: if this call is cancelled, the settlement task still records the answer.
+        payment = await asyncio.shield(answer)
+        assert payment.first_response is not None  # noqa: S101 - set by _settle before resolving
+        self._observer.answered(payment, payment.first_response)
+        return RequestPaymentResult(payment, payment.first_response, replayed=False)
+
+    async def _claim(self, candidate: Payment) -> tuple[Claim, asyncio.Future[Payment] | None]:
+        """Claim the key; if this call created the payment, start its settlement and return
+        the future of its first answer (None for a replay)."""
         claim = await self._repository.claim(candidate)
         if not claim.created:
-            return await self._replay(claim.payment, candidate.fingerprint)
+            return claim, None
         self._observer.created(candidate)
         # debug: the access line already carries payment_id; one info line per call is enough.
         log.debug("payment_created", payment_id=candidate.payment_id)
         answer: asyncio.Future[Payment] = asyncio.get_running_loop().create_future()
         self._first_answers[candidate.payment_id] = answer
         self._spawn(self._settle(candidate, answer))
-        # shield: if this call is cancelled, the settlement task still records the answer.
-        payment = await asyncio.shield(answer)
-        assert payment.first_response is not None  # noqa: S101 - set by _settle before resolving
-        self._observer.answered(payment, payment.first_response)
-        return RequestPaymentResult(payment, payment.first_response, replayed=False)
+        return claim, answer
 
     async def get_payment(self, payment_id: str) -> Payment:
         payment = await self._repository.get(validate_payment_id(payment_id))
