@@ -209,8 +209,7 @@ class SqlitePaymentRepository:
             self._path,
             timeout=self._busy_timeout,
             isolation_level=None,  # autocommit; transactions are explicit
-            check_same_thread=False,  # created here, used only on this same thread
-        )
+        )  # created on the store's thread and only ever used there (sqlite3 checks it)
         try:
             connection.row_factory = sqlite3.Row
             connection.execute("PRAGMA journal_mode = WAL")
