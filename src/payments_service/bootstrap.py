@@ -11,15 +11,20 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
+import structlog
+
+from payments_service.application.recovery import SettlementRecovery
 from payments_service.application.service import PaymentService
 from payments_service.application.system import RandomPaymentIds, SystemClock
 from payments_service.observability.metrics import start_metrics_server
 from payments_service.observability.observer import TelemetryObserver
+from payments_service.observability.store import ObservedRepository, StoreMetrics
 from payments_service.observability.telemetry import Telemetry, build_telemetry
 from payments_service.observability.traced import TracedProcessor
 from payments_service.observability.tracing import library_server_interceptor
 from payments_service.processor.simulated import SimulatedProcessor
 from payments_service.security.authenticator import Authenticator
+from payments_service.storage.factory import open_store
 from payments_service.storage.memory import InMemoryPaymentRepository
 from payments_service.transport.interceptors.auth import AuthInterceptor
 from payments_service.transport.interceptors.observation import (
@@ -27,6 +32,8 @@ from payments_service.transport.interceptors.observation import (
     ObservationInterceptor,
 )
 from payments_service.transport.server import UNARY_METHODS, start_server
+
+log = structlog.get_logger(__name__)
 
 if TYPE_CHECKING:
     from wsgiref.simple_server import WSGIServer
@@ -42,6 +49,7 @@ if TYPE_CHECKING:
     )
     from payments_service.observability.logs import LogWriter
     from payments_service.security.api_keys import KeyRing
+    from payments_service.storage.factory import Store
     from payments_service.transport.server import RunningServer
 
 
@@ -73,9 +81,54 @@ def build_service(
         clock=clock,
         ids=RandomPaymentIds() if ids is None else ids,
         processor_timeout=settings.processor_timeout_seconds,
+        settlement_timeout=settings.settlement_timeout_seconds,
         observer=TelemetryObserver(telemetry.metrics),
         tracer=tracer,
         simulation=settings.simulation,
+    )
+
+
+def observe_store(store: Store, settings: Settings, telemetry: Telemetry) -> PaymentRepository:
+    """The store's repository, wrapped for database spans and the store metrics (durable stores;
+    the in-memory store does no I/O and gets no spans)."""
+    if store.system == "memory":
+        return store.repository
+    metrics = None
+    if telemetry.metrics is not None:
+        metrics = StoreMetrics(telemetry.metrics.registry)
+        if store.pool is not None:
+            metrics.watch_pool(store.system, store.pool)
+    location = settings.store
+    return ObservedRepository(
+        store.repository,
+        system=store.system,
+        tracer=telemetry.tracer(),
+        metrics=metrics,
+        namespace=location.database or location.path,
+        server_address=location.host or None,
+        server_port=location.port,
+    )
+
+
+def build_recovery(
+    settings: Settings,
+    store: Store,
+    *,
+    repository: PaymentRepository,
+    processor: PaymentProcessor,
+    clock: Clock,
+) -> SettlementRecovery | None:
+    """Crash recovery of interrupted settlements; None for the memory store (nothing survives
+    a crash there to recover)."""
+    if store.stalled is None:
+        return None
+    return SettlementRecovery(
+        stalled=store.stalled,
+        repository=repository,
+        processor=processor,
+        clock=clock,
+        deadline=timedelta(seconds=settings.settlement_deadline_seconds),
+        charge_timeout=settings.settlement_timeout_seconds,
     )
 
 
@@ -113,8 +166,10 @@ class App:
 
     settings: Settings
     telemetry: Telemetry
+    store: Store
     service: PaymentService
     server: RunningServer
+    recovery: SettlementRecovery | None = None
     metrics_http: WSGIServer | None = None
     metrics_port: int | None = None
 
@@ -135,7 +190,18 @@ async def build_app(
         metrics_http, metrics_port = start_metrics_server(
             settings.metrics_address, telemetry.metrics.registry
         )
-    service = build_service(settings, telemetry=telemetry)
+    clock = SystemClock()
+    # Nothing is served (so no probe sees SERVING) until the store is open and migrated.
+    store = await open_store(settings, clock=clock)
+    log.info("store_opened", store=settings.store.redacted)
+    repository = observe_store(store, settings, telemetry)
+    processor = SimulatedProcessor(slow_delay=settings.simulated_slow_seconds)
+    service = build_service(
+        settings, telemetry=telemetry, clock=clock, repository=repository, processor=processor
+    )
+    recovery = build_recovery(
+        settings, store, repository=repository, processor=processor, clock=clock
+    )
     interceptors = build_interceptors(telemetry, Authenticator(keys))
     server = await start_server(service, settings.grpc_address, interceptors, credentials)
-    return App(settings, telemetry, service, server, metrics_http, metrics_port)
+    return App(settings, telemetry, store, service, server, recovery, metrics_http, metrics_port)

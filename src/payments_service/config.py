@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TypeVar
+from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
 
 T = TypeVar("T")
 
@@ -19,8 +21,53 @@ OTLP_ENDPOINT_VARIABLES = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TR
 _HOST_PORT = re.compile(r"(?P<host>\[[0-9a-fA-F:.]*\]|[A-Za-z0-9.-]*):(?P<port>\d{1,5})")
 
 
+STORE_URL = "PAYMENTS_STORE_URL"
+STORE_PASSWORD_FILE = "PAYMENTS_STORE_PASSWORD_FILE"  # noqa: S105 - a variable name
+POSTGRES_SCHEMES = ("postgresql", "postgres")
+
+
 class ConfigError(ValueError):
     """An environment variable has an invalid value."""
+
+
+@dataclass(frozen=True, slots=True)
+class StoreLocation:
+    """Where payments are stored, parsed from `PAYMENTS_STORE_URL` (SQLAlchemy's URL forms).
+
+    `kind` is memory, sqlite or postgresql. The password is kept out of `repr` and out of
+    `redacted`; only `password` itself holds it, for the driver.
+    """
+
+    kind: str = "memory"
+    path: str = ""  # sqlite: the database file
+    host: str = ""
+    port: int | None = None
+    user: str = ""
+    database: str = ""
+    params: tuple[tuple[str, str], ...] = ()  # postgresql: passed to the driver (e.g. sslmode)
+    password: str | None = field(default=None, repr=False)
+
+    @property
+    def redacted(self) -> str:
+        """The URL with the password replaced by ***: safe for logs and error messages."""
+        if self.kind == "memory":
+            return "memory://"
+        if self.kind == "sqlite":
+            return f"sqlite:///{self.path}"
+        return self._postgres_url("***" if self.password is not None else None)
+
+    @property
+    def dsn(self) -> str:
+        """The PostgreSQL DSN without the password (the driver gets that separately)."""
+        return self._postgres_url(None)
+
+    def _postgres_url(self, password: str | None) -> str:
+        user = quote(self.user, safe="")
+        auth = f"{user}:{password}@" if password is not None else (f"{user}@" if user else "")
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        port = f":{self.port}" if self.port is not None else ""
+        query = f"?{urlencode(self.params)}" if self.params else ""
+        return f"postgresql://{auth}{host}{port}/{quote(self.database, safe='')}{query}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +93,20 @@ class Settings:
     tls_key_file: str | None = None
     tls_client_ca_file: str | None = None  # also require client certificates (mutual TLS)
     simulation: bool = True  # off: the `simulate` metadata key is refused (production)
+    store: StoreLocation = StoreLocation()
+    store_connect_timeout_seconds: float = 30.0
+    store_pool_size: int = 10
+    store_sqlite_synchronous: str = "full"
+    settlement_timeout_seconds: float = 30.0
+    settlement_deadline_seconds: float = 600.0
+    recovery_interval_seconds: float = 5.0
+
+    @property
+    def settlement_lease_seconds(self) -> float:
+        """How long a payment's settlement belongs to the process that started it: one attempt
+        (processor deadline + settlement timeout) plus a margin. After that, a durable store's
+        recovery may take the payment over (its owner died)."""
+        return self.processor_timeout_seconds + self.settlement_timeout_seconds + 5.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -110,6 +171,33 @@ class Settings:
             tls_key_file=read("PAYMENTS_TLS_KEY_FILE", str, None),
             tls_client_ca_file=read("PAYMENTS_TLS_CLIENT_CA_FILE", str, None),
             simulation=read("PAYMENTS_SIMULATION", _switch, defaults.simulation),
+            store=_store_location(env),
+            store_connect_timeout_seconds=read(
+                "PAYMENTS_STORE_CONNECT_TIMEOUT_SECONDS",
+                _positive_float,
+                defaults.store_connect_timeout_seconds,
+            ),
+            store_pool_size=read("PAYMENTS_STORE_POOL_SIZE", _pool_size, defaults.store_pool_size),
+            store_sqlite_synchronous=read(
+                "PAYMENTS_STORE_SQLITE_SYNCHRONOUS",
+                _choice(("full", "normal")),
+                defaults.store_sqlite_synchronous,
+            ),
+            settlement_timeout_seconds=read(
+                "PAYMENTS_SETTLEMENT_TIMEOUT_SECONDS",
+                _positive_float,
+                defaults.settlement_timeout_seconds,
+            ),
+            settlement_deadline_seconds=read(
+                "PAYMENTS_SETTLEMENT_DEADLINE_SECONDS",
+                _positive_float,
+                defaults.settlement_deadline_seconds,
+            ),
+            recovery_interval_seconds=read(
+                "PAYMENTS_RECOVERY_INTERVAL_SECONDS",
+                _positive_float,
+                defaults.recovery_interval_seconds,
+            ),
         )
         _check_tls_files(settings)
         return settings
@@ -144,6 +232,95 @@ def _positive_int(raw: str) -> int:
     return value
 
 
+def _store_location(env: Mapping[str, str]) -> StoreLocation:
+    """Parse PAYMENTS_STORE_URL. Unlike the other variables, an error never echoes the raw
+    value: it may hold a password."""
+    raw = (env.get(STORE_URL) or "").strip()
+    if not raw:
+        return StoreLocation()
+    try:
+        location = _parse_store_url(raw)
+    except ValueError as exc:
+        raise ConfigError(f"invalid {STORE_URL}: {exc}") from None
+    if location.kind != "postgresql" or location.password is not None:
+        return location
+    password_file = (env.get(STORE_PASSWORD_FILE) or "").strip()
+    if password_file:
+        try:
+            password = Path(password_file).read_text(encoding="utf-8").rstrip("\r\n")
+        except (OSError, UnicodeError) as exc:
+            detail = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+            raise ConfigError(
+                f"invalid {STORE_PASSWORD_FILE}={password_file!r}: cannot read it ({detail})"
+            ) from None
+        return _with_password(location, password)
+    if env.get("PGPASSWORD"):
+        return _with_password(location, env["PGPASSWORD"])
+    return location
+
+
+def _with_password(location: StoreLocation, password: str) -> StoreLocation:
+    return StoreLocation(
+        kind=location.kind,
+        host=location.host,
+        port=location.port,
+        user=location.user,
+        database=location.database,
+        params=location.params,
+        password=password,
+    )
+
+
+def _parse_store_url(raw: str) -> StoreLocation:
+    scheme, sep, rest = raw.partition("://")
+    scheme = scheme.lower()
+    expected = "expected memory://, sqlite:///PATH or postgresql://USER@HOST:PORT/DBNAME"
+    if not sep:
+        raise ValueError(expected)
+    if scheme == "memory":
+        if rest:
+            raise ValueError("memory:// takes no path")
+        return StoreLocation()
+    if scheme == "sqlite":
+        # sqlite:///relative.db -> "relative.db"; sqlite:////abs/file.db -> "/abs/file.db"
+        if not rest.startswith("/") or rest == "/" or "?" in rest:
+            raise ValueError("expected sqlite:///relative/path.db or sqlite:////absolute/path.db")
+        return StoreLocation(kind="sqlite", path=unquote(rest[1:]))
+    if scheme in POSTGRES_SCHEMES:
+        return _parse_postgres_url(raw)
+    raise ValueError(f"unknown scheme; {expected}")
+
+
+def _parse_postgres_url(raw: str) -> StoreLocation:
+    try:
+        parts = urlsplit(raw)
+        port = parts.port
+        params = parse_qsl(parts.query, keep_blank_values=True, strict_parsing=bool(parts.query))
+    except ValueError:
+        raise ValueError("malformed postgresql URL (check the port and the query)") from None
+    database = unquote(parts.path.lstrip("/"))
+    if not database or "/" in database:
+        raise ValueError("expected postgresql://USER@HOST:PORT/DBNAME with a database name")
+    if parts.fragment:
+        raise ValueError("a postgresql URL takes no #fragment")
+    password = unquote(parts.password) if parts.password is not None else None
+    kept: list[tuple[str, str]] = []
+    for key, value in params:
+        if key == "password":  # libpq allows it in the query too; keep it out of the DSN
+            password = value
+        else:
+            kept.append((key, value))
+    return StoreLocation(
+        kind="postgresql",
+        host=parts.hostname or "",
+        port=port,
+        user=unquote(parts.username or ""),
+        database=database,
+        params=tuple(kept),
+        password=password,
+    )
+
+
 def _address(raw: str) -> str:
     match = _HOST_PORT.fullmatch(raw)
     if match is None or int(match["port"]) > 65535:
@@ -172,6 +349,13 @@ def _choice(options: tuple[str, ...]) -> Callable[[str], str]:
         return value
 
     return parse
+
+
+def _pool_size(raw: str) -> int:
+    value = _positive_int(raw)
+    if value > 1000:
+        raise ValueError("expected a whole number from 1 to 1000")
+    return value
 
 
 def _positive_float(raw: str) -> float:

@@ -7,6 +7,7 @@ are refused, in-flight calls and background settlements get what is left of the 
 spans and log lines are flushed with what is left after that (at least `FLUSH_FLOOR_SECONDS`
 each), exit 0. SIGHUP re-reads the API keys file.
 
+`payments-server migrate` applies the store's pending migrations and exits;
 `payments-server keys new MERCHANT_ID` makes an API key.
 """
 
@@ -22,12 +23,15 @@ from typing import TYPE_CHECKING
 import structlog
 
 from payments_service import __version__
+from payments_service.application.system import SystemClock
 from payments_service.bootstrap import build_app
 from payments_service.config import ConfigError, Settings
 from payments_service.observability.logs import configure_logging
 from payments_service.security.api_keys import KeyRing
 from payments_service.security.keys_cli import keys_main
 from payments_service.security.tls import server_credentials, tls_mode
+from payments_service.storage.factory import StoreUnavailableError, open_store
+from payments_service.storage.migrations import SchemaTooNewError
 
 if TYPE_CHECKING:
     import grpc
@@ -51,6 +55,11 @@ async def serve(
     app = await build_app(settings, log_writer=log_writer, keys=keys, credentials=credentials)
     if keys is None:
         log.warning("authentication_disabled", reason="PAYMENTS_API_KEYS_FILE is not set")
+    recovering = (
+        asyncio.create_task(app.recovery.run(settings.recovery_interval_seconds))
+        if app.recovery is not None
+        else None
+    )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -74,11 +83,14 @@ async def serve(
     deadline = time.monotonic() + grace
     log.info("shutdown_started", grace_seconds=grace)
     await app.server.stop(grace)
+    if recovering is not None:
+        recovering.cancel()
     unsettled = await app.service.drain(max(0.0, deadline - time.monotonic()))
     flush_budget = max(FLUSH_FLOOR_SECONDS, deadline - time.monotonic())
     spans_flushed = await asyncio.to_thread(app.telemetry.shutdown, flush_budget)
     if app.metrics_http is not None:
         app.metrics_http.shutdown()
+    await app.store.close()
     log.info("shutdown_complete", unsettled_payments=unsettled, spans_flushed=spans_flushed)
 
 
@@ -91,9 +103,20 @@ def _reload_keys(keys: KeyRing | None) -> None:
         keys.reload()
 
 
+async def migrate(settings: Settings) -> None:
+    """`payments-server migrate`: apply pending migrations, then exit."""
+    store = await open_store(settings, clock=SystemClock())
+    await store.close()
+    log.info("store_migrated", store=settings.store.redacted)
+
+
 def main() -> None:
     if sys.argv[1:2] == ["keys"]:  # `payments-server keys new MERCHANT_ID`
         raise SystemExit(keys_main(sys.argv[2:]))
+    command = sys.argv[1:]
+    if command not in ([], ["serve"], ["migrate"]):
+        print("usage: payments-server [serve | migrate | keys new MERCHANT_ID]", file=sys.stderr)
+        raise SystemExit(2)
     try:
         settings = Settings.from_env(os.environ)
         keys = KeyRing.load(settings.api_keys_file) if settings.api_keys_file else None
@@ -107,6 +130,13 @@ def main() -> None:
         max_queued_records=settings.log_queue_records,
     )
     try:
-        asyncio.run(serve(settings, log_writer=writer, keys=keys, credentials=credentials))
+        if command == ["migrate"]:
+            asyncio.run(migrate(settings))
+        else:
+            asyncio.run(serve(settings, log_writer=writer, keys=keys, credentials=credentials))
+    except (StoreUnavailableError, SchemaTooNewError) as exc:
+        writer.close(FLUSH_FLOOR_SECONDS)
+        print(f"payments-server: {exc}", file=sys.stderr)
+        raise SystemExit(1) from None
     finally:
         writer.close(FLUSH_FLOOR_SECONDS)

@@ -50,6 +50,8 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger(__name__)
 
+# A replay on another replica polls the shared store for the first answer, from 5 ms up to 100 ms.
+FIRST_ANSWER_POLL_SECONDS = 0.005
 PROCESSING = Outcome(PaymentStatus.PENDING, "payment is being processed")
 ACCEPTED_PENDING = Outcome(
     PaymentStatus.PENDING, "payment accepted; the processor is still working, poll GetPayment"
@@ -126,7 +128,13 @@ class PaymentService:
             updated_at=now,
             outcome=PROCESSING,
         )
-        claim = await self._repository.claim(candidate)
+        try:
+            claim = await self._repository.claim(candidate)
+        except asyncio.CancelledError:
+            # A durable store may have committed the claim before the caller went away: finish
+            # in the background (claiming the same candidate again is idempotent).
+            self._spawn(self._settle_after_cancelled_claim(candidate))
+            raise
         if not claim.created:
             return await self._replay(claim.payment, candidate.fingerprint)
         self._observer.created(candidate)
@@ -180,18 +188,36 @@ class PaymentService:
         return RequestPaymentResult(payment, payment.first_response, replayed=True)
 
     async def _await_first_answer(self, payment: Payment) -> Payment:
+        # The first answer comes within processor_timeout; the margin covers scheduling.
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._processor_timeout + 1.0
         answer = self._first_answers.get(payment.payment_id)
         if answer is not None:
-            # The first answer comes within processor_timeout; the margin covers scheduling.
             with contextlib.suppress(TimeoutError):
                 return await asyncio.wait_for(
                     asyncio.shield(answer), timeout=self._processor_timeout + 1.0
                 )
-        # Answered meanwhile (or by another process sharing the store)?
-        latest = await self._repository.get(payment.payment_id)
-        if latest is not None and latest.first_response is not None:
-            return latest
-        raise ResponsePendingError(payment.idempotency_key)
+        # Another process sharing the store owns the key: poll the store for its answer.
+        delay = FIRST_ANSWER_POLL_SECONDS
+        while True:
+            latest = await self._repository.get(payment.payment_id)
+            if latest is not None and latest.first_response is not None:
+                return latest
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise ResponsePendingError(payment.idempotency_key)
+            await asyncio.sleep(min(delay, remaining))
+            delay = min(delay * 2, 0.1)
+
+    async def _settle_after_cancelled_claim(self, candidate: Payment) -> None:
+        claim = await self._repository.claim(candidate)
+        if claim.payment.payment_id != candidate.payment_id or claim.payment.first_response:
+            return  # another call's payment, or already answered
+        answer: asyncio.Future[Payment] = asyncio.get_running_loop().create_future()
+        self._first_answers[candidate.payment_id] = answer
+        charge = asyncio.ensure_future(self._charge(candidate))
+        deadline = asyncio.get_running_loop().time() + self._processor_timeout
+        await self._finish_first_answer(candidate, charge, deadline, answer)
 
     async def _first_answer(
         self, payment: Payment, charge: asyncio.Future[Outcome], deadline: float

@@ -68,10 +68,32 @@ class PaymentRepository(Protocol):
         Raises PaymentNotFoundError for an unknown (or expired) payment."""
         ...
 
+    async def purge_expired(self, *, limit: int) -> int:
+        """Delete up to `limit` payments whose retention has passed and that are finished
+        (terminal status and first response recorded); return how many were deleted."""
+        ...
+
+
+class StalledSettlements(Protocol):
+    """What a durable store offers crash recovery (the memory store has nothing to recover:
+    its payments die with the process)."""
+
+    async def take_stalled(self, *, limit: int) -> list[Payment]:
+        """Up to `limit` PENDING payments whose settlement lease has run out (the process that
+        owned them died), each now leased to the caller: of concurrent callers, in this process
+        or other replicas, exactly one receives a given payment until the new lease runs out."""
+        ...
+
 
 class PaymentProcessor(Protocol):
-    """The payment network (acquirer/PSP). May be slow and may fail."""
+    """The payment network (acquirer/PSP). May be slow and may fail.
+
+    Idempotency guarantee: a charge is identified by `payment.payment_id`. Charging the same
+    payment again (crash recovery resumes settlements) never charges twice: it returns the
+    outcome of the first charge, waiting for it if it is still running.
+    """
 
     async def charge(self, payment: Payment) -> Outcome:
-        """Charge the payment and return its final outcome (SUCCEEDED or FAILED)."""
+        """Charge the payment (at most once per payment id) and return its final outcome
+        (SUCCEEDED or FAILED)."""
         ...

@@ -1,0 +1,129 @@
+"""Opening the store `PAYMENTS_STORE_URL` names: connect with retry and backoff, migrate, and
+hand back the repository with its `close`.
+
+The one place that knows every store adapter. An unreachable database is retried for
+`PAYMENTS_STORE_CONNECT_TIMEOUT_SECONDS` (a database starting next to the service is normal);
+after that `StoreUnavailableError` carries one line for the operator, never the password.
+A database migrated by a newer release is not retried: `SchemaTooNewError` at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import TYPE_CHECKING
+
+import structlog
+
+from payments_service.storage.memory import InMemoryPaymentRepository
+from payments_service.storage.migrations import SchemaTooNewError
+
+if TYPE_CHECKING:
+    from payments_service.config import Settings, StoreLocation
+    from payments_service.domain.ports import Clock, PaymentRepository, StalledSettlements
+    from payments_service.storage.postgres import PostgresPaymentRepository
+
+log = structlog.get_logger(__name__)
+
+FIRST_RETRY_DELAY_SECONDS = 0.1
+MAX_RETRY_DELAY_SECONDS = 2.0
+
+
+class StoreUnavailableError(Exception):
+    """The store could not be opened within the connect timeout."""
+
+
+@dataclass(frozen=True, slots=True)
+class Store:
+    """An open store: its repository, its kind (memory, sqlite, postgresql), how to close it,
+    for PostgreSQL the repository again for its pool gauges, and for durable stores the
+    repository again for crash recovery."""
+
+    repository: PaymentRepository
+    system: str
+    close: Callable[[], Awaitable[None]]
+    pool: PostgresPaymentRepository | None = None
+    stalled: StalledSettlements | None = None  # durable stores: crash recovery
+
+
+async def open_store(settings: Settings, *, clock: Clock, migrate: bool = True) -> Store:
+    """Open (and by default migrate) the configured store, retrying for the connect timeout."""
+    location = settings.store
+    timeout = settings.store_connect_timeout_seconds
+    deadline = time.monotonic() + timeout
+    delay = FIRST_RETRY_DELAY_SECONDS
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            return await _open(settings, clock=clock, migrate=migrate, deadline=deadline)
+        except SchemaTooNewError:
+            raise
+        except Exception as exc:  # any failure to connect is retried until the deadline
+            error = redact(f"{type(exc).__name__}: {exc}", location)
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise StoreUnavailableError(
+                    f"could not open the store {location.redacted} within {timeout:g} s "
+                    f"({attempt} attempts); last error: {error}"
+                ) from None
+            log.warning(
+                "store_connect_failed",
+                store=location.redacted,
+                attempt=attempt,
+                error=error,
+                retry_in_seconds=round(min(delay, remaining), 3),
+            )
+            await asyncio.sleep(min(delay, remaining))
+            delay = min(delay * 2, MAX_RETRY_DELAY_SECONDS)
+
+
+async def _open(settings: Settings, *, clock: Clock, migrate: bool, deadline: float) -> Store:
+    location = settings.store
+    ttl = timedelta(seconds=settings.idempotency_ttl_seconds)
+    lease = timedelta(seconds=settings.settlement_lease_seconds)
+    if location.kind == "sqlite":
+        from payments_service.storage.sqlite import SqlitePaymentRepository  # noqa: PLC0415
+
+        sqlite = await SqlitePaymentRepository.open(
+            location.path,
+            ttl=ttl,
+            clock=clock,
+            migrate=migrate,
+            synchronous=settings.store_sqlite_synchronous,
+            lease=lease,
+        )
+        return Store(sqlite, "sqlite", sqlite.close, stalled=sqlite)
+    if location.kind == "postgresql":
+        from payments_service.storage.postgres import PostgresPaymentRepository  # noqa: PLC0415
+
+        postgres = await PostgresPaymentRepository.open(
+            location.dsn,
+            password=location.password,
+            ttl=ttl,
+            clock=clock,
+            migrate=migrate,
+            pool_size=settings.store_pool_size,
+            connect_timeout=max(0.5, min(10.0, deadline - time.monotonic())),
+            lease=lease,
+        )
+        return Store(postgres, "postgresql", postgres.close, pool=postgres, stalled=postgres)
+    memory = InMemoryPaymentRepository(ttl=ttl, clock=clock)
+    return Store(memory, "memory", _nothing_to_close)
+
+
+async def _nothing_to_close() -> None:
+    return None
+
+
+def redact(text: str, location: StoreLocation) -> str:
+    """`text` with the store password (if any, and however it was quoted) replaced by ***."""
+    if location.password:
+        from urllib.parse import quote  # noqa: PLC0415
+
+        for form in {location.password, quote(location.password, safe="")}:
+            text = text.replace(form, "***")
+    return text

@@ -1,0 +1,220 @@
+"""PostgreSQL payment repository (asyncpg, one pool per process): shared by any number of
+replicas.
+
+- claim: INSERT … ON CONFLICT (idempotency_key) DO NOTHING RETURNING on the unique index. Of
+  concurrent inserts of one key, PostgreSQL lets exactly one succeed; the others wait for it to
+  commit and then do nothing. Then a SELECT (a new statement, so a new snapshot that sees the
+  winner). If the owner found has expired and is finished, it is deleted and the claim retried.
+- record: one conditional UPDATE … RETURNING (row-locked): the outcome only while PENDING, the
+  first response only while NULL (first write wins, across replicas too).
+- purge_expired: deletes up to `limit` finished rows in expiry order through their index,
+  FOR UPDATE SKIP LOCKED, so replicas purging at once neither block nor double-count.
+- take_stalled: PENDING rows whose settlement lease ran out (their owner died), re-leased with
+  FOR UPDATE SKIP LOCKED, so of several replicas recovering at once each row goes to one.
+- migrations run under pg_advisory_lock, one migration per transaction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+import asyncpg
+
+from payments_service.domain.errors import PaymentNotFoundError
+from payments_service.domain.ports import Claim
+from payments_service.storage import migrations, rows
+
+if TYPE_CHECKING:
+    from datetime import datetime
+
+    from payments_service.domain.model import Outcome, Payment
+    from payments_service.domain.ports import Clock
+
+DEFAULT_POOL_SIZE = 10
+DEFAULT_LEASE = timedelta(seconds=36)  # Settings.settlement_lease_seconds with the defaults
+# pg_advisory_lock(classid, objid): classid says "payments-service migrations", objid is a hash
+# of the schema, so runs in different schemas of one database do not wait for each other.
+MIGRATION_LOCK_CLASS = 0x5041_594D  # "PAYM"
+_LOCK_ARGS = "$1::int, hashtext(COALESCE(current_schema(), ''))"
+
+_SELECT_BY_KEY = f"SELECT {rows.SELECT_COLUMNS} FROM payments WHERE idempotency_key = $1"
+_SELECT_BY_ID = f"SELECT {rows.SELECT_COLUMNS} FROM payments WHERE payment_id = $1"
+_INSERT = (
+    f"INSERT INTO payments ({rows.SELECT_COLUMNS}) "
+    f"VALUES ({', '.join(f'${i}' for i in range(1, len(rows.COLUMNS) + 1))}) "
+    "ON CONFLICT (idempotency_key) DO NOTHING RETURNING payment_id"
+)
+_DELETE_EXPIRED = (
+    f"DELETE FROM payments WHERE payment_id = $1 AND expires_at <= $2 AND {rows.FINISHED}"
+)
+# Every SET expression reads the row as it was before the update (see sqlite.py).
+_RECORD = f"""
+UPDATE payments SET
+    status = CASE WHEN status = 'PENDING' AND $2::text IS NOT NULL THEN $2 ELSE status END,
+    message = CASE WHEN status = 'PENDING' AND $2::text IS NOT NULL THEN $3 ELSE message END,
+    updated_at = CASE WHEN status = 'PENDING' AND $2::text IS NOT NULL
+                      THEN $4 ELSE updated_at END,
+    first_status = COALESCE(first_status, $5::text),
+    first_message = CASE WHEN first_status IS NULL AND $5::text IS NOT NULL
+                         THEN $6 ELSE first_message END
+WHERE payment_id = $1
+RETURNING {rows.SELECT_COLUMNS}
+"""
+_PURGE = f"""
+DELETE FROM payments WHERE payment_id IN (
+    SELECT payment_id FROM payments WHERE expires_at <= $1 AND {rows.FINISHED}
+    ORDER BY expires_at LIMIT $2 FOR UPDATE SKIP LOCKED
+)
+"""
+# Of replicas recovering at once, each row goes to one: SKIP LOCKED passes over rows another
+# transaction is re-leasing, and the lease moves before the row is unlocked.
+_TAKE_STALLED = f"""
+UPDATE payments SET lease_until = $2 WHERE payment_id IN (
+    SELECT payment_id FROM payments WHERE status = 'PENDING' AND lease_until <= $1
+    ORDER BY lease_until LIMIT $3 FOR UPDATE SKIP LOCKED
+)
+RETURNING {rows.SELECT_COLUMNS}
+"""
+_CLAIM_ATTEMPTS = 5
+
+
+class PostgresPaymentRepository:
+    system = "postgresql"
+
+    def __init__(
+        self, pool: asyncpg.Pool, *, ttl: timedelta, clock: Clock, lease: timedelta = DEFAULT_LEASE
+    ) -> None:
+        self._pool = pool
+        self._ttl = ttl
+        self._lease = lease
+        self._clock = clock
+
+    @classmethod
+    async def open(
+        cls,
+        dsn: str,
+        *,
+        password: str | None,
+        ttl: timedelta,
+        clock: Clock,
+        migrate: bool = True,
+        pool_size: int = DEFAULT_POOL_SIZE,
+        connect_timeout: float = 10.0,
+        lease: timedelta = DEFAULT_LEASE,
+    ) -> PostgresPaymentRepository:
+        """Open a pool (and by default migrate); the caller must `close()` it."""
+        pool = await asyncpg.create_pool(
+            dsn,
+            password=password,
+            min_size=1,
+            max_size=pool_size,
+            timeout=connect_timeout,
+        )
+        repository = cls(pool, ttl=ttl, clock=clock, lease=lease)
+        try:
+            if migrate:
+                await repository.migrate()
+        except BaseException:
+            await repository.close()
+            raise
+        return repository
+
+    async def close(self) -> None:
+        try:
+            await asyncio.wait_for(self._pool.close(), timeout=10)
+        except TimeoutError:
+            self._pool.terminate()
+
+    def pool_size(self) -> int:
+        """Connections open in the pool."""
+        return self._pool.get_size()
+
+    def pool_idle(self) -> int:
+        """Open connections not lent out."""
+        return self._pool.get_idle_size()
+
+    def pool_max_size(self) -> int:
+        return self._pool.get_max_size()
+
+    async def migrate(self) -> int:
+        """Apply pending migrations under an advisory lock; return how many were applied."""
+        async with self._pool.acquire() as connection:
+            await connection.execute(f"SELECT pg_advisory_lock({_LOCK_ARGS})", MIGRATION_LOCK_CLASS)
+            try:
+                await connection.execute(
+                    f"CREATE TABLE IF NOT EXISTS {migrations.SCHEMA_VERSION_TABLE} ("
+                    "version integer PRIMARY KEY, name text NOT NULL, "
+                    "applied_at timestamptz NOT NULL DEFAULT now())"
+                )
+                current = await connection.fetchval(
+                    f"SELECT COALESCE(MAX(version), 0) FROM {migrations.SCHEMA_VERSION_TABLE}"
+                )
+                todo = migrations.pending(current, migrations.load("postgresql"))
+                for migration in todo:
+                    async with connection.transaction():
+                        await connection.execute(migration.sql)
+                        await connection.execute(
+                            f"INSERT INTO {migrations.SCHEMA_VERSION_TABLE} (version, name) "
+                            "VALUES ($1, $2)",
+                            migration.version,
+                            migration.name,
+                        )
+                return len(todo)
+            finally:
+                await connection.execute(
+                    f"SELECT pg_advisory_unlock({_LOCK_ARGS})", MIGRATION_LOCK_CLASS
+                )
+
+    async def claim(self, candidate: Payment) -> Claim:
+        now = candidate.created_at
+        row_values = rows.values(candidate, now + self._ttl, now + self._lease)
+        async with self._pool.acquire() as connection:
+            for _ in range(_CLAIM_ATTEMPTS):
+                if await connection.fetchval(_INSERT, *row_values) is not None:
+                    return Claim(candidate, created=True)
+                row = await connection.fetchrow(_SELECT_BY_KEY, candidate.idempotency_key)
+                if row is None:
+                    continue  # the owner was purged between the two statements
+                found = rows.payment(row)
+                if not rows.expired(row["expires_at"], found, now):
+                    return Claim(found, created=False)
+                await connection.execute(_DELETE_EXPIRED, found.payment_id, now)
+        raise RuntimeError("claim kept racing with deletions of its key; retry the request")
+
+    async def get(self, payment_id: str) -> Payment | None:
+        async with self._pool.acquire() as connection:
+            row = await connection.fetchrow(_SELECT_BY_ID, payment_id)
+        if row is None:
+            return None
+        found = rows.payment(row)
+        if rows.expired(row["expires_at"], found, self._clock.now()):
+            return None
+        return found
+
+    async def record(
+        self,
+        payment_id: str,
+        *,
+        at: datetime,
+        outcome: Outcome | None = None,
+        first_response: Outcome | None = None,
+    ) -> Payment:
+        arguments: tuple[Any, ...] = rows.record_arguments(at, outcome, first_response)
+        async with self._pool.acquire() as connection:
+            row = await connection.fetchrow(_RECORD, payment_id, *arguments)
+        if row is None:
+            raise PaymentNotFoundError(payment_id)
+        return rows.payment(row)
+
+    async def take_stalled(self, *, limit: int) -> list[Payment]:
+        now = self._clock.now()
+        async with self._pool.acquire() as connection:
+            found = await connection.fetch(_TAKE_STALLED, now, now + self._lease, limit)
+        return [rows.payment(row) for row in found]
+
+    async def purge_expired(self, *, limit: int) -> int:
+        async with self._pool.acquire() as connection:
+            status: str = await connection.execute(_PURGE, self._clock.now(), limit)
+        return int(status.rsplit(" ", 1)[1])

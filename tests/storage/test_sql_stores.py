@@ -1,0 +1,179 @@
+"""What only the SQL stores have: several connections (processes, replicas) on one database,
+and versioned migrations applied once under a lock."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AsyncExitStack
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from payments_service.domain.model import Outcome, Payment, PaymentRequest, PaymentStatus
+from payments_service.storage import migrations
+from payments_service.storage.migrations import SchemaTooNewError
+from payments_service.storage.postgres import PostgresPaymentRepository
+from payments_service.storage.sqlite import SqlitePaymentRepository
+from tests.fakes import FakeClock
+from tests.stores import postgres_schema
+
+TTL = timedelta(minutes=10)
+PENDING = Outcome(PaymentStatus.PENDING, "processing")
+Repository = SqlitePaymentRepository | PostgresPaymentRepository
+Opener = Callable[..., Awaitable[Repository]]
+
+
+def candidate(clock: FakeClock, payment_id: str, key: str = "key-1") -> Payment:
+    request = PaymentRequest(1250, "EUR", "order-42", key)
+    now = clock.now()
+    return Payment(payment_id, request, request.fingerprint(), now, now, PENDING)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def opener(
+    request: pytest.FixtureRequest, tmp_path: Path, clock: FakeClock
+) -> AsyncIterator[Opener]:
+    """Opens any number of independent repositories (own thread or own pool) on one database."""
+    async with AsyncExitStack() as stack:
+        if request.param == "sqlite":
+            path = str(tmp_path / "shared.db")
+
+            async def open_sqlite(migrate: bool = True) -> Repository:
+                repository = await SqlitePaymentRepository.open(
+                    path, ttl=TTL, clock=clock, migrate=migrate
+                )
+                stack.push_async_callback(repository.close)
+                return repository
+
+            yield open_sqlite
+        else:
+            location = await stack.enter_async_context(postgres_schema())
+
+            async def open_postgres(migrate: bool = True) -> Repository:
+                repository = await PostgresPaymentRepository.open(
+                    location.dsn,
+                    password=location.password,
+                    ttl=TTL,
+                    clock=clock,
+                    migrate=migrate,
+                    pool_size=4,
+                )
+                stack.push_async_callback(repository.close)
+                return repository
+
+            yield open_postgres
+
+
+async def test_claims_of_one_key_through_several_connections_create_exactly_one(
+    opener: Opener, clock: FakeClock
+) -> None:
+    replicas: list[Repository] = [await opener() for _ in range(3)]
+    claims = await asyncio.gather(
+        *(replicas[i % 3].claim(candidate(clock, f"pay_{i:032x}")) for i in range(60))
+    )
+    assert sum(claim.created for claim in claims) == 1
+    assert all(claim.payment == claims[0].payment for claim in claims)
+
+
+async def test_replicas_migrating_together_apply_each_migration_once(
+    opener: Opener,
+) -> None:
+    replicas: list[Repository] = [await opener(migrate=False) for _ in range(4)]
+    applied = await asyncio.gather(*(replica.migrate() for replica in replicas))
+    assert sorted(applied) == [0, 0, 0, len(migrations.load(replicas[0].system))]
+    assert await replicas[0].migrate() == 0
+
+
+async def test_a_database_from_a_newer_release_is_refused_with_a_clear_message(
+    opener: Opener,
+) -> None:
+    repository: Repository = await opener()
+    await _insert_future_version(repository, 999)
+    with pytest.raises(SchemaTooNewError, match="version 999, newer than this payments-server"):
+        await repository.migrate()
+
+
+async def _insert_future_version(repository: Repository, version: int) -> None:
+    if isinstance(repository, SqlitePaymentRepository):
+        await repository._run(
+            lambda: repository._db().execute(
+                "INSERT INTO schema_version VALUES (?, 'from_the_future', 0)", (version,)
+            )
+        )
+    else:
+        await repository._pool.execute(
+            "INSERT INTO schema_version (version, name) VALUES ($1, 'from_the_future')", version
+        )
+
+
+def test_every_dialect_has_the_same_numbered_migrations() -> None:
+    sqlite, postgresql = migrations.load("sqlite"), migrations.load("postgresql")
+    assert [(m.version, m.name) for m in sqlite] == [(m.version, m.name) for m in postgresql]
+    assert sqlite[0].version == 1
+
+
+@pytest.mark.parametrize(("current", "expected"), [(0, 2), (1, 1), (2, 0)])
+def test_pending_lists_the_migrations_after_the_current_version(
+    current: int, expected: int
+) -> None:
+    assert len(migrations.pending(current, migrations.load("sqlite"))) == expected
+
+
+async def test_sqlite_uses_wal_and_keeps_the_claim_index(tmp_path: Path, clock: FakeClock) -> None:
+    repository = await SqlitePaymentRepository.open(str(tmp_path / "p.db"), ttl=TTL, clock=clock)
+    await repository.close()
+    with sqlite3.connect(tmp_path / "p.db") as db:
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        indexes = {row[1]: row[2] for row in db.execute("PRAGMA index_list(payments)")}
+        assert indexes["payments_idempotency_key"] == 1  # unique
+        assert "payments_expires_at" in indexes
+        assert "payments_pending_lease" in indexes
+        assert db.execute("SELECT version FROM schema_version").fetchall() == [(1,), (2,)]
+
+
+async def test_a_closed_sqlite_store_says_so(tmp_path: Path, clock: FakeClock) -> None:
+    repository = SqlitePaymentRepository(str(tmp_path / "p.db"), ttl=TTL, clock=clock)
+    with pytest.raises(RuntimeError, match="closed"):
+        await repository.get("pay_x")
+    await repository.close()
+
+
+@pytest.mark.parametrize(("setting", "pragma"), [("full", 2), ("normal", 1)])
+async def test_sqlite_synchronous_follows_the_setting(
+    tmp_path: Path, clock: FakeClock, setting: str, pragma: int
+) -> None:
+    repository = await SqlitePaymentRepository.open(
+        str(tmp_path / "p.db"), ttl=TTL, clock=clock, synchronous=setting
+    )
+    try:
+        value = await repository._run(
+            lambda: repository._db().execute("PRAGMA synchronous").fetchone()[0]
+        )
+        assert value == pragma
+    finally:
+        await repository.close()
+
+
+async def test_upgrading_a_populated_version_1_database_keeps_its_rows_and_recovers_them(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    path = tmp_path / "v1.db"
+    (initial,) = [m for m in migrations.load("sqlite") if m.version == 1]
+    with sqlite3.connect(path) as db:  # what a version-1 release left behind
+        db.executescript(initial.sql)
+        db.execute("CREATE TABLE schema_version (version INTEGER PRIMARY KEY, name TEXT, at INT)")
+        db.execute("INSERT INTO schema_version VALUES (1, 'initial', 0)")
+        db.execute(
+            "INSERT INTO payments VALUES ('pay_old', 'k', 'f', 1, 'EUR', 'o', '{}', 0, 0, "
+            "9999999999999999, 'PENDING', 'processing', NULL, NULL)"
+        )
+    repository = await SqlitePaymentRepository.open(str(path), ttl=TTL, clock=clock)
+    try:
+        assert await repository.migrate() == 0
+        (stalled,) = await repository.take_stalled(limit=10)  # lease 0: recoverable at once
+        assert stalled.payment_id == "pay_old"
+    finally:
+        await repository.close()

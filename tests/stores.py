@@ -1,0 +1,78 @@
+"""Opening each store for a test: memory, SQLite in tmp_path, PostgreSQL in a schema of its own.
+
+PostgreSQL needs PAYMENTS_TEST_DATABASE_URL (e.g. postgresql://postgres@127.0.0.1:5432/test);
+without it those tests are skipped with the reason (shown by `pytest -ra`). Each use creates a
+fresh schema and drops it afterwards, so concurrent runs never see each other's rows.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import timedelta
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from payments_service.config import Settings, StoreLocation
+from payments_service.domain.ports import Clock, PaymentRepository
+from payments_service.storage.memory import InMemoryPaymentRepository
+from payments_service.storage.postgres import PostgresPaymentRepository
+from payments_service.storage.sqlite import SqlitePaymentRepository
+
+DATABASE_URL_VARIABLE = "PAYMENTS_TEST_DATABASE_URL"
+STORES = ("memory", "sqlite", "postgresql")
+
+
+def postgres_location() -> StoreLocation:
+    """The test database, or skip the test saying why."""
+    url = os.environ.get(DATABASE_URL_VARIABLE, "").strip()
+    if not url:
+        pytest.skip(
+            f"{DATABASE_URL_VARIABLE} is not set: PostgreSQL tests skipped "
+            "(e.g. postgresql://postgres@127.0.0.1:5432/test)"
+        )
+    return Settings.from_env({"PAYMENTS_STORE_URL": url}).store
+
+
+@asynccontextmanager
+async def postgres_schema() -> AsyncIterator[StoreLocation]:
+    """A fresh schema in the test database; the location points its search_path there."""
+    base = postgres_location()
+    schema = f"test_{uuid.uuid4().hex[:16]}"
+    admin = await asyncpg.connect(base.dsn, password=base.password)
+    try:
+        await admin.execute(f'CREATE SCHEMA "{schema}"')
+        yield dataclasses.replace(base, params=(*base.params, ("search_path", schema)))
+    finally:
+        await admin.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        await admin.close()
+
+
+@asynccontextmanager
+async def open_repository(
+    kind: str, tmp_path: Path, clock: Clock, ttl: timedelta
+) -> AsyncIterator[PaymentRepository]:
+    if kind == "memory":
+        yield InMemoryPaymentRepository(ttl=ttl, clock=clock)
+    elif kind == "sqlite":
+        sqlite = await SqlitePaymentRepository.open(
+            str(tmp_path / "payments.db"), ttl=ttl, clock=clock
+        )
+        try:
+            yield sqlite
+        finally:
+            await sqlite.close()
+    else:
+        async with postgres_schema() as location:
+            postgres = await PostgresPaymentRepository.open(
+                location.dsn, password=location.password, ttl=ttl, clock=clock
+            )
+            try:
+                yield postgres
+            finally:
+                await postgres.close()
