@@ -17,6 +17,7 @@ from collections.abc import Mapping
 import structlog
 
 from payments_service import __version__
+from payments_service.application.expiry import ExpirySweeper
 from payments_service.bootstrap import build_interceptors, build_service
 from payments_service.config import ConfigError, Settings
 from payments_service.observability.logs import configure_logging
@@ -38,6 +39,8 @@ async def serve(settings: Settings, env: Mapping[str, str]) -> None:
         )
     service = build_service(settings, telemetry=telemetry)
     running = await start_server(service, settings.grpc_address, build_interceptors(telemetry))
+    sweeper = ExpirySweeper(service)
+    sweeper.start()
     log.info(
         "server_started",
         version=__version__,
@@ -57,6 +60,7 @@ async def serve(settings: Settings, env: Mapping[str, str]) -> None:
     deadline = time.monotonic() + grace
     log.info("shutdown_started", grace_seconds=grace)
     await running.stop(grace)
+    await sweeper.stop()
     unsettled = await service.drain(max(0.0, deadline - time.monotonic()))
     telemetry.shutdown()  # flushes the spans of the last calls
     if metrics_server is not None:

@@ -16,7 +16,12 @@ if TYPE_CHECKING:
 
 class Clock(Protocol):
     def now(self) -> datetime:
-        """The current time, timezone-aware UTC."""
+        """The current time, timezone-aware UTC: what a payment records (`created_at`)."""
+        ...
+
+    def monotonic(self) -> float:
+        """Seconds on a clock that never jumps (time.monotonic): what deadlines are measured
+        on, so a wall-clock step neither shortens nor stretches a retention."""
         ...
 
 
@@ -45,6 +50,9 @@ class PaymentRepository(Protocol):
     - `claim` is atomic: of any number of concurrent claims with one key, exactly one creates.
     - a key is remembered for the store's retention (the idempotency TTL); after that a claim
       with the key creates a new payment, and the expired payment may be forgotten.
+    - a key and its payment expire together: `get` and `claim` answer from one rule, so a
+      payment GetPayment no longer finds is never replayed, and the reverse. A payment that is
+      not finished yet (still settling, or its first response not recorded) never expires.
     """
 
     async def claim(self, candidate: Payment) -> Claim:
@@ -66,6 +74,10 @@ class PaymentRepository(Protocol):
         """Record the final `outcome` (ignored once the payment is terminal) and/or the
         `first_response` the creating call gave (first write wins), in one atomic update.
         Raises PaymentNotFoundError for an unknown (or expired) payment."""
+        ...
+
+    async def purge_expired(self, *, limit: int) -> int:
+        """Delete up to `limit` payments whose retention has passed and that are finished (terminal status and first response recorded); return how many were deleted."""  # noqa: E501
         ...
 
 

@@ -62,6 +62,11 @@ class TracedRepository:
                 payment_id, at=at, outcome=outcome, first_response=first_response
             )
 
+    async def purge_expired(self, *, limit: int) -> int:
+        # No span: the expiry timer calls this every second outside any request, and a root
+        # span per tick would bury the request traces.
+        return await self._inner.purge_expired(limit=limit)
+
 
 class TracedProcessor:
     def __init__(self, inner: PaymentProcessor, tracer: Tracer, name: str) -> None:
