@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 from payments_service.application.service import PaymentService
 from payments_service.application.system import RandomPaymentIds, SystemClock
 from payments_service.observability.observer import TelemetryObserver
+from payments_service.observability.store_gauges import register_store_gauges
 from payments_service.observability.telemetry import Telemetry
 from payments_service.observability.traced import TracedProcessor, TracedRepository
 from payments_service.processor.simulated import SimulatedProcessor
@@ -32,6 +33,8 @@ if TYPE_CHECKING:
         PaymentRepository,
     )
 
+MIB = 1024 * 1024
+
 
 def build_service(
     settings: Settings,
@@ -49,7 +52,12 @@ def build_service(
         clock = SystemClock()
     if repository is None:
         ttl = timedelta(seconds=settings.idempotency_ttl_seconds)
-        repository = InMemoryPaymentRepository(ttl=ttl, clock=clock)
+        store = InMemoryPaymentRepository(
+            ttl=ttl, clock=clock, max_bytes=settings.memory_store_max_mib * MIB
+        )
+        if telemetry.metrics is not None:
+            register_store_gauges(store.stats, telemetry.metrics.registry)
+        repository = store
     if processor is None:
         processor = SimulatedProcessor(slow_delay=settings.simulated_slow_seconds)
     tracer = telemetry.tracer()

@@ -34,6 +34,7 @@ class Settings:
     simulated_slow_seconds: float = 2.0
     access_log: bool = True
     observe_health_checks: bool = False
+    memory_store_max_mib: int = 256
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -79,6 +80,9 @@ class Settings:
             observe_health_checks=read(
                 "PAYMENTS_OBSERVE_HEALTH_CHECKS", _switch, defaults.observe_health_checks
             ),
+            memory_store_max_mib=read(
+                "PAYMENTS_MEMORY_STORE_MAX_MIB", _positive_int, defaults.memory_store_max_mib
+            ),
         )
 
 
@@ -116,6 +120,16 @@ def _positive_float(raw: str) -> float:
     value = _non_negative_float(raw)
     if value == 0:
         raise ValueError("expected a number of seconds greater than 0")
+    return value
+
+
+def _positive_int(raw: str) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValueError("expected a whole number") from None
+    if value <= 0:
+        raise ValueError("expected a whole number greater than 0")
     return value
 
 

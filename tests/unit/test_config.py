@@ -19,6 +19,7 @@ def test_defaults_match_the_documented_table() -> None:
         simulated_slow_seconds=2.0,
         access_log=True,
         observe_health_checks=False,
+        memory_store_max_mib=256,
     )
 
 
@@ -41,6 +42,7 @@ def test_defaults_match_the_documented_table() -> None:
         ({"PAYMENTS_ACCESS_LOG": "TRUE"}, "access_log", True),
         ({"PAYMENTS_OBSERVE_HEALTH_CHECKS": "on"}, "observe_health_checks", True),
         ({"PAYMENTS_OBSERVE_HEALTH_CHECKS": "0"}, "observe_health_checks", False),
+        ({"PAYMENTS_MEMORY_STORE_MAX_MIB": "8"}, "memory_store_max_mib", 8),
     ],
 )
 def test_each_variable_is_read(env: dict[str, str], field: str, value: object) -> None:
@@ -64,6 +66,10 @@ def test_each_variable_is_read(env: dict[str, str], field: str, value: object) -
         ("PAYMENTS_PROCESSOR_TIMEOUT_SECONDS", "0"),
         ("PAYMENTS_SIMULATED_SLOW_SECONDS", "-1"),
         ("PAYMENTS_ACCESS_LOG", "sometimes"),
+        ("PAYMENTS_MEMORY_STORE_MAX_MIB", "0"),
+        ("PAYMENTS_MEMORY_STORE_MAX_MIB", "-1"),
+        ("PAYMENTS_MEMORY_STORE_MAX_MIB", "1.5"),
+        ("PAYMENTS_MEMORY_STORE_MAX_MIB", "256MiB"),
     ],
 )
 def test_an_invalid_value_names_the_variable(name: str, raw: str) -> None:

@@ -40,6 +40,17 @@ class Claim:
     created: bool
 
 
+@dataclass(frozen=True, slots=True)
+class StoreStats:
+    """What a bounded store reports for its gauges: payments held, their accounted bytes, the
+    cap (0: none), and how many new payments it refused because it was full."""
+
+    payments: int
+    bytes_used: int
+    max_bytes: int
+    rejected_full: int
+
+
 class PaymentRepository(Protocol):
     """Storage of payments and their idempotency keys.
 

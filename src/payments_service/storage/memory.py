@@ -1,4 +1,4 @@
-"""In-memory payment repository with idempotency-key retention.
+"""In-memory payment repository with idempotency-key retention and a byte budget.
 
 Atomicity: every method runs to completion without an `await`, and the server runs on one
 asyncio event loop, so `claim` is a single atomic step: "insert if the key is absent, else
@@ -13,8 +13,14 @@ timeout bounds that), and it does not hold up the others: the eviction walk move
 (`_overdue`) and `record` evicts it the moment it finishes.
 
 Eviction is amortised O(1): payments are claimed in monotonic order, so the oldest deadlines sit
-at the front of a deque. Each claim evicts a few expired payments and `purge_expired` (driven by
-the ExpirySweeper timer) evicts in batches.
+at the front of a deque. Each claim evicts a few expired payments, `purge_expired` (driven by
+the ExpirySweeper timer) evicts in batches, and a claim that finds the store full evicts every
+expired payment before it refuses.
+
+Bounded memory: each payment is accounted by `payment_size` (what its strings occupy plus a
+calibrated fixed overhead; docs/memory-store.md has the formula and the measurements). A new
+payment that does not fit in `max_bytes` raises StoreFullError and nothing is stored; replays
+and `get` keep working.
 
 Restart: everything is lost when the process exits. A client that retries a key after a restart
 creates a second payment. Use a durable store to keep idempotency across restarts and replicas.
@@ -22,12 +28,13 @@ creates a second payment. Use a durable store to keep idempotency across restart
 
 from __future__ import annotations
 
+import sys
 from collections import deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from payments_service.domain.errors import PaymentNotFoundError
-from payments_service.domain.ports import Claim
+from payments_service.domain.errors import PaymentNotFoundError, StoreFullError
+from payments_service.domain.ports import Claim, StoreStats
 
 if TYPE_CHECKING:
     from datetime import datetime, timedelta
@@ -35,9 +42,46 @@ if TYPE_CHECKING:
     from payments_service.domain.model import Outcome, Payment
     from payments_service.domain.ports import Clock
 
+# Fixed bytes per payment besides its strings: the Payment, PaymentRequest, two Outcomes, two
+# datetimes, the metadata dict and its read-only proxy, this module's entry, the two index dict
+# slots (worst case: right after a table doubles) and the deque slot. Calibrated against
+# tracemalloc and VmRSS by scripts/measure_memory_store.py (docs/memory-store.md): measured
+# <= 574 bytes for an empty-metadata payment after the strings.
+ENTRY_OVERHEAD_BYTES = 700
+# Bytes per metadata entry besides its two strings: the dict slot, its share of the table and
+# malloc's header on a large value (measured <= 87).
+METADATA_ITEM_OVERHEAD_BYTES = 100
 # A claim evicts up to this many expired payments: more than it adds, so the claims alone keep
 # up with any steady rate, and no single claim stalls the loop on a large backlog.
 CLAIM_EVICTION_BATCH = 8
+# RetryInfo bounds: never "retry now" (a hot loop), never "retry tomorrow" with a 24 h TTL.
+MIN_RETRY_SECONDS = 1.0
+MAX_RETRY_SECONDS = 300.0
+
+
+def payment_size(payment: Payment) -> int:
+    """The accounted size of `payment` in bytes.
+
+    Strings count with `sys.getsizeof`: CPython's own allocation for the string (header plus
+    1, 2 or 4 bytes per character, by the widest character it holds). The UTF-8 length would
+    undercount: 499 ASCII characters and one emoji are 503 UTF-8 bytes but 2,076 in memory.
+    """
+    request = payment.request
+    size = (
+        ENTRY_OVERHEAD_BYTES
+        + sys.getsizeof(payment.payment_id)
+        + sys.getsizeof(payment.fingerprint)
+        + sys.getsizeof(request.currency)
+        + sys.getsizeof(request.order_id)
+        + sys.getsizeof(request.idempotency_key)
+        + sys.getsizeof(payment.outcome.message)
+        + METADATA_ITEM_OVERHEAD_BYTES * len(request.metadata)
+    )
+    for key, value in request.metadata.items():
+        size += sys.getsizeof(key) + sys.getsizeof(value)
+    if payment.first_response is not None:
+        size += sys.getsizeof(payment.first_response.message)
+    return size
 
 
 def _finished(payment: Payment) -> bool:
@@ -48,22 +92,35 @@ def _finished(payment: Payment) -> bool:
 class _Entry:
     payment: Payment
     deadline: float  # on Clock.monotonic
+    size: int
 
 
 class InMemoryPaymentRepository:
-    def __init__(self, *, ttl: timedelta, clock: Clock) -> None:
+    def __init__(self, *, ttl: timedelta, clock: Clock, max_bytes: int | None = None) -> None:
+        """`max_bytes` None means unbounded (tests of other behaviour)."""
         self._ttl = ttl.total_seconds()
         self._clock = clock
+        self._max_bytes = max_bytes
         self._entries: dict[str, _Entry] = {}
         self._id_by_key: dict[str, str] = {}
         # (deadline, payment_id) in claim order; ids removed early are skipped when reached.
         self._expiry: deque[tuple[float, str]] = deque()
         # Past their deadline but unfinished; `record` evicts each as soon as it finishes.
         self._overdue: set[str] = set()
+        self._bytes = 0
+        self._rejected_full = 0
 
     def __len__(self) -> int:
         """Number of payments held (live, or expired and not yet evicted)."""
         return len(self._entries)
+
+    def stats(self) -> StoreStats:
+        return StoreStats(
+            payments=len(self._entries),
+            bytes_used=self._bytes,
+            max_bytes=self._max_bytes or 0,
+            rejected_full=self._rejected_full,
+        )
 
     async def claim(self, candidate: Payment) -> Claim:
         now = self._clock.monotonic()
@@ -74,9 +131,16 @@ class InMemoryPaymentRepository:
             if not self._expired(entry, now):
                 return Claim(entry.payment, created=False)
             self._remove(entry)
-        self._entries[candidate.payment_id] = _Entry(candidate, now + self._ttl)
+        size = payment_size(candidate)
+        if not self._fits(size):
+            self._evict(now, None)
+            if not self._fits(size):
+                self._rejected_full += 1
+                raise StoreFullError(self._retry_after(now))
+        self._entries[candidate.payment_id] = _Entry(candidate, now + self._ttl, size)
         self._id_by_key[candidate.idempotency_key] = candidate.payment_id
         self._expiry.append((now + self._ttl, candidate.payment_id))
+        self._bytes += size
         return Claim(candidate, created=True)
 
     async def get(self, payment_id: str) -> Payment | None:
@@ -104,13 +168,23 @@ class InMemoryPaymentRepository:
             payment = payment.settled(outcome, at)
         if first_response is not None:
             payment = payment.answered(first_response)
-        entry.payment = payment
+        size = payment_size(payment)
+        self._bytes += size - entry.size
+        entry.payment, entry.size = payment, size
         if payment_id in self._overdue and _finished(payment):
             self._remove(entry)  # finished past its deadline: the rule says it is gone
         return payment
 
     async def purge_expired(self, *, limit: int) -> int:
         return self._evict(self._clock.monotonic(), max(limit, 0))
+
+    def _fits(self, size: int) -> bool:
+        return self._max_bytes is None or self._bytes + size <= self._max_bytes
+
+    def _retry_after(self, now: float) -> float:
+        """Seconds until the oldest payment's deadline: the earliest a new one may fit."""
+        wait = self._expiry[0][0] - now if self._expiry else MIN_RETRY_SECONDS
+        return min(max(wait, MIN_RETRY_SECONDS), MAX_RETRY_SECONDS)
 
     def _expired(self, entry: _Entry, now: float) -> bool:
         """Past its deadline and finished. A payment still settling (or whose first answer is
@@ -141,3 +215,4 @@ class InMemoryPaymentRepository:
         del self._entries[payment.payment_id]
         del self._id_by_key[payment.idempotency_key]
         self._overdue.discard(payment.payment_id)
+        self._bytes -= entry.size

@@ -6,6 +6,7 @@
 | IdempotencyKeyReusedError     | ALREADY_EXISTS      | ErrorInfo IDEMPOTENCY_KEY_REUSED|
 | PaymentNotFoundError          | NOT_FOUND           | ResourceInfo                    |
 | ResponsePendingError          | ABORTED             | ErrorInfo REQUEST_IN_PROGRESS   |
+| StoreFullError                | RESOURCE_EXHAUSTED  | RetryInfo, ErrorInfo STORE_FULL |
 | anything else                 | INTERNAL            | none; generic message, stack logged |
 
 No handler catches exceptions itself, and no RPC ever ends with UNKNOWN.
@@ -14,11 +15,12 @@ No handler catches exceptions itself, and no RPC ever ends with UNKNOWN.
 from __future__ import annotations
 
 import asyncio
+import math
 from typing import TYPE_CHECKING, Any
 
 import grpc
 import structlog
-from google.protobuf import any_pb2
+from google.protobuf import any_pb2, duration_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 
 from payments_service.domain.errors import (
@@ -26,6 +28,7 @@ from payments_service.domain.errors import (
     PaymentNotFoundError,
     PaymentsError,
     ResponsePendingError,
+    StoreFullError,
     ValidationError,
 )
 from payments_service.transport.calls import begin_call
@@ -79,6 +82,14 @@ def to_status(error: PaymentsError) -> status_pb2.Status:
     elif isinstance(error, ResponsePendingError):
         code, message = code_pb2.ABORTED, str(error)
         details = [error_details_pb2.ErrorInfo(reason="REQUEST_IN_PROGRESS", domain=ERROR_DOMAIN)]
+    elif isinstance(error, StoreFullError):
+        code, message = code_pb2.RESOURCE_EXHAUSTED, str(error)
+        details = [
+            error_details_pb2.RetryInfo(
+                retry_delay=duration_pb2.Duration(seconds=math.ceil(error.retry_after))
+            ),
+            error_details_pb2.ErrorInfo(reason="STORE_FULL", domain=ERROR_DOMAIN),
+        ]
     else:  # a PaymentsError subclass without a mapping is a programming error
         code, message, details = code_pb2.INTERNAL, INTERNAL_MESSAGE, []
     status = status_pb2.Status(code=code, message=message)
