@@ -11,9 +11,11 @@ from structlog.testing import capture_logs
 
 from payments_service.application.expiry import ExpirySweeper
 from payments_service.application.system import SystemClock
+from payments_service.bootstrap import build_service
 from payments_service.domain.model import Payment, PaymentRequest
 from payments_service.storage.memory import InMemoryPaymentRepository
-from tests.fakes import FakeClock
+from tests.conftest import TEST_SETTINGS
+from tests.fakes import FakeClock, SequentialIds
 from tests.unit.test_memory_repository import SUCCEEDED
 
 TTL = timedelta(seconds=60)
@@ -132,3 +134,13 @@ def test_the_system_clock_gives_utc_wall_time_and_a_monotonic_reading() -> None:
     first = clock.monotonic()
     assert clock.now().tzinfo is UTC
     assert clock.monotonic() >= first
+
+
+async def test_the_service_purges_through_its_repository(clock: FakeClock) -> None:
+    service = build_service(TEST_SETTINGS, clock=clock, ids=SequentialIds())
+    await service.request_payment(
+        amount_minor=100, currency="EUR", order_id="o", idempotency_key="k", metadata={}
+    )
+    clock.advance(TEST_SETTINGS.idempotency_ttl_seconds)
+    assert await ExpirySweeper(service).sweep_once() == 1
+    assert await ExpirySweeper(service).sweep_once() == 0

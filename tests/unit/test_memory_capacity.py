@@ -12,6 +12,7 @@ from payments_service.domain.errors import StoreFullError
 from payments_service.domain.model import Payment, PaymentRequest
 from payments_service.domain.ports import StoreStats
 from payments_service.storage.memory import (
+    CLAIM_EVICTION_BATCH,
     ENTRY_OVERHEAD_BYTES,
     MAX_RETRY_SECONDS,
     METADATA_ITEM_OVERHEAD_BYTES,
@@ -167,3 +168,20 @@ async def test_a_store_without_a_cap_never_refuses_and_reports_cap_zero(
         await repository.claim(largest(clock, f"pay_{i}", f"key-{i}"))
     assert repository.stats().max_bytes == 0
     assert len(repository) == 50
+
+
+async def test_a_large_new_payment_makes_room_by_evicting_every_expired_one(
+    clock: FakeClock,
+) -> None:
+    # Every small expired payment must go for one of the largest to fit: far more than the
+    # few a claim evicts on its way.
+    big = largest(clock, "pay_big", "key-big")
+    small = payment_size(make_payment(clock, "pay_99", key="key-99"))
+    repository = InMemoryPaymentRepository(ttl=TTL, clock=clock, max_bytes=payment_size(big))
+    count = payment_size(big) // small
+    for i in range(count):
+        await repository.claim(make_payment(clock, f"pay_{i}", key=f"key-{i}"))
+    assert count > 4 * CLAIM_EVICTION_BATCH
+    clock.advance(TTL.total_seconds())
+    assert (await repository.claim(big)).created
+    assert len(repository) == 1

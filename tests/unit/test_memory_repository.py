@@ -242,3 +242,16 @@ async def test_recording_on_an_expired_payment_raises_not_found(
     clock.advance(TTL.total_seconds())
     with pytest.raises(PaymentNotFoundError):
         await repository.record("pay_1", at=clock.now(), outcome=FAILED)
+
+
+async def test_a_key_whose_payment_expired_starts_a_new_payment_even_before_eviction(
+    repository: InMemoryPaymentRepository, clock: FakeClock
+) -> None:
+    # More expired payments than one claim evicts: the key's own entry is still in memory
+    # when the claim looks it up, and the rule alone decides.
+    for i in range(20):
+        await repository.claim(make_payment(clock, f"pay_{i}", key=f"key-{i}"))
+    clock.advance(TTL.total_seconds())
+    renewed = await repository.claim(make_payment(clock, "pay_new", key="key-19"))
+    assert (renewed.created, renewed.payment.payment_id) == (True, "pay_new")
+    assert await repository.get("pay_19") is None
