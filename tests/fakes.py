@@ -15,15 +15,25 @@ EPOCH = datetime(2026, 1, 2, 3, 4, 5, 678_000, tzinfo=UTC)
 
 
 class FakeClock:
-    """A clock that moves only when told to."""
+    """A clock that moves only when told to. `advance` moves the wall clock and the monotonic
+    clock together, as real time does; `step_wall_clock` moves only the wall clock, as an NTP
+    step or an operator's `date -s` does."""
 
     def __init__(self, start: datetime = EPOCH) -> None:
         self.current = start
+        self.monotonic_seconds = 1_000.0  # arbitrary origin, as time.monotonic()'s is
 
     def now(self) -> datetime:
         return self.current
 
+    def monotonic(self) -> float:
+        return self.monotonic_seconds
+
     def advance(self, seconds: float) -> None:
+        self.current += timedelta(seconds=seconds)
+        self.monotonic_seconds += seconds
+
+    def step_wall_clock(self, seconds: float) -> None:
         self.current += timedelta(seconds=seconds)
 
 
@@ -81,3 +91,6 @@ class ExplodingRepository:
         first_response: Outcome | None = None,
     ) -> Payment:
         raise RuntimeError("unreachable in these tests")
+
+    async def purge_expired(self, *, limit: int) -> int:
+        raise RuntimeError("database is on fire: secret-dsn=postgres://u:p@h/db")

@@ -19,13 +19,14 @@ from payments_service.application.system import RandomPaymentIds, SystemClock
 from payments_service.observability.metrics import start_metrics_server
 from payments_service.observability.observer import TelemetryObserver
 from payments_service.observability.store import ObservedRepository, StoreMetrics
+from payments_service.observability.store_gauges import register_store_gauges
 from payments_service.observability.telemetry import Telemetry, build_telemetry
 from payments_service.observability.traced import TracedProcessor
 from payments_service.observability.tracing import library_server_interceptor
 from payments_service.processor.simulated import SimulatedProcessor
 from payments_service.security.authenticator import Authenticator
 from payments_service.storage.factory import open_store
-from payments_service.storage.memory import InMemoryPaymentRepository
+from payments_service.storage.memory import MIB, InMemoryPaymentRepository
 from payments_service.transport.interceptors.auth import AuthInterceptor
 from payments_service.transport.interceptors.observation import (
     HEALTH_CHECK_PREFIXES,
@@ -69,7 +70,12 @@ def build_service(
         clock = SystemClock()
     if repository is None:
         ttl = timedelta(seconds=settings.idempotency_ttl_seconds)
-        repository = InMemoryPaymentRepository(ttl=ttl, clock=clock)
+        store = InMemoryPaymentRepository(
+            ttl=ttl, clock=clock, max_bytes=settings.memory_store_max_mib * MIB
+        )
+        if telemetry.metrics is not None:
+            register_store_gauges(store.stats, telemetry.metrics.registry)
+        repository = store
     if processor is None:
         processor = SimulatedProcessor(slow_delay=settings.simulated_slow_seconds)
     tracer = telemetry.tracer()
@@ -92,7 +98,10 @@ def observe_store(store: Store, settings: Settings, telemetry: Telemetry) -> Pay
     """The store's repository, wrapped for database spans and the store metrics (durable stores;
     the in-memory store does no I/O and gets no spans)."""
     if store.system == "memory":
-        return store.repository
+        repository = store.repository
+        if telemetry.metrics is not None and isinstance(repository, InMemoryPaymentRepository):
+            register_store_gauges(repository.stats, telemetry.metrics.registry)
+        return repository
     metrics = None
     if telemetry.metrics is not None:
         metrics = StoreMetrics(telemetry.metrics.registry)

@@ -108,6 +108,8 @@ class Settings:
         recovery may take the payment over (its owner died)."""
         return self.processor_timeout_seconds + self.settlement_timeout_seconds + 5.0
 
+    memory_store_max_mib: int = 256
+
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
         defaults = cls()
@@ -197,6 +199,9 @@ class Settings:
                 "PAYMENTS_RECOVERY_INTERVAL_SECONDS",
                 _positive_float,
                 defaults.recovery_interval_seconds,
+            ),
+            memory_store_max_mib=read(
+                "PAYMENTS_MEMORY_STORE_MAX_MIB", _positive_int, defaults.memory_store_max_mib
             ),
         )
         _check_tls_files(settings)

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 import structlog
 
 from payments_service import __version__
+from payments_service.application.expiry import ExpirySweeper
 from payments_service.application.system import SystemClock
 from payments_service.bootstrap import build_app
 from payments_service.config import ConfigError, Settings
@@ -60,6 +61,8 @@ async def serve(
         if app.recovery is not None
         else None
     )
+    sweeper = ExpirySweeper(app.service)
+    sweeper.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -83,6 +86,7 @@ async def serve(
     deadline = time.monotonic() + grace
     log.info("shutdown_started", grace_seconds=grace)
     await app.server.stop(grace)
+    await sweeper.stop()
     if recovering is not None:
         recovering.cancel()
     unsettled = await app.service.drain(max(0.0, deadline - time.monotonic()))

@@ -93,7 +93,11 @@ def test_python_dash_m_entry_point_serves_and_stops_cleanly() -> None:
 
 @pytest.mark.parametrize(
     ("name", "value"),
-    [("PAYMENTS_LOG_LEVEL", "loud"), ("PAYMENTS_IDEMPOTENCY_TTL_SECONDS", "-1")],
+    [
+        ("PAYMENTS_LOG_LEVEL", "loud"),
+        ("PAYMENTS_IDEMPOTENCY_TTL_SECONDS", "-1"),
+        ("PAYMENTS_MEMORY_STORE_MAX_MIB", "0"),
+    ],
 )
 def test_an_invalid_setting_exits_2_with_one_line_naming_it(name: str, value: str) -> None:
     assert SERVER is not None

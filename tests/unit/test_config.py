@@ -19,6 +19,7 @@ def test_defaults_match_the_documented_table() -> None:
         simulated_slow_seconds=2.0,
         access_log=True,
         observe_health_checks=False,
+        memory_store_max_mib=256,
     )
 
 
@@ -44,6 +45,7 @@ def test_defaults_match_the_documented_table() -> None:
         ({"PAYMENTS_API_KEYS_FILE": "/run/secrets/keys"}, "api_keys_file", "/run/secrets/keys"),
         ({"PAYMENTS_SIMULATION": "off"}, "simulation", False),
         ({"PAYMENTS_SIMULATION": "on"}, "simulation", True),
+        ({"PAYMENTS_MEMORY_STORE_MAX_MIB": "8"}, "memory_store_max_mib", 8),
     ],
 )
 def test_each_variable_is_read(env: dict[str, str], field: str, value: object) -> None:
@@ -68,6 +70,10 @@ def test_each_variable_is_read(env: dict[str, str], field: str, value: object) -
         ("PAYMENTS_SIMULATED_SLOW_SECONDS", "-1"),
         ("PAYMENTS_ACCESS_LOG", "sometimes"),
         ("PAYMENTS_SIMULATION", "production"),
+        ("PAYMENTS_MEMORY_STORE_MAX_MIB", "0"),
+        ("PAYMENTS_MEMORY_STORE_MAX_MIB", "-1"),
+        ("PAYMENTS_MEMORY_STORE_MAX_MIB", "1.5"),
+        ("PAYMENTS_MEMORY_STORE_MAX_MIB", "256MiB"),
     ],
 )
 def test_an_invalid_value_names_the_variable(name: str, raw: str) -> None:

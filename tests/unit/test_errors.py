@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 
 from payments_service.domain.errors import (
@@ -10,6 +11,7 @@ from payments_service.domain.errors import (
     PaymentNotFoundError,
     PaymentsError,
     ResponsePendingError,
+    StoreFullError,
     ValidationError,
 )
 from payments_service.transport.errors import to_status as maybe_status
@@ -63,6 +65,20 @@ def test_in_progress_replay_is_aborted_so_clients_retry() -> None:
     info = error_details_pb2.ErrorInfo()
     assert status.details[0].Unpack(info)
     assert info.reason == "REQUEST_IN_PROGRESS"
+
+
+@pytest.mark.parametrize(("retry_after", "seconds"), [(1.0, 1), (40.2, 41), (300.0, 300)])
+def test_a_full_store_is_resource_exhausted_with_retry_info(
+    retry_after: float, seconds: int
+) -> None:
+    status = to_status(StoreFullError(retry_after))
+    assert status.code == code_pb2.RESOURCE_EXHAUSTED
+    assert "store is full" in status.message
+    retry, info = error_details_pb2.RetryInfo(), error_details_pb2.ErrorInfo()
+    assert status.details[0].Unpack(retry)
+    assert (retry.retry_delay.seconds, retry.retry_delay.nanos) == (seconds, 0)
+    assert status.details[1].Unpack(info)
+    assert (info.reason, info.domain) == ("STORE_FULL", "payments.v1")
 
 
 def test_an_unmapped_domain_error_has_no_status_of_its_own() -> None:

@@ -169,6 +169,10 @@ class PaymentService:
         self._observer.looked_up(payment)
         return payment
 
+    async def purge_expired(self, *, limit: int) -> int:
+        """Forget up to `limit` payments whose retention has passed (the expiry timer's step)."""
+        return await self._repository.purge_expired(limit=limit)
+
     async def drain(self, timeout: float) -> int:  # noqa: ASYNC109 - a budget, not a cancel
         """Wait up to `timeout` seconds for background settlements; return how many are left."""
         if not self._tasks:

@@ -46,6 +46,16 @@ class PaymentNotFoundError(PaymentsError):
         super().__init__(f"payment {payment_id} not found")
 
 
+class StoreFullError(PaymentsError):
+    """The payment store has no room for a new payment (its memory cap is reached); nothing
+    was stored. Replays and lookups still work. `retry_after` is how many seconds until the
+    oldest payment expires and frees room (bounded by the store)."""
+
+    def __init__(self, retry_after: float) -> None:
+        self.retry_after = retry_after
+        super().__init__("payment store is full; no payment was created, retry later")
+
+
 class ResponsePendingError(PaymentsError):
     """A replay arrived while the first call for its key is still running and did not finish
     within the wait; the client may retry the same request later."""

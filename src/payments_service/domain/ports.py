@@ -16,7 +16,12 @@ if TYPE_CHECKING:
 
 class Clock(Protocol):
     def now(self) -> datetime:
-        """The current time, timezone-aware UTC."""
+        """The current time, timezone-aware UTC: what a payment records (`created_at`)."""
+        ...
+
+    def monotonic(self) -> float:
+        """Seconds on a clock that never jumps (time.monotonic): what deadlines are measured
+        on, so a wall-clock step neither shortens nor stretches a retention."""
         ...
 
 
@@ -35,6 +40,17 @@ class Claim:
     created: bool
 
 
+@dataclass(frozen=True, slots=True)
+class StoreStats:
+    """What a bounded store reports for its gauges: payments held, their accounted bytes, the
+    cap (0: none), and how many new payments it refused because it was full."""
+
+    payments: int
+    bytes_used: int
+    max_bytes: int
+    rejected_full: int
+
+
 class PaymentRepository(Protocol):
     """Storage of payments and their idempotency keys.
 
@@ -45,6 +61,9 @@ class PaymentRepository(Protocol):
     - `claim` is atomic: of any number of concurrent claims with one key, exactly one creates.
     - a key is remembered for the store's retention (the idempotency TTL); after that a claim
       with the key creates a new payment, and the expired payment may be forgotten.
+    - a key and its payment expire together: `get` and `claim` answer from one rule, so a
+      payment GetPayment no longer finds is never replayed, and the reverse. A payment that is
+      not finished yet (still settling, or its first response not recorded) never expires.
     """
 
     async def claim(self, candidate: Payment) -> Claim:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 import structlog
 
-from payments_service.storage.memory import InMemoryPaymentRepository
+from payments_service.storage.memory import MIB, InMemoryPaymentRepository
 from payments_service.storage.migrations import SchemaTooNewError
 
 if TYPE_CHECKING:
@@ -111,7 +111,9 @@ async def _open(settings: Settings, *, clock: Clock, migrate: bool, deadline: fl
             lease=lease,
         )
         return Store(postgres, "postgresql", postgres.close, pool=postgres, stalled=postgres)
-    memory = InMemoryPaymentRepository(ttl=ttl, clock=clock)
+    memory = InMemoryPaymentRepository(
+        ttl=ttl, clock=clock, max_bytes=settings.memory_store_max_mib * MIB
+    )
     return Store(memory, "memory", _nothing_to_close)
 
 

@@ -8,6 +8,7 @@
 | ResponsePendingError          | ABORTED             | ErrorInfo REQUEST_IN_PROGRESS   |
 | UndecodableRequestError       | INVALID_ARGUMENT    | BadRequest (the body)           |
 | UnauthenticatedError          | UNAUTHENTICATED     | none; one fixed message         |
+| StoreFullError                | RESOURCE_EXHAUSTED  | RetryInfo, ErrorInfo STORE_FULL |
 | anything else                 | INTERNAL            | none; generic message, stack logged |
 
 No handler catches exceptions itself; the observation interceptor hands every exception of a
@@ -16,11 +17,12 @@ call to `answer_error`, so no RPC ever ends with UNKNOWN.
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Any
 
 import grpc
 import structlog
-from google.protobuf import any_pb2
+from google.protobuf import any_pb2, duration_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 
 from payments_service.domain.errors import (
@@ -28,6 +30,7 @@ from payments_service.domain.errors import (
     PaymentNotFoundError,
     PaymentsError,
     ResponsePendingError,
+    StoreFullError,
     UnauthenticatedError,
     ValidationError,
 )
@@ -83,6 +86,14 @@ def _domain_status(error: PaymentsError) -> status_pb2.Status | None:
     elif isinstance(error, UnauthenticatedError):
         # One message for a missing, malformed or unknown key: nothing about which keys exist.
         code, message, details = code_pb2.UNAUTHENTICATED, str(error), []
+    elif isinstance(error, StoreFullError):
+        code, message = code_pb2.RESOURCE_EXHAUSTED, str(error)
+        details = [
+            error_details_pb2.RetryInfo(
+                retry_delay=duration_pb2.Duration(seconds=math.ceil(error.retry_after))
+            ),
+            error_details_pb2.ErrorInfo(reason="STORE_FULL", domain=ERROR_DOMAIN),
+        ]
     else:  # a PaymentsError subclass without a mapping is a programming error
         return None
     return _status(code, message, details)
