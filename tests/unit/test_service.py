@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -15,15 +16,15 @@ from payments_service.application.service import (
     PROCESSOR_TIMEOUT,
     PaymentService,
 )
-from payments_service.bootstrap import build_service
 from payments_service.domain.errors import (
     IdempotencyKeyReusedError,
     PaymentNotFoundError,
     ResponsePendingError,
 )
 from payments_service.domain.model import Payment, PaymentRequest, PaymentStatus
-from payments_service.domain.ports import PaymentProcessor
-from payments_service.processor.simulated import DECLINED, SUCCEEDED
+from payments_service.domain.ports import PaymentProcessor, PaymentRepository
+from payments_service.processor.simulated import DECLINED, SUCCEEDED, SimulatedProcessor
+from payments_service.storage.memory import InMemoryPaymentRepository
 from tests.conftest import TEST_SETTINGS
 from tests.fakes import (
     FailingProcessor,
@@ -56,11 +57,27 @@ async def wait_until(predicate: Callable[[], Any], timeout: float = 5.0) -> None
         await asyncio.sleep(0.01)
 
 
-def service_with(processor: PaymentProcessor, clock: FakeClock, **kwargs: Any) -> PaymentService:
-    service = build_service(TEST_SETTINGS, clock=clock, ids=SequentialIds(), processor=processor)
-    for name, value in kwargs.items():
-        setattr(service, f"_{name}", value)
-    return service
+def service_with(
+    processor: PaymentProcessor,
+    clock: FakeClock,
+    repository: PaymentRepository | None = None,
+    **timeouts: float,
+) -> PaymentService:
+    """A service on the given ports; `timeouts` are its constructor's (processor_timeout,
+    settlement_timeout), defaulting to the suite's settings."""
+    return PaymentService(
+        # `is None`, not `or`: an empty repository is falsy (it has __len__).
+        repository=InMemoryPaymentRepository(ttl=timedelta(hours=1), clock=clock)
+        if repository is None
+        else repository,
+        processor=processor,
+        clock=clock,
+        ids=SequentialIds(),
+        processor_timeout=timeouts.get(
+            "processor_timeout", TEST_SETTINGS.processor_timeout_seconds
+        ),
+        settlement_timeout=timeouts.get("settlement_timeout", 30.0),
+    )
 
 
 @pytest.mark.parametrize(
@@ -104,8 +121,8 @@ async def test_same_key_with_a_different_payload_is_a_conflict_that_changes_noth
     with pytest.raises(IdempotencyKeyReusedError) as caught:
         await service.request_payment(**request(**change))
     assert caught.value.payment_id == first.payment.payment_id
-    stored = await service.get_payment(first.payment.payment_id)
-    assert stored == (await service.request_payment(**request())).payment
+    # The stored payment is still the one the first call answered, field for field.
+    assert await service.get_payment(first.payment.payment_id) == first.payment
 
 
 async def test_after_the_ttl_the_same_key_starts_a_new_payment(
@@ -192,12 +209,14 @@ async def test_a_cancelled_first_call_still_records_its_answer_for_replays(
 
 
 async def test_a_replay_whose_first_answer_is_unknown_is_aborted_not_hung(
-    service: PaymentService, clock: FakeClock
+    clock: FakeClock,
 ) -> None:
+    repository = InMemoryPaymentRepository(ttl=timedelta(hours=1), clock=clock)
+    service = service_with(SimulatedProcessor(), clock, repository)
     # As if another process claimed the key and died before recording its answer.
     orphan = PaymentRequest(**request())
     now = clock.now()
-    await service._repository.claim(
+    await repository.claim(
         Payment("pay_" + "f" * 32, orphan, orphan.fingerprint(), now, now, PROCESSING)
     )
     with pytest.raises(ResponsePendingError):

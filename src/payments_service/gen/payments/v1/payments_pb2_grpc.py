@@ -27,8 +27,9 @@ if _version_not_supported:
 
 class PaymentServiceStub:
     """Every message, field number and enum value below is the brief's contract
-    (../shared/spec/payments.proto) and must stay wire-compatible. `buf breaking`
-    guards this in CI; the tests compare the descriptors with the spec file.
+    (copied to tests/repo/fixtures/brief_payments.proto) and must stay
+    wire-compatible. `buf breaking` guards this in CI;
+    tests/repo/test_proto_contract.py compares the descriptors with the copy.
 
     """
 
@@ -57,8 +58,9 @@ class PaymentServiceStub:
 
 class PaymentServiceServicer:
     """Every message, field number and enum value below is the brief's contract
-    (../shared/spec/payments.proto) and must stay wire-compatible. `buf breaking`
-    guards this in CI; the tests compare the descriptors with the spec file.
+    (copied to tests/repo/fixtures/brief_payments.proto) and must stay
+    wire-compatible. `buf breaking` guards this in CI;
+    tests/repo/test_proto_contract.py compares the descriptors with the copy.
 
     """
 
@@ -111,8 +113,9 @@ def add_PaymentServiceServicer_to_server(servicer, server):
  # This class is part of an EXPERIMENTAL API.
 class PaymentService:
     """Every message, field number and enum value below is the brief's contract
-    (../shared/spec/payments.proto) and must stay wire-compatible. `buf breaking`
-    guards this in CI; the tests compare the descriptors with the spec file.
+    (copied to tests/repo/fixtures/brief_payments.proto) and must stay
+    wire-compatible. `buf breaking` guards this in CI;
+    tests/repo/test_proto_contract.py compares the descriptors with the copy.
 
     """
 

@@ -28,8 +28,9 @@ GRPC_VERSION: str
 
 class PaymentServiceStub:
     """Every message, field number and enum value below is the brief's contract
-    (../shared/spec/payments.proto) and must stay wire-compatible. `buf breaking`
-    guards this in CI; the tests compare the descriptors with the spec file.
+    (copied to tests/repo/fixtures/brief_payments.proto) and must stay
+    wire-compatible. `buf breaking` guards this in CI;
+    tests/repo/test_proto_contract.py compares the descriptors with the copy.
     """
 
     @_typing.overload
@@ -46,8 +47,9 @@ class PaymentServiceStub:
 @_typing.type_check_only
 class PaymentServiceAsyncStub(PaymentServiceStub):
     """Every message, field number and enum value below is the brief's contract
-    (../shared/spec/payments.proto) and must stay wire-compatible. `buf breaking`
-    guards this in CI; the tests compare the descriptors with the spec file.
+    (copied to tests/repo/fixtures/brief_payments.proto) and must stay
+    wire-compatible. `buf breaking` guards this in CI;
+    tests/repo/test_proto_contract.py compares the descriptors with the copy.
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
@@ -60,8 +62,9 @@ class PaymentServiceAsyncStub(PaymentServiceStub):
 
 class PaymentServiceServicer(metaclass=_abc_1.ABCMeta):
     """Every message, field number and enum value below is the brief's contract
-    (../shared/spec/payments.proto) and must stay wire-compatible. `buf breaking`
-    guards this in CI; the tests compare the descriptors with the spec file.
+    (copied to tests/repo/fixtures/brief_payments.proto) and must stay
+    wire-compatible. `buf breaking` guards this in CI;
+    tests/repo/test_proto_contract.py compares the descriptors with the copy.
     """
 
     @_abc_1.abstractmethod
