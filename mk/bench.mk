@@ -6,12 +6,15 @@ PAYMENTS_BENCH_MK := 1
 
 BENCH_ARGS ?=
 
-.PHONY: bench bench-soak
+.PHONY: bench bench-soak bench-encoder
 
 bench: $(STAMP) ## Price observability: full vs off vs floor, mix at concurrency 32, 3 rounds (BENCH_ARGS=...)
 	$(BIN)/python -m benchmarks.run $(BENCH_ARGS)
 
 bench-soak: $(STAMP) ## Soak: 200 000 new payments on one full server, TTL 20 s; RSS growth <= 10 % (BENCH_ARGS=...)
 	$(BIN)/python -m benchmarks.run --soak $(BENCH_ARGS)
+
+bench-encoder: $(STAMP) ## The SDK's OTLP span encoder vs the fast one: µs/span and GIL hold per batch
+	$(BIN)/python -m benchmarks.encoder $(BENCH_ARGS)
 
 endif

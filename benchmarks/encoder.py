@@ -1,0 +1,107 @@
+"""`make bench-encoder`: the SDK's OTLP span encoder against the service's fast one.
+
+Both encode the same batches of finished spans shaped like the service's (a SERVER span with
+the rpc.*, request and payment attributes; a processor CLIENT span), interleaved round by round
+so drift of a shared machine hits both alike. Reports the median µs per span and the median time
+to encode one full export batch (OTEL_BSP_MAX_EXPORT_BATCH_SIZE, default 512 spans): how long one
+export holds the GIL that the event loop needs.
+
+    python -m benchmarks.encoder [--rounds 7] [--batch 512]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+import uuid
+from collections.abc import Callable, Sequence
+
+from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans as sdk_encode
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind
+
+from payments_service.observability.otlp import SpanEncoder
+from payments_service.observability.tracing import build_resource
+
+
+def service_like_spans(count: int) -> list[ReadableSpan]:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(resource=build_resource(), shutdown_on_exit=False)
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracer = provider.get_tracer("payments_service")
+    for n in range(count // 2):
+        with (
+            tracer.start_as_current_span(
+                "/payments.v1.PaymentService/RequestPayment",
+                kind=SpanKind.SERVER,
+                attributes={
+                    "rpc.system": "grpc",
+                    "rpc.grpc.status_code": 0,
+                    "rpc.method": "RequestPayment",
+                    "rpc.service": "payments.v1.PaymentService",
+                    "net.peer.ip": "127.0.0.1",
+                    "net.peer.port": str(40000 + n % 1000),
+                    "net.peer.name": "localhost",
+                    "rpc.user_agent": "grpc-python/1.85.3 grpc-c/50.0.0 (linux; chttp2)",
+                    "request.id": uuid.uuid4().hex,
+                    "merchant.id": "default",
+                    "payment.id": f"pay_{uuid.uuid4().hex}",
+                    "payment.currency": "EUR",
+                    "payment.amount_minor": 1250,
+                    "payment.status": "SUCCEEDED",
+                    "payment.idempotent_replay": False,
+                },
+            ),
+            tracer.start_as_current_span(
+                "PaymentProcessor.charge",
+                kind=SpanKind.CLIENT,
+                attributes={"peer.service": "simulated-processor", "payment.status": "SUCCEEDED"},
+            ),
+        ):
+            pass
+    return list(exporter.get_finished_spans())
+
+
+def timed(encode: Callable[[Sequence[ReadableSpan]], bytes], batch: list[ReadableSpan]) -> float:
+    started = time.perf_counter()
+    encode(batch)
+    return time.perf_counter() - started
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="benchmarks.encoder", description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--batch", type=int, default=512)
+    opts = parser.parse_args(argv)
+    batch = service_like_spans(opts.batch)
+    fast = SpanEncoder()
+    encoders: dict[str, Callable[[Sequence[ReadableSpan]], bytes]] = {
+        "sdk (opentelemetry-exporter-otlp-proto-common)": lambda s: sdk_encode(
+            s
+        ).SerializeToString(),
+        # What FastOTLPSpanExporter does: encode, then parse into the request message (C).
+        "fast (payments_service.observability.otlp)": lambda s: (
+            ExportTraceServiceRequest.FromString(fast.request(s)).SerializeToString()
+        ),
+    }
+    samples: dict[str, list[float]] = {name: [] for name in encoders}
+    for _ in range(opts.rounds):
+        for name, encode in encoders.items():
+            samples[name].append(timed(encode, batch))
+    print(f"{len(batch)} spans a batch, {opts.rounds} interleaved rounds, medians:\n")
+    print("| encoder | µs per span | ms per batch (GIL held) |")
+    print("|---|---|---|")
+    medians = {name: statistics.median(values) for name, values in samples.items()}
+    for name, seconds in medians.items():
+        print(f"| {name} | {seconds / len(batch) * 1e6:.1f} | {seconds * 1e3:.1f} |")
+    sdk, ours = medians.values()
+    print(f"\nfast/sdk time ratio: {ours / sdk:.3f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
