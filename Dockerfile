@@ -40,7 +40,7 @@ COPY src/ src/
 # the runtime needs neither pip nor setuptools.
 RUN /opt/venv/bin/pip install --no-cache-dir --no-deps . \
     && /opt/venv/bin/pip uninstall --yes pip setuptools \
-    && /opt/venv/bin/python -c 'import payments_service.server, payments_service.healthcheck'
+    && /opt/venv/bin/python -c 'import payments_service.main, payments_service.healthcheck'
 
 
 FROM ${BASE_IMAGE} AS runtime

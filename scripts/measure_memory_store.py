@@ -18,16 +18,16 @@ import tracemalloc
 from datetime import timedelta
 from pathlib import Path
 
-from payments_service.application.service import PaymentService
-from payments_service.application.system import RandomPaymentIds, SystemClock
-from payments_service.gen.payments.v1 import payments_pb2 as pb
-from payments_service.observability.logs import configure_logging
-from payments_service.processor.simulated import SimulatedProcessor
-from payments_service.storage.memory import (
+from payments_service.adapters.simulated_processor import SimulatedProcessor
+from payments_service.adapters.stores.memory import (
     ENTRY_OVERHEAD_BYTES,
     METADATA_ITEM_OVERHEAD_BYTES,
     InMemoryPaymentRepository,
 )
+from payments_service.adapters.system import RandomPaymentIds, SystemClock
+from payments_service.application.service import PaymentService
+from payments_service.gen.payments.v1 import payments_pb2 as pb
+from payments_service.observability.logs import configure_logging
 
 EMOJI = "\U0001f600"  # four UTF-8 bytes, four bytes per character in CPython
 

@@ -20,11 +20,11 @@ from typing import TYPE_CHECKING
 
 import asyncpg
 
-from payments_service.application.system import SystemClock
+from payments_service.adapters.stores.memory import InMemoryPaymentRepository
+from payments_service.adapters.stores.postgres import PostgresPaymentRepository
+from payments_service.adapters.stores.sqlite import SqlitePaymentRepository
+from payments_service.adapters.system import SystemClock
 from payments_service.domain.model import Outcome, Payment, PaymentRequest, PaymentStatus
-from payments_service.storage.memory import InMemoryPaymentRepository
-from payments_service.storage.postgres import PostgresPaymentRepository
-from payments_service.storage.sqlite import SqlitePaymentRepository
 
 if TYPE_CHECKING:
     from payments_service.domain.ports import PaymentRepository

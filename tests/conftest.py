@@ -20,7 +20,7 @@ from payments_service.config import Settings
 from payments_service.gen.payments.v1 import payments_pb2 as pb
 from payments_service.gen.payments.v1 import payments_pb2_grpc as pb_grpc
 from payments_service.observability.logs import LogWriter, configure_logging
-from payments_service.transport.server import RunningServer, start_server
+from payments_service.transport.grpc_server import RunningServer, start_server
 from tests.fakes import FakeClock, SequentialIds
 
 # Small processor deadline and slow delay keep the suite fast; both stay well apart so the

@@ -18,11 +18,11 @@ from pathlib import Path
 import asyncpg
 import pytest
 
+from payments_service.adapters.stores.memory import InMemoryPaymentRepository
+from payments_service.adapters.stores.postgres import PostgresPaymentRepository
+from payments_service.adapters.stores.sqlite import SqlitePaymentRepository
 from payments_service.config import Settings, StoreLocation
 from payments_service.domain.ports import Clock, PaymentRepository
-from payments_service.storage.memory import InMemoryPaymentRepository
-from payments_service.storage.postgres import PostgresPaymentRepository
-from payments_service.storage.sqlite import SqlitePaymentRepository
 
 DATABASE_URL_VARIABLE = "PAYMENTS_TEST_DATABASE_URL"
 STORES = ("memory", "sqlite", "postgresql")

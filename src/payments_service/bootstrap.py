@@ -13,26 +13,26 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
+from payments_service.adapters.simulated_processor import SimulatedProcessor
+from payments_service.adapters.stores.factory import open_store
+from payments_service.adapters.stores.memory import MIB, InMemoryPaymentRepository
+from payments_service.adapters.stores.observed import ObservedRepository, StoreMetrics
+from payments_service.adapters.system import RandomPaymentIds, SystemClock
+from payments_service.adapters.traced_processor import TracedProcessor
 from payments_service.application.recovery import SettlementRecovery
 from payments_service.application.service import PaymentService
-from payments_service.application.system import RandomPaymentIds, SystemClock
 from payments_service.observability.metrics import start_metrics_server
 from payments_service.observability.observer import TelemetryObserver
-from payments_service.observability.store import ObservedRepository, StoreMetrics
 from payments_service.observability.store_gauges import register_store_gauges
 from payments_service.observability.telemetry import Telemetry, build_telemetry
-from payments_service.observability.traced import TracedProcessor
 from payments_service.observability.tracing import library_server_interceptor
-from payments_service.processor.simulated import SimulatedProcessor
 from payments_service.security.authenticator import Authenticator
-from payments_service.storage.factory import open_store
-from payments_service.storage.memory import MIB, InMemoryPaymentRepository
+from payments_service.transport.grpc_server import UNARY_METHODS, start_server
 from payments_service.transport.interceptors.auth import AuthInterceptor
 from payments_service.transport.interceptors.observation import (
     HEALTH_CHECK_PREFIXES,
     ObservationInterceptor,
 )
-from payments_service.transport.server import UNARY_METHODS, start_server
 
 log = structlog.get_logger(__name__)
 
@@ -41,6 +41,7 @@ if TYPE_CHECKING:
 
     import grpc
 
+    from payments_service.adapters.stores.factory import Store
     from payments_service.config import Settings
     from payments_service.domain.ports import (
         Clock,
@@ -50,8 +51,7 @@ if TYPE_CHECKING:
     )
     from payments_service.observability.logs import LogWriter
     from payments_service.security.api_keys import KeyRing
-    from payments_service.storage.factory import Store
-    from payments_service.transport.server import RunningServer
+    from payments_service.transport.grpc_server import RunningServer
 
 
 def build_service(

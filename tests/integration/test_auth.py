@@ -21,9 +21,9 @@ from payments_service.gen.payments.v1 import payments_pb2 as pb
 from payments_service.gen.payments.v1 import payments_pb2_grpc as pb_grpc
 from payments_service.security.api_keys import KeyRing
 from payments_service.security.authenticator import Authenticator
+from payments_service.transport.grpc_server import start_server
 from payments_service.transport.interceptors.auth import AuthInterceptor, current_merchant
 from payments_service.transport.interceptors.observation import ObservationInterceptor
-from payments_service.transport.server import start_server
 from tests.conftest import Api, payment_request
 from tests.fakes import SequentialIds
 

@@ -9,9 +9,9 @@ import grpc
 import pytest
 from google.rpc import error_details_pb2
 
+from payments_service.adapters.stores.memory import MAX_RETRY_SECONDS
 from payments_service.bootstrap import build_service
 from payments_service.gen.payments.v1 import payments_pb2 as pb
-from payments_service.storage.memory import MAX_RETRY_SECONDS
 from tests.conftest import TEST_SETTINGS, ApiFactory, payment_request
 from tests.fakes import FakeClock, SequentialIds
 from tests.integration.test_grpc_api import rich_status

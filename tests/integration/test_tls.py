@@ -16,7 +16,7 @@ from payments_service.config import ConfigError, Settings
 from payments_service.gen.payments.v1 import payments_pb2 as pb
 from payments_service.gen.payments.v1 import payments_pb2_grpc as pb_grpc
 from payments_service.security.tls import server_credentials, tls_mode
-from payments_service.transport.server import RunningServer, start_server
+from payments_service.transport.grpc_server import RunningServer, start_server
 from tests.tls_files import TlsFiles, make_tls_files
 
 

@@ -24,7 +24,7 @@ from payments_service.observability.logs import LogWriter
 from payments_service.observability.metrics import Metrics, new_registry, start_metrics_server
 from payments_service.observability.telemetry import Telemetry
 from payments_service.security.authenticator import Authenticator
-from payments_service.transport.server import UNARY_METHODS, start_server
+from payments_service.transport.grpc_server import UNARY_METHODS, start_server
 from tests.conftest import TEST_SETTINGS, Api, CapturedLogs
 from tests.fakes import FakeClock, SequentialIds
 

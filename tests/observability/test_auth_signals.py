@@ -107,7 +107,7 @@ async def test_authorization_values_never_reach_logs_spans_metrics_or_errors(
         assert MARKER not in (error.details() or "")
         assert MARKER not in str(error.trailing_metadata())
 
-    logs = observed.log_stream.getvalue()
+    logs = observed.log_text()
     assert "unhandled_exception" in logs  # the stack was logged ...
     assert len(observed.access_lines()) == 2 + 5 + 1
     assert MARKER not in logs  # ... and no line carries the key

@@ -9,10 +9,10 @@ import grpc
 import pytest
 from opentelemetry.trace import SpanKind, StatusCode
 
+from payments_service.adapters.stores.memory import InMemoryPaymentRepository
 from payments_service.calls import GO_CODE_NAMES, SERVER_FAULT_CODES
 from payments_service.domain.model import Payment
 from payments_service.gen.payments.v1 import payments_pb2 as pb
-from payments_service.storage.memory import InMemoryPaymentRepository
 from tests.conftest import payment_request
 from tests.fakes import ExplodingRepository, FakeClock
 from tests.observability.conftest import Observed

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry
 
+from payments_service.adapters.stores.memory import payment_size
 from payments_service.domain.ports import StoreStats
 from payments_service.observability.store_gauges import register_store_gauges
-from payments_service.storage.memory import payment_size
 from tests.conftest import payment_request
 from tests.observability.conftest import Observed
 

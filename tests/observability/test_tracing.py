@@ -11,10 +11,10 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
+from payments_service.adapters.traced_processor import TracedProcessor
 from payments_service.application.service import PROCESSING
 from payments_service.domain.model import Payment, PaymentRequest
 from payments_service.gen.payments.v1 import payments_pb2 as pb
-from payments_service.observability.traced import TracedProcessor
 from tests.conftest import payment_request
 from tests.fakes import EPOCH, ExplodingRepository, HangingProcessor
 from tests.observability.conftest import Observed

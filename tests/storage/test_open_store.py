@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from payments_service.adapters.stores.factory import StoreUnavailableError, open_store, redact
+from payments_service.adapters.stores.memory import InMemoryPaymentRepository
+from payments_service.adapters.stores.sqlite import SqlitePaymentRepository
 from payments_service.config import Settings
-from payments_service.storage.factory import StoreUnavailableError, open_store, redact
-from payments_service.storage.memory import InMemoryPaymentRepository
-from payments_service.storage.sqlite import SqlitePaymentRepository
 from tests.fakes import FakeClock
 from tests.processes import SERVER
 from tests.stores import postgres_schema

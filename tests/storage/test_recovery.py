@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
+from payments_service.adapters.simulated_processor import SUCCEEDED, SimulatedProcessor
+from payments_service.adapters.stores.postgres import PostgresPaymentRepository
+from payments_service.adapters.stores.sqlite import SqlitePaymentRepository
 from payments_service.application.recovery import DEADLINE_PASSED, SettlementRecovery
 from payments_service.application.service import PROCESSING
 from payments_service.domain.model import Outcome, Payment, PaymentRequest, PaymentStatus
-from payments_service.processor.simulated import SUCCEEDED, SimulatedProcessor
-from payments_service.storage.postgres import PostgresPaymentRepository
-from payments_service.storage.sqlite import SqlitePaymentRepository
 from tests.fakes import FailingProcessor, FakeClock
 from tests.stores import postgres_schema
 

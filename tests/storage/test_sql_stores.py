@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
+from payments_service.adapters.stores import migrations
+from payments_service.adapters.stores.migrations import SchemaTooNewError
+from payments_service.adapters.stores.postgres import PostgresPaymentRepository
+from payments_service.adapters.stores.sqlite import SqlitePaymentRepository
 from payments_service.domain.model import Outcome, Payment, PaymentRequest, PaymentStatus
-from payments_service.storage import migrations
-from payments_service.storage.migrations import SchemaTooNewError
-from payments_service.storage.postgres import PostgresPaymentRepository
-from payments_service.storage.sqlite import SqlitePaymentRepository
 from tests.fakes import FakeClock
 from tests.stores import postgres_schema
 

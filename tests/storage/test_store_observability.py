@@ -14,15 +14,15 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind, StatusCode
 from prometheus_client import CollectorRegistry
 
+from payments_service.adapters.stores.factory import Store, open_store
+from payments_service.adapters.stores.observed import ObservedRepository, StoreMetrics
+from payments_service.adapters.stores.sqlite import SqlitePaymentRepository
 from payments_service.bootstrap import observe_store
 from payments_service.config import Settings
 from payments_service.domain.errors import PaymentNotFoundError
 from payments_service.domain.model import Outcome, Payment, PaymentRequest, PaymentStatus
 from payments_service.observability.metrics import Metrics
-from payments_service.observability.store import ObservedRepository, StoreMetrics
 from payments_service.observability.telemetry import Telemetry
-from payments_service.storage.factory import Store, open_store
-from payments_service.storage.sqlite import SqlitePaymentRepository
 from tests.fakes import FakeClock
 from tests.stores import postgres_schema
 

@@ -7,10 +7,10 @@ from datetime import timedelta
 
 import pytest
 
+from payments_service.adapters.stores.memory import InMemoryPaymentRepository
 from payments_service.bootstrap import build_service
 from payments_service.domain.model import Payment, PaymentStatus
 from payments_service.domain.ports import Claim
-from payments_service.storage.memory import InMemoryPaymentRepository
 from tests.conftest import TEST_SETTINGS
 from tests.fakes import FakeClock, SequentialIds
 

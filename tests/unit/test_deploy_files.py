@@ -12,7 +12,7 @@ from types import ModuleType
 from prometheus_client import CollectorRegistry
 
 from payments_service.observability.metrics import Metrics
-from payments_service.transport.server import UNARY_METHODS
+from payments_service.transport.grpc_server import UNARY_METHODS
 
 ROOT = Path(__file__).resolve().parents[2]
 DASHBOARD = ROOT / "deploy" / "grafana" / "dashboards" / "payments.json"

@@ -14,7 +14,7 @@ from payments_service.domain.errors import (
     StoreFullError,
     ValidationError,
 )
-from payments_service.transport.errors import to_status as maybe_status
+from payments_service.transport.error_table import to_status as maybe_status
 
 
 def to_status(error: Exception) -> status_pb2.Status:

@@ -9,11 +9,11 @@ from datetime import UTC, timedelta
 import pytest
 from structlog.testing import capture_logs
 
+from payments_service.adapters.stores.memory import InMemoryPaymentRepository
+from payments_service.adapters.system import SystemClock
 from payments_service.application.expiry import ExpirySweeper
-from payments_service.application.system import SystemClock
 from payments_service.bootstrap import build_service
 from payments_service.domain.model import Payment, PaymentRequest
-from payments_service.storage.memory import InMemoryPaymentRepository
 from tests.conftest import TEST_SETTINGS
 from tests.fakes import FakeClock, SequentialIds
 from tests.unit.test_memory_repository import SUCCEEDED

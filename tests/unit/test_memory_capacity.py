@@ -8,10 +8,7 @@ from types import MappingProxyType
 
 import pytest
 
-from payments_service.domain.errors import StoreFullError
-from payments_service.domain.model import Payment, PaymentRequest
-from payments_service.domain.ports import StoreStats
-from payments_service.storage.memory import (
+from payments_service.adapters.stores.memory import (
     CLAIM_EVICTION_BATCH,
     ENTRY_OVERHEAD_BYTES,
     MAX_RETRY_SECONDS,
@@ -20,6 +17,9 @@ from payments_service.storage.memory import (
     InMemoryPaymentRepository,
     payment_size,
 )
+from payments_service.domain.errors import StoreFullError
+from payments_service.domain.model import Payment, PaymentRequest
+from payments_service.domain.ports import StoreStats
 from tests.fakes import FakeClock
 from tests.unit.test_memory_repository import PENDING, SUCCEEDED, make_payment
 

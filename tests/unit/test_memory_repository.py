@@ -7,9 +7,9 @@ from datetime import timedelta
 
 import pytest
 
+from payments_service.adapters.stores.memory import InMemoryPaymentRepository
 from payments_service.domain.errors import PaymentNotFoundError
 from payments_service.domain.model import Outcome, Payment, PaymentRequest, PaymentStatus
-from payments_service.storage.memory import InMemoryPaymentRepository
 from tests.fakes import FakeClock
 
 TTL = timedelta(hours=24)

@@ -9,6 +9,8 @@ from typing import Any
 
 import pytest
 
+from payments_service.adapters.simulated_processor import DECLINED, SUCCEEDED, SimulatedProcessor
+from payments_service.adapters.stores.memory import InMemoryPaymentRepository
 from payments_service.application.service import (
     ACCEPTED_PENDING,
     PROCESSING,
@@ -23,8 +25,6 @@ from payments_service.domain.errors import (
 )
 from payments_service.domain.model import Payment, PaymentRequest, PaymentStatus
 from payments_service.domain.ports import PaymentProcessor, PaymentRepository
-from payments_service.processor.simulated import DECLINED, SUCCEEDED, SimulatedProcessor
-from payments_service.storage.memory import InMemoryPaymentRepository
 from tests.conftest import TEST_SETTINGS
 from tests.fakes import (
     FailingProcessor,

@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 from datetime import timedelta
 
+from payments_service.adapters.stores.memory import InMemoryPaymentRepository
 from payments_service.application.service import PROCESSING
 from payments_service.bootstrap import build_service
 from payments_service.domain.model import Outcome, Payment, PaymentRequest, PaymentStatus
-from payments_service.storage.memory import InMemoryPaymentRepository
 from tests.conftest import TEST_SETTINGS
 from tests.fakes import FakeClock, SequentialIds
 

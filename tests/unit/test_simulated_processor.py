@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import asyncio
 
+from payments_service.adapters.simulated_processor import DECLINED, SUCCEEDED, SimulatedProcessor
 from payments_service.application.service import PROCESSING
 from payments_service.domain.model import Payment, PaymentRequest
-from payments_service.processor.simulated import DECLINED, SUCCEEDED, SimulatedProcessor
 from tests.fakes import EPOCH
 
 

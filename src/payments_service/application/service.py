@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 import structlog
 from opentelemetry import trace
 
-from payments_service.application.observer import NullObserver
+from payments_service.application.null_observer import NullObserver
 from payments_service.domain.errors import (
     IdempotencyKeyReusedError,
     PaymentNotFoundError,
@@ -40,10 +40,10 @@ if TYPE_CHECKING:
     from collections.abc import Coroutine, Mapping
     from typing import Any
 
-    from payments_service.application.observer import PaymentObserver
     from payments_service.domain.ports import (
         Clock,
         IdGenerator,
+        PaymentObserver,
         PaymentProcessor,
         PaymentRepository,
     )

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Protocol
 if TYPE_CHECKING:
     from datetime import datetime
 
+    from payments_service.domain.errors import FieldViolation
     from payments_service.domain.model import Outcome, Payment
 
 
@@ -116,3 +117,30 @@ class PaymentProcessor(Protocol):
         """Charge the payment (at most once per payment id) and return its final outcome
         (SUCCEEDED or FAILED)."""
         ...
+
+
+class PaymentObserver(Protocol):
+    """What the application reports about payments, at the moments an operator cares about.
+    The observability adapter turns it into domain metrics and per-call annotations (span
+    attributes, access-log fields)."""
+
+    def rejected(self, violations: tuple[FieldViolation, ...]) -> None:
+        """A request failed validation; nothing was stored."""
+
+    def created(self, payment: Payment) -> None:
+        """A new payment was stored for a new idempotency key."""
+
+    def replayed(self, payment: Payment) -> None:
+        """A request repeated an earlier one (same key, same payload)."""
+
+    def conflicted(self, payment: Payment) -> None:
+        """A request reused a key with a different payload."""
+
+    def answered(self, payment: Payment, response: Outcome) -> None:
+        """The call that created `payment` answered `response`."""
+
+    def settled(self, payment: Payment) -> None:
+        """`payment` reached its final status (SUCCEEDED or FAILED)."""
+
+    def looked_up(self, payment: Payment) -> None:
+        """GetPayment found `payment`."""

@@ -32,7 +32,7 @@ import grpc
 import structlog
 
 from payments_service.calls import CallRecord, MethodInfo, enter_call
-from payments_service.transport.errors import UndecodableRequestError, answer_error
+from payments_service.transport.error_table import UndecodableRequestError, answer_error
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Sequence

@@ -18,13 +18,13 @@ from typing import TYPE_CHECKING
 
 import structlog
 
-from payments_service.storage.memory import MIB, InMemoryPaymentRepository
-from payments_service.storage.migrations import SchemaTooNewError
+from payments_service.adapters.stores.memory import MIB, InMemoryPaymentRepository
+from payments_service.adapters.stores.migrations import SchemaTooNewError
 
 if TYPE_CHECKING:
+    from payments_service.adapters.stores.postgres import PostgresPaymentRepository
     from payments_service.config import Settings, StoreLocation
     from payments_service.domain.ports import Clock, PaymentRepository, StalledSettlements
-    from payments_service.storage.postgres import PostgresPaymentRepository
 
 log = structlog.get_logger(__name__)
 
@@ -86,7 +86,7 @@ async def _open(settings: Settings, *, clock: Clock, migrate: bool, deadline: fl
     ttl = timedelta(seconds=settings.idempotency_ttl_seconds)
     lease = timedelta(seconds=settings.settlement_lease_seconds)
     if location.kind == "sqlite":
-        from payments_service.storage.sqlite import SqlitePaymentRepository  # noqa: PLC0415
+        from payments_service.adapters.stores.sqlite import SqlitePaymentRepository  # noqa: PLC0415
 
         sqlite = await SqlitePaymentRepository.open(
             location.path,
@@ -98,7 +98,7 @@ async def _open(settings: Settings, *, clock: Clock, migrate: bool, deadline: fl
         )
         return Store(sqlite, "sqlite", sqlite.close, stalled=sqlite)
     if location.kind == "postgresql":
-        from payments_service.storage.postgres import PostgresPaymentRepository  # noqa: PLC0415
+        from payments_service.adapters.stores.postgres import PostgresPaymentRepository  # noqa: PLC0415
 
         postgres = await PostgresPaymentRepository.open(
             location.dsn,

@@ -22,9 +22,9 @@ from typing import TYPE_CHECKING, Any
 
 import asyncpg
 
+from payments_service.adapters.stores import migrations, rows
 from payments_service.domain.errors import PaymentNotFoundError
 from payments_service.domain.ports import Claim
-from payments_service.storage import migrations, rows
 
 if TYPE_CHECKING:
     from datetime import datetime

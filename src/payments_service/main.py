@@ -23,16 +23,16 @@ from typing import TYPE_CHECKING
 import structlog
 
 from payments_service import __version__
+from payments_service.adapters.stores.factory import StoreUnavailableError, open_store
+from payments_service.adapters.stores.migrations import SchemaTooNewError
+from payments_service.adapters.system import SystemClock
 from payments_service.application.expiry import ExpirySweeper
-from payments_service.application.system import SystemClock
 from payments_service.bootstrap import build_app
 from payments_service.config import ConfigError, Settings
 from payments_service.observability.logs import configure_logging
 from payments_service.security.api_keys import KeyRing
 from payments_service.security.keys_cli import keys_main
 from payments_service.security.tls import server_credentials, tls_mode
-from payments_service.storage.factory import StoreUnavailableError, open_store
-from payments_service.storage.migrations import SchemaTooNewError
 
 if TYPE_CHECKING:
     import grpc

@@ -26,9 +26,9 @@ from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from payments_service.adapters.stores import migrations, rows
 from payments_service.domain.errors import PaymentNotFoundError
 from payments_service.domain.ports import Claim
-from payments_service.storage import migrations, rows
 
 if TYPE_CHECKING:
     from collections.abc import Callable

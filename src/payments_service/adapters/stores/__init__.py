@@ -1,0 +1,1 @@
+"""Payment stores implementing `domain.ports.PaymentRepository`: memory, SQLite, PostgreSQL."""

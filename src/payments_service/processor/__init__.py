@@ -1,1 +1,0 @@
-"""Payment processor adapters implementing `domain.ports.PaymentProcessor`."""

@@ -1,1 +1,0 @@
-"""Storage adapters implementing `domain.ports.PaymentRepository`."""
