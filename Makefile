@@ -12,7 +12,7 @@ GEN := src/payments_service/gen
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help install lock proto proto-check lint format format-check typecheck test check e2e run clean
+.PHONY: help install lock proto proto-check lint lint-imports format format-check typecheck test check e2e run clean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -43,6 +43,9 @@ proto-check: $(STAMP) ## Fail if the committed generated code differs from what 
 lint: $(STAMP) ## ruff check
 	$(BIN)/ruff check .
 
+lint-imports: $(STAMP) ## import-linter: the layer contracts in pyproject.toml
+	$(BIN)/lint-imports --no-cache
+
 format: $(STAMP) ## ruff format (rewrites files) and safe lint fixes
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
@@ -58,7 +61,7 @@ test: $(STAMP) ## pytest with the coverage gate (>= 90 % line + branch, see pypr
 format-check: $(STAMP) ## ruff format --check (changes nothing)
 	$(BIN)/ruff format --check .
 
-check: lint format-check proto-check typecheck test ## Everything CI runs: lint, format check, proto check, types, tests
+check: lint lint-imports format-check proto-check typecheck test ## Everything CI runs: lint, layer contracts, format check, proto check, types, tests
 
 e2e: $(STAMP) ## Real grpcurl, Prometheus (installed if missing) and OTLP export against the real server
 	command -v prometheus >/dev/null || { $(SUDO) apt-get update -qq && \
