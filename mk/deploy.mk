@@ -76,7 +76,7 @@ deploy-check: deploy-tools ## Lint Dockerfile, workflows, scripts, Prometheus, c
 # The same tests run in `make test` (so in `make check`); this target runs only them. Offline:
 # kubernetes-validate (a locked dev dependency) carries the schemas.
 k8s-check: $(STAMP) ## Validate deploy/kubernetes and docker-compose.yml offline: Kubernetes schemas, wiring, secrets
-	$(BIN)/pytest -q -p no:cacheprovider tests/unit/test_kubernetes.py tests/unit/test_compose.py
+	$(BIN)/pytest -q -p no:cacheprovider tests/repo/test_kubernetes.py tests/repo/test_compose.py
 
 $(TOOLS_VENV)/bin/python:
 	$(PYTHON) -m venv $(TOOLS_VENV)

@@ -17,7 +17,7 @@ from payments_service.security.api_keys import KeyRing
 from payments_service.security.authenticator import Authenticator
 from tests.conftest import payment_request
 from tests.fakes import ExplodingRepository
-from tests.observability.conftest import Observed
+from tests.integration.observability.conftest import Observed
 
 # Recognisable, so a scan finds any copy; the unknown ones share the marker.
 PLANTED_KEY = "sk_live_PLANTEDc2VjcmV0LWtleS1tYXJrZXI"

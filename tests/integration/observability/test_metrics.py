@@ -8,7 +8,7 @@ import grpc
 from prometheus_client.openmetrics.parser import text_string_to_metric_families
 
 from tests.conftest import payment_request
-from tests.observability.conftest import Observed
+from tests.integration.observability.conftest import Observed
 
 RP = {
     "grpc_type": "unary",

@@ -15,8 +15,12 @@ from google.rpc import error_details_pb2, status_pb2
 from payments_service.gen.payments.v1 import payments_pb2 as pb
 from tests.conftest import payment_request
 from tests.fakes import HangingProcessor
-from tests.observability.conftest import Observed
-from tests.observability.test_signals_agree import GET_PAYMENT, REQUEST_PAYMENT, assert_agreement
+from tests.integration.observability.conftest import Observed
+from tests.integration.observability.test_signals_agree import (
+    GET_PAYMENT,
+    REQUEST_PAYMENT,
+    assert_agreement,
+)
 
 FIRST_ID = f"pay_{1:032x}"  # what SequentialIds issues first
 VALID = payment_request().SerializeToString()

@@ -7,7 +7,7 @@ from datetime import datetime
 
 from payments_service.gen.payments.v1 import payments_pb2 as pb
 from tests.conftest import payment_request
-from tests.observability.conftest import Observed
+from tests.integration.observability.conftest import Observed
 
 
 async def test_one_access_line_per_call_with_every_field(observed: Observed) -> None:

@@ -8,7 +8,7 @@ from payments_service.adapters.stores.memory import payment_size
 from payments_service.domain.ports import StoreStats
 from payments_service.observability.store_gauges import register_store_gauges
 from tests.conftest import payment_request
-from tests.observability.conftest import Observed
+from tests.integration.observability.conftest import Observed
 
 
 def test_the_collector_exposes_what_the_store_reports_at_each_scrape() -> None:

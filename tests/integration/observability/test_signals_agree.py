@@ -15,7 +15,7 @@ from payments_service.domain.model import Payment
 from payments_service.gen.payments.v1 import payments_pb2 as pb
 from tests.conftest import payment_request
 from tests.fakes import ExplodingRepository, FakeClock
-from tests.observability.conftest import Observed
+from tests.integration.observability.conftest import Observed
 
 REQUEST_PAYMENT = "/payments.v1.PaymentService/RequestPayment"
 GET_PAYMENT = "/payments.v1.PaymentService/GetPayment"

@@ -16,8 +16,8 @@ import pytest
 
 from payments_service.gen.payments.v1 import payments_pb2 as pb
 from payments_service.gen.payments.v1 import payments_pb2_grpc as pb_grpc
+from tests.e2e.conftest import require_binary
 from tests.processes import ServerProcess
-from tests.real.conftest import require_binary
 
 pytestmark = pytest.mark.e2e
 

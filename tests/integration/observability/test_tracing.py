@@ -17,7 +17,7 @@ from payments_service.domain.model import Payment, PaymentRequest
 from payments_service.gen.payments.v1 import payments_pb2 as pb
 from tests.conftest import payment_request
 from tests.fakes import EPOCH, ExplodingRepository, HangingProcessor
-from tests.observability.conftest import Observed
+from tests.integration.observability.conftest import Observed
 
 CLIENT_TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 CLIENT_SPAN_ID = "00f067aa0ba902b7"

@@ -1,19 +1,29 @@
-"""Real components beside the real server: grpcurl, Prometheus, an OTLP receiver.
+"""End-to-end tests: the real `payments-server` process, and real tools beside it (grpcurl,
+Prometheus, an OTLP receiver, PostgreSQL, a second replica).
 
-Every test here is marked `e2e` and runs with `make e2e`, not `make test`. A component that is
-missing or cannot start fails the test with a clear message; nothing is skipped silently.
+Every test under tests/e2e is marked `e2e` (by `pytest_collection_modifyitems` below) and runs
+with `make e2e`, not `make test`. A component that is missing or cannot start fails the test with
+a clear message; nothing is skipped silently.
 """
 
 from __future__ import annotations
 
 import shutil
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from tests.processes import VENV_BIN, ServerProcess
 
-pytestmark = pytest.mark.e2e
+E2E = Path(__file__).resolve().parent
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m 'not e2e'` deselects
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if E2E in item.path.parents:
+            item.add_marker(pytest.mark.e2e)
 
 
 def require_binary(name: str, hint: str) -> str:
