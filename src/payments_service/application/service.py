@@ -27,6 +27,7 @@ import structlog
 from opentelemetry import trace
 
 from payments_service.application.null_observer import NullObserver
+from payments_service.application.settlement import SettlementSupervisor, within
 from payments_service.domain.errors import (
     IdempotencyKeyReusedError,
     PaymentNotFoundError,
@@ -37,8 +38,7 @@ from payments_service.domain.model import Outcome, Payment, PaymentStatus
 from payments_service.domain.validation import validate_payment_id, validate_payment_request
 
 if TYPE_CHECKING:
-    from collections.abc import Coroutine, Mapping
-    from typing import Any
+    from collections.abc import Mapping
 
     from payments_service.domain.ports import (
         Clock,
@@ -95,8 +95,7 @@ class PaymentService:
         self._observer: PaymentObserver = observer or NullObserver()
         self._tracer = tracer or trace.NoOpTracer()
         self._simulation = simulation  # off: the `simulate` metadata key is refused
-        self._first_answers: dict[str, asyncio.Future[Payment]] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._settlements = SettlementSupervisor()
 
     async def request_payment(
         self,
@@ -133,7 +132,7 @@ class PaymentService:
         except asyncio.CancelledError:
             # A durable store may have committed the claim before the caller went away: finish
             # in the background (claiming the same candidate again is idempotent).
-            self._spawn(self._settle_after_cancelled_claim(candidate))
+            self._settlements.spawn(self._settle_after_cancelled_claim(candidate))
             raise
         if not claim.created:
             return await self._replay(claim.payment, candidate.fingerprint)
@@ -141,8 +140,7 @@ class PaymentService:
         # debug: the access line already carries payment_id; one info line per call is enough.
         log.debug("payment_created", payment_id=candidate.payment_id)
         payment_id = candidate.payment_id
-        answer: asyncio.Future[Payment] = asyncio.get_running_loop().create_future()
-        self._first_answers[payment_id] = answer  # replays of this key wait on it
+        answer = self._settlements.expect_answer(payment_id)  # replays of this key wait on it
         charge = asyncio.ensure_future(self._charge(candidate))
         deadline = asyncio.get_running_loop().time() + self._processor_timeout
         try:
@@ -150,14 +148,12 @@ class PaymentService:
         except asyncio.CancelledError:
             # The caller is gone: a settlement task finishes what this call started, so the
             # payment still gets its first response and its outcome recorded.
-            self._spawn(self._finish_first_answer(candidate, charge, deadline, answer))
+            self._settlements.spawn(self._finish_first_answer(candidate, charge, deadline, answer))
             raise
         except Exception as error:
-            self._first_answers.pop(payment_id, None)
-            _fail(answer, error)
+            self._settlements.failed(payment_id, answer, error)
             raise  # the error mapping logs it once
-        self._first_answers.pop(payment_id, None)
-        answer.set_result(payment)
+        self._settlements.answered(payment_id, answer, payment)
         assert payment.first_response is not None  # noqa: S101 - set by _first_answer
         self._observer.answered(payment, payment.first_response)
         return RequestPaymentResult(payment, payment.first_response, replayed=False)
@@ -175,10 +171,7 @@ class PaymentService:
 
     async def drain(self, timeout: float) -> int:  # noqa: ASYNC109 - a budget, not a cancel
         """Wait up to `timeout` seconds for background settlements; return how many are left."""
-        if not self._tasks:
-            return 0
-        _, pending = await asyncio.wait(set(self._tasks), timeout=timeout)
-        return len(pending)
+        return await self._settlements.drain(timeout)
 
     async def _replay(self, payment: Payment, fingerprint: str) -> RequestPaymentResult:
         if payment.fingerprint != fingerprint:
@@ -195,7 +188,7 @@ class PaymentService:
         # The first answer comes within processor_timeout; the margin covers scheduling.
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._processor_timeout + 1.0
-        answer = self._first_answers.get(payment.payment_id)
+        answer = self._settlements.awaited_answer(payment.payment_id)
         if answer is not None:
             with contextlib.suppress(TimeoutError):
                 return await asyncio.wait_for(
@@ -217,8 +210,7 @@ class PaymentService:
         claim = await self._repository.claim(candidate)
         if claim.payment.payment_id != candidate.payment_id or claim.payment.first_response:
             return  # another call's payment, or already answered
-        answer: asyncio.Future[Payment] = asyncio.get_running_loop().create_future()
-        self._first_answers[candidate.payment_id] = answer
+        answer = self._settlements.expect_answer(candidate.payment_id)
         charge = asyncio.ensure_future(self._charge(candidate))
         deadline = asyncio.get_running_loop().time() + self._processor_timeout
         await self._finish_first_answer(candidate, charge, deadline, answer)
@@ -231,7 +223,7 @@ class PaymentService:
         task to record the outcome later. Recording is first-write-wins, so running this again
         after a cancellation (`_finish_first_answer`) cannot change an answer already given."""
         payment_id = payment.payment_id
-        outcome = await _within(charge, deadline - asyncio.get_running_loop().time())
+        outcome = await within(charge, deadline - asyncio.get_running_loop().time())
         if outcome is not None:
             answered = await self._repository.record(
                 payment_id, at=self._clock.now(), outcome=outcome, first_response=outcome
@@ -241,7 +233,7 @@ class PaymentService:
         answered = await self._repository.record(
             payment_id, at=self._clock.now(), first_response=ACCEPTED_PENDING
         )
-        self._spawn(self._settle_in_background(payment_id, charge))
+        self._settlements.spawn(self._settle_in_background(payment_id, charge))
         return answered
 
     async def _finish_first_answer(
@@ -251,17 +243,17 @@ class PaymentService:
         deadline: float,
         answer: asyncio.Future[Payment],
     ) -> None:
+        payment_id = payment.payment_id
         try:
-            answer.set_result(await self._first_answer(payment, charge, deadline))
+            answered = await self._first_answer(payment, charge, deadline)
         except asyncio.CancelledError:
             charge.cancel()
-            answer.cancel()
+            self._settlements.abandoned(payment_id, answer)
             raise
         except Exception as error:
-            _fail(answer, error)
-            raise  # _task_done logs it
-        finally:
-            self._first_answers.pop(payment.payment_id, None)
+            self._settlements.failed(payment_id, answer, error)
+            raise  # the supervisor logs a failed task once
+        self._settlements.answered(payment_id, answer, answered)
 
     async def _settle_in_background(self, payment_id: str, charge: asyncio.Future[Outcome]) -> None:
         try:
@@ -295,48 +287,3 @@ class PaymentService:
             log.error("processor_non_final_outcome", payment_id=payment.payment_id)
             return PROCESSOR_ERROR
         return outcome
-
-    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
-        """Run `coro` as a supervised background task: `drain` waits for it, a failure is
-        logged once."""
-        task = asyncio.get_running_loop().create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._task_done)
-
-    def _task_done(self, task: asyncio.Task[None]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and (exc := task.exception()) is not None:
-            log.error("settlement_failed", exc_info=exc)
-
-
-async def _within(task: asyncio.Future[Outcome], timeout: float) -> Outcome | None:  # noqa: ASYNC109
-    """The task's result if it completes within `timeout` seconds, else None (it keeps running).
-
-    One future, one timer and one done-callback: `asyncio.wait` would add a set, a second
-    callback and a waiter per call on the hot path, and `wait_for` would cancel the task."""
-    if not task.done() and timeout > 0:
-        loop = asyncio.get_running_loop()
-        waiter: asyncio.Future[None] = loop.create_future()
-
-        def wake(_: object = None) -> None:
-            if not waiter.done():
-                waiter.set_result(None)
-
-        timer = loop.call_later(timeout, wake)
-        task.add_done_callback(wake)
-        try:
-            await waiter
-        finally:
-            timer.cancel()
-            task.remove_done_callback(wake)
-    if not task.done():
-        return None
-    return task.result()
-
-
-def _fail(answer: asyncio.Future[Payment], error: BaseException) -> None:
-    """Fail the first-answer future for waiting replays, without an "exception was never
-    retrieved" warning when none waits."""
-    if not answer.done():
-        answer.set_exception(error)
-        answer.exception()
