@@ -11,6 +11,7 @@ from opentelemetry.trace import SpanKind, StatusCode
 
 from payments_service.adapters.stores.memory import InMemoryPaymentRepository
 from payments_service.calls import GO_CODE_NAMES, SERVER_FAULT_CODES
+from payments_service.domain.errors import PaymentsError
 from payments_service.domain.model import Payment
 from payments_service.gen.payments.v1 import payments_pb2 as pb
 from tests.conftest import payment_request
@@ -134,3 +135,24 @@ async def test_an_unexpected_failure_logs_one_stack_without_request_data(
         "unhandled_exception"
     ]
     assert secret not in observed.log_text()
+
+
+class UnmappedError(PaymentsError):
+    """A domain error nobody added to the error table (a programming error)."""
+
+
+class UnmappedErrorRepository(InMemoryPaymentRepository):
+    async def claim(self, candidate: Payment) -> Any:
+        raise UnmappedError("a new rule nobody mapped")
+
+
+async def test_an_unmapped_domain_error_is_internal_and_logged_once_with_its_stack(
+    observed_factory: Any,
+) -> None:
+    repository = UnmappedErrorRepository(ttl=timedelta(hours=1), clock=FakeClock())
+    observed: Observed = await observed_factory(repository=repository)
+    code = await call(observed, REQUEST_PAYMENT, payment_request())
+    assert code is grpc.StatusCode.INTERNAL
+    assert_agreement(observed, REQUEST_PAYMENT, code, expect_exception=True)
+    (logged,) = observed.log_lines("unhandled_exception")
+    assert logged["exception"][0]["exc_type"] == "UnmappedError"
