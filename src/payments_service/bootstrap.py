@@ -17,6 +17,7 @@ from payments_service.adapters.simulated_processor import SimulatedProcessor
 from payments_service.adapters.stores.factory import open_store
 from payments_service.adapters.stores.memory import MIB, InMemoryPaymentRepository
 from payments_service.adapters.stores.observed import ObservedRepository, StoreMetrics
+from payments_service.adapters.stores.pending import PendingRepository
 from payments_service.adapters.system import RandomPaymentIds, SystemClock
 from payments_service.adapters.traced_processor import TracedProcessor
 from payments_service.application.recovery import SettlementRecovery
@@ -200,17 +201,36 @@ async def build_app(
             settings.metrics_address, telemetry.metrics.registry
         )
     clock = SystemClock()
-    # Nothing is served (so no probe sees SERVING) until the store is open and migrated.
-    store = await open_store(settings, clock=clock)
-    log.info("store_opened", store=settings.store.redacted)
-    repository = observe_store(store, settings, telemetry)
     processor = SimulatedProcessor(slow_delay=settings.simulated_slow_seconds)
+    pending = None
+    store: Store | None = None
+    repository: PaymentRepository
+    if settings.store.kind == "memory":  # opens at once
+        store = await open_store(settings, clock=clock)
+        repository = observe_store(store, settings, telemetry)
+    else:  # listen first (health NOT_SERVING), then connect: probes get an answer meanwhile
+        pending = PendingRepository()
+        repository = pending
     service = build_service(
         settings, telemetry=telemetry, clock=clock, repository=repository, processor=processor
     )
+    interceptors = build_interceptors(telemetry, Authenticator(keys))
+    server = await start_server(
+        service, settings.grpc_address, interceptors, credentials, serving=pending is None
+    )
+    if pending is not None:
+        log.info("store_connecting", store=settings.store.redacted, port=server.port)
+        try:
+            opened = await open_store(settings, clock=clock)
+        except BaseException:
+            await server.stop(0)
+            raise
+        store, repository = opened, observe_store(opened, settings, telemetry)
+        pending.attach(repository)
+        await server.serving()
+    assert store is not None  # noqa: S101 - opened on both paths above
+    log.info("store_opened", store=settings.store.redacted)
     recovery = build_recovery(
         settings, store, repository=repository, processor=processor, clock=clock
     )
-    interceptors = build_interceptors(telemetry, Authenticator(keys))
-    server = await start_server(service, settings.grpc_address, interceptors, credentials)
     return App(settings, telemetry, store, service, server, recovery, metrics_http, metrics_port)

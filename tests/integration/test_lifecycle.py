@@ -7,14 +7,17 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 import sys
 from pathlib import Path
 from typing import Any
 
 import grpc
 import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from payments_service import healthcheck
+from payments_service.adapters.stores.factory import StoreUnavailableError
 from payments_service.config import Settings
 from payments_service.gen.payments.v1 import payments_pb2 as pb
 from payments_service.gen.payments.v1 import payments_pb2_grpc as pb_grpc
@@ -122,3 +125,32 @@ def test_the_healthcheck_command_says_not_serving_when_nothing_listens(
         healthcheck.main()
     assert exited.value.code == 1
     assert "NOT SERVING" in capsys.readouterr().out
+
+
+async def test_health_is_not_serving_and_calls_unavailable_until_the_store_is_ready(
+    captured_logs: CapturedLogs,
+) -> None:
+    """A PostgreSQL store that cannot be reached: the server listens, says NOT_SERVING and
+    answers UNAVAILABLE (which clients retry) while it retries, then gives up."""
+    with socket.socket() as closed:  # a port with nothing listening
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    settings = lifecycle_settings(
+        PAYMENTS_STORE_URL=f"postgresql://payments:planted-secret@127.0.0.1:{port}/db",
+        PAYMENTS_STORE_CONNECT_TIMEOUT_SECONDS="3",
+    )
+    serving = asyncio.ensure_future(serve(settings, log_writer=captured_logs.writer))
+    connecting = await wait_for_line(captured_logs, "store_connecting")
+    target = f"127.0.0.1:{connecting['port']}"
+    async with grpc.aio.insecure_channel(target) as channel:
+        health = health_pb2_grpc.HealthStub(channel)
+        for service in ("", "payments.v1.PaymentService"):
+            reply = await health.Check(health_pb2.HealthCheckRequest(service=service))
+            assert reply.status == health_pb2.HealthCheckResponse.NOT_SERVING
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await pb_grpc.PaymentServiceStub(channel).RequestPayment(payment_request())
+        assert refused.value.code() is grpc.StatusCode.UNAVAILABLE
+    with pytest.raises(StoreUnavailableError):
+        await asyncio.wait_for(serving, timeout=15)
+    assert "planted-secret" not in captured_logs.text()
+    assert "planted-secret" not in str(refused.value.details())

@@ -78,3 +78,10 @@ class UnauthenticatedError(PaymentsError):
     def __init__(self, reason: str) -> None:
         self.reason = reason
         super().__init__(UNAUTHENTICATED_MESSAGE)
+
+
+class StoreNotReadyError(PaymentsError):
+    """The payment store is not open yet (the server is still connecting to it at startup)."""
+
+    def __init__(self) -> None:
+        super().__init__("the payment store is not ready yet; retry shortly")

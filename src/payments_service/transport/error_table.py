@@ -8,6 +8,7 @@
 | ResponsePendingError          | ABORTED             | ErrorInfo REQUEST_IN_PROGRESS   |
 | UndecodableRequestError       | INVALID_ARGUMENT    | BadRequest (the body)           |
 | UnauthenticatedError          | UNAUTHENTICATED     | none; one fixed message         |
+| StoreNotReadyError            | UNAVAILABLE         | none (retry: still connecting)  |
 | StoreFullError                | RESOURCE_EXHAUSTED  | RetryInfo, ErrorInfo STORE_FULL |
 | anything else                 | INTERNAL            | none; generic message, stack logged |
 
@@ -31,6 +32,7 @@ from payments_service.domain.errors import (
     PaymentsError,
     ResponsePendingError,
     StoreFullError,
+    StoreNotReadyError,
     UnauthenticatedError,
     ValidationError,
 )
@@ -83,6 +85,9 @@ def _domain_status(error: PaymentsError) -> status_pb2.Status | None:
     elif isinstance(error, ResponsePendingError):
         code, message = code_pb2.ABORTED, str(error)
         details = [error_details_pb2.ErrorInfo(reason="REQUEST_IN_PROGRESS", domain=ERROR_DOMAIN)]
+    elif isinstance(error, StoreNotReadyError):
+        # UNAVAILABLE: the retryable code; the server is still connecting to its store.
+        code, message, details = code_pb2.UNAVAILABLE, str(error), []
     elif isinstance(error, UnauthenticatedError):
         # One message for a missing, malformed or unknown key: nothing about which keys exist.
         code, message, details = code_pb2.UNAUTHENTICATED, str(error), []

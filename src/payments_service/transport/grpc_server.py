@@ -41,6 +41,11 @@ class RunningServer:
     port: int
     health: health_aio.HealthServicer
 
+    async def serving(self) -> None:
+        """Report SERVING (both the overall and the PaymentService health)."""
+        for name in ("", SERVICE_NAME):
+            await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+
     async def stop(self, grace: float) -> None:
         """Report NOT_SERVING at once, refuse new calls, let in-flight ones finish in `grace`."""
         await self.health.enter_graceful_shutdown()
@@ -52,8 +57,11 @@ async def start_server(
     address: str,
     interceptors: Sequence[grpc.aio.ServerInterceptor[Any, Any]] = (),
     credentials: grpc.ServerCredentials | None = None,
+    *,
+    serving: bool = True,
 ) -> RunningServer:
-    """Serve on `address`: TLS with `credentials` (see `security.tls`), else plaintext."""
+    """Serve on `address`: TLS with `credentials` (see `security.tls`), else plaintext. With
+    `serving=False` health says NOT_SERVING until `RunningServer.serving()`."""
     server = grpc.aio.server(
         interceptors=list(interceptors),
         options=[
@@ -72,6 +80,10 @@ async def start_server(
     else:
         port = server.add_secure_port(address, credentials)
     await server.start()
-    for name in ("", SERVICE_NAME):
-        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    return RunningServer(server, port, health_servicer)
+    running = RunningServer(server, port, health_servicer)
+    if serving:
+        await running.serving()
+    else:
+        for name in ("", SERVICE_NAME):
+            await health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+    return running
