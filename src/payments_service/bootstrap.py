@@ -27,7 +27,7 @@ from payments_service.observability.observer import TelemetryObserver
 from payments_service.observability.store_gauges import register_store_gauges
 from payments_service.observability.telemetry import Telemetry, build_telemetry
 from payments_service.observability.tracing import library_server_interceptor
-from payments_service.security.authenticator import Authenticator
+from payments_service.security.authenticator import DEFAULT_MERCHANT, Authenticator
 from payments_service.transport.grpc_server import UNARY_METHODS, start_server
 from payments_service.transport.interceptors.auth import AuthInterceptor
 from payments_service.transport.interceptors.observation import (
@@ -154,10 +154,10 @@ def build_interceptors(
        call (errors through the one error table) and hands the completed record to the
        reporters. Innermost, so nothing below it can bypass the error mapping, and right inside
        the library, so its span reporter finishes the library's span.
-    3. AuthInterceptor: the caller's merchant from its API key, inside the observation point,
-       so a refused key becomes UNAUTHENTICATED through the one error table and is counted,
-       logged and traced like any call. `authenticator` None means authentication off
-       (every caller is merchant `default`).
+    3. AuthInterceptor (only when API keys are configured): the caller's merchant from its key,
+       inside the observation point, so a refused key becomes UNAUTHENTICATED through the one
+       error table and is counted, logged and traced like any call. Without keys, the
+       observation interceptor gives every call merchant `default` (no extra frame per call).
     """
     telemetry = telemetry or Telemetry()
     every_call, health_checks = telemetry.reporters()
@@ -165,8 +165,16 @@ def build_interceptors(
     if telemetry.tracer_provider is not None:
         untraced = () if telemetry.observe_health_checks else HEALTH_CHECK_PREFIXES
         chain.append(library_server_interceptor(telemetry.tracer_provider, untraced))
-    chain.append(ObservationInterceptor(every_call, health_reporters=health_checks))
-    chain.append(AuthInterceptor(authenticator or Authenticator(None)))
+    authenticator = authenticator or Authenticator(None)
+    chain.append(
+        ObservationInterceptor(
+            every_call,
+            health_reporters=health_checks,
+            merchant=None if authenticator.enabled else DEFAULT_MERCHANT,
+        )
+    )
+    if authenticator.enabled:
+        chain.append(AuthInterceptor(authenticator))
     return chain
 
 

@@ -67,7 +67,9 @@ def new_request_id() -> str:
 
 class ObservationInterceptor(_ServerInterceptor):
     """See the module docstring. `reporters` observe every call; `health_reporters` (a subset,
-    by default none) observe health checks."""
+    by default none) observe health checks. `merchant` is every call's merchant when
+    authentication is off (`default`); with it on, it stays None until the AuthInterceptor sets
+    the authenticated one, so a call can never act as a merchant by omission."""
 
     def __init__(
         self,
@@ -75,10 +77,12 @@ class ObservationInterceptor(_ServerInterceptor):
         *,
         health_reporters: Sequence[Reporter] = (),
         health_prefixes: tuple[str, ...] = HEALTH_CHECK_PREFIXES,
+        merchant: str | None = None,
     ) -> None:
         self._reporters = tuple(reporters)
         self._health_reporters = tuple(health_reporters)
         self._health_prefixes = health_prefixes
+        self._merchant = merchant
         self._cache: dict[str, tuple[Handler, Handler]] = {}
 
     async def intercept_service(
@@ -113,9 +117,10 @@ class ObservationInterceptor(_ServerInterceptor):
         started = tuple(r.call_started for r in reporters)
         finished = tuple(r.call_finished for r in reporters)
         message_type = _request_type_name(decode)
+        merchant = self._merchant
 
         async def observed(raw: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-            record = CallRecord(info, time.perf_counter())
+            record = CallRecord(info, time.perf_counter(), merchant_id=merchant)
             enter_call(record)
             record.request_id = (
                 accepted_request_id(context.invocation_metadata()) or new_request_id()
