@@ -33,23 +33,33 @@ class SimulatedProcessor:
     def __init__(self, *, slow_delay: float = 2.0, remember: int = 100_000) -> None:
         self._slow_delay = slow_delay
         self._remember = remember
-        self._charges: OrderedDict[str, asyncio.Future[Outcome]] = OrderedDict()
+        # An outcome decided at once, or the shared future of a slow charge.
+        self._charges: OrderedDict[str, Outcome | asyncio.Future[Outcome]] = OrderedDict()
         self.charges_made = 0
 
     async def charge(self, payment: Payment) -> Outcome:
         charge = self._charges.get(payment.payment_id)
         if charge is None:
-            charge = asyncio.ensure_future(self._charge(payment))
+            charge = self._start(payment)
             self._charges[payment.payment_id] = charge
             if len(self._charges) > self._remember:
                 self._charges.popitem(last=False)
+        if isinstance(charge, Outcome):
+            return charge
+        # shield: a caller that gives up must not cancel the charge others share.
         return await asyncio.shield(charge)
 
-    async def _charge(self, payment: Payment) -> Outcome:
+    def _start(self, payment: Payment) -> Outcome | asyncio.Future[Outcome]:
+        """The charge: decided at once (no task, no future: the path almost every call takes),
+        or for `simulate=slow` a task that answers after `slow_delay`."""
         self.charges_made += 1
         mode = payment.request.metadata.get(SIMULATE_KEY)
         if mode == "decline":
             return DECLINED
         if mode == "slow":
-            await asyncio.sleep(self._slow_delay)
+            return asyncio.ensure_future(self._slow())
+        return SUCCEEDED
+
+    async def _slow(self) -> Outcome:
+        await asyncio.sleep(self._slow_delay)
         return SUCCEEDED
