@@ -63,7 +63,11 @@ def parse_config(name: str) -> Config:
     if name in KINDS and name != "full":
         return Config(name, name)
     match = _FULL.fullmatch(name)
-    if match is None or (match["n"] is not None and int(match["n"]) < 2):
+    if (
+        match is None
+        or (match["n"] is not None and int(match["n"]) < 2)
+        or (match["sync"] is not None and match["store"] != "sqlite")
+    ):
         raise ValueError(f"unknown configuration {name!r}")
     replicas = int(match["n"] or 1)
     store = match["store"] or "memory"
