@@ -72,6 +72,12 @@ RATIOS = (
     ("p99 full-postgresql/full", "full-postgresql", "full", "p99_ms"),
     ("CPU/call full-sqlite/full", "full-sqlite", "full", "server_cpu_us_per_call"),
     ("CPU/call full-postgresql/full", "full-postgresql", "full", "server_cpu_us_per_call"),
+    # The stores without the observability layer (`off-<store>`, named in --configs)
+    ("throughput off-sqlite/off", "off-sqlite", "off", "throughput"),
+    ("throughput off-sqlite-normal/off", "off-sqlite-normal", "off", "throughput"),
+    ("throughput off-postgresql/off", "off-postgresql", "off", "throughput"),
+    ("CPU/call off-sqlite/off", "off-sqlite", "off", "server_cpu_us_per_call"),
+    ("CPU/call off-postgresql/off", "off-postgresql", "off", "server_cpu_us_per_call"),
 )
 # Replicas: every `<config>-xN` that ran is also compared with `<config>` (one process), by
 # throughput and by server CPU per call (summed over the replicas).

@@ -10,6 +10,9 @@ A configuration name says what runs: `full`, `off`, `floor`, `floor-sync` (see
     full-sqlite-x2            2 server processes on ONE SQLite file (likewise -normal-x2)
     full-postgresql-x2        2 server processes on ONE PostgreSQL database
 
+`off` takes the same suffixes (`off-sqlite`, `off-postgresql`: the store without the
+observability layer), named explicitly in `--configs`.
+
 `expand` turns `--configs`, `--store`, `--sqlite-synchronous` and `--replicas` into that list.
 Every measurement gets a fresh store: a new SQLite file in the run's work directory, or a new
 PostgreSQL database on PAYMENTS_BENCH_DATABASE_URL, dropped when the measurement ends.
@@ -39,7 +42,9 @@ BENCH_DATABASE_URL = "PAYMENTS_BENCH_DATABASE_URL"
 DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/test"
 DATABASE_PREFIX = "payments_bench_"  # a database left by a killed run: DROP DATABASE it by hand
 
-_FULL = re.compile(r"full(?:-(?P<store>sqlite|postgresql)(?:-(?P<sync>normal))?)?(?:-x(?P<n>\d+))?")
+_ON_STORE = re.compile(
+    r"(?P<kind>full|off)(?:-(?P<store>sqlite|postgresql)(?:-(?P<sync>normal))?)?(?:-x(?P<n>\d+))?"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,9 +65,9 @@ class Config:
 
 def parse_config(name: str) -> Config:
     """`full-sqlite-normal-x2` -> Config(kind=full, store=sqlite, synchronous=normal, 2)."""
-    if name in KINDS and name != "full":
+    if name in ("floor", "floor-sync"):
         return Config(name, name)
-    match = _FULL.fullmatch(name)
+    match = _ON_STORE.fullmatch(name)
     if (
         match is None
         or (match["n"] is not None and int(match["n"]) < 2)
@@ -73,7 +78,7 @@ def parse_config(name: str) -> Config:
     store = match["store"] or "memory"
     if store == "memory" and replicas > 1:
         raise ValueError(f"{name!r}: the memory store is one process only")
-    return Config(name, "full", store, match["sync"] or "full", replicas)
+    return Config(name, match["kind"], store, match["sync"] or "full", replicas)
 
 
 def config_name(store: str, synchronous: str = "full", replicas: int = 1) -> str:
@@ -148,7 +153,7 @@ def with_database(url: str, database: str) -> str:
 @contextlib.contextmanager
 def provision(config: Config, workdir: Path, label: str) -> Iterator[Store]:
     """A fresh store for one measurement of `config`; a PostgreSQL database is dropped after."""
-    if config.kind != "full" or config.store == "memory":
+    if config.store == "memory":
         yield Store({})
         return
     if config.store == "sqlite":

@@ -24,6 +24,8 @@ from benchmarks.stores import Config, bench_location, expand, parse_config, with
         ("full-sqlite", Config("full-sqlite", "full", "sqlite")),
         ("full-sqlite-normal", Config("full-sqlite-normal", "full", "sqlite", "normal")),
         ("full-postgresql-x2", Config("full-postgresql-x2", "full", "postgresql", replicas=2)),
+        ("off-sqlite-normal", Config("off-sqlite-normal", "off", "sqlite", "normal")),
+        ("off-postgresql", Config("off-postgresql", "off", "postgresql")),
         (
             "full-sqlite-normal-x3",
             Config("full-sqlite-normal-x3", "full", "sqlite", "normal", replicas=3),
@@ -38,7 +40,16 @@ def test_a_configuration_name_says_kind_store_sqlite_setting_and_replicas(
 
 @pytest.mark.parametrize(
     "name",
-    ["full-x2", "full-memory", "full-mysql", "full-sqlite-x1", "full-postgresql-normal", "fast"],
+    [
+        "full-x2",
+        "off-x2",
+        "full-memory",
+        "full-mysql",
+        "full-sqlite-x1",
+        "full-postgresql-normal",
+        "floor-sqlite",
+        "fast",
+    ],
 )
 def test_an_unknown_or_unshareable_configuration_is_refused(name: str) -> None:
     with pytest.raises(ValueError, match=r"configuration|one process only"):
