@@ -1,9 +1,12 @@
 """Multi-process closed-loop load generator (grpc.aio clients).
 
 `run_load` spawns N worker processes and splits the total concurrency C across them: each
-worker opens one channel and runs C/N loops, and each loop sends one call, waits for its
-answer and sends the next (closed loop: offered load adapts to the server, so the server is
-never asked for more than it can do and throughput is what it sustains at concurrency C).
+worker opens one channel per target (server replica) and runs C/N loops, and each loop sends
+one call, waits for its answer and sends the next (closed loop: offered load adapts to the
+server, so the server is never asked for more than it can do and throughput is what it
+sustains at concurrency C).
+With several targets, a worker sends its calls to them in turn (round robin per call, like
+gRPC's `round_robin` policy), so the replicas share its calls evenly.
 
 Protocol with the parent: every worker prepares its key pools, runs the workload for the
 warm-up, then reports "ready" and blocks; when all are ready the parent calls
@@ -61,7 +64,7 @@ SETUP_TIMEOUT_S = 120.0
 
 @dataclass(frozen=True, slots=True)
 class LoadSpec:
-    target: str  # host:port
+    targets: tuple[str, ...]  # host:port of each replica; calls go round robin
     workload: str
     concurrency: int
     workers: int
@@ -116,10 +119,11 @@ class _More(Protocol):
 class Traffic:
     """Builds and sends one worker's requests."""
 
-    def __init__(self, stub: pb_grpc.PaymentServiceAsyncStub, prefix: str) -> None:
-        self._stub = stub
+    def __init__(self, stubs: list[pb_grpc.PaymentServiceAsyncStub], prefix: str) -> None:
+        self._stubs = stubs
         self._prefix = prefix
         self._seq = 0
+        self._turn = 0
         self.replay_pool: list[pb.RequestPaymentRequest] = []
         self.payment_ids: list[str] = []
 
@@ -133,25 +137,33 @@ class Traffic:
             idempotency_key=f"{self._prefix}-{n}",
         )
 
+    def stub(self) -> pb_grpc.PaymentServiceAsyncStub:
+        """The next target's stub, in turn (one counter for all loops, so the turns do not
+        follow the workload's cycle: every replica gets every kind of call)."""
+        self._turn += 1
+        return self._stubs[self._turn % len(self._stubs)]
+
     async def prepare(self) -> None:
-        """Create the replay keys and the payments that `get` reads."""
+        """Create the replay keys and the payments that `get` reads (through every target, so
+        replays and reads also cross replicas)."""
         for _ in range(REPLAY_POOL):
             request = self.new_request()
-            await self._stub.RequestPayment(request, timeout=CALL_TIMEOUT_S)
+            await self.stub().RequestPayment(request, timeout=CALL_TIMEOUT_S)
             self.replay_pool.append(request)
         for _ in range(GET_POOL):
-            response = await self._stub.RequestPayment(self.new_request(), timeout=CALL_TIMEOUT_S)
+            response = await self.stub().RequestPayment(self.new_request(), timeout=CALL_TIMEOUT_S)
             self.payment_ids.append(response.payment_id)
 
     async def call(self, kind: str, n: int) -> None:
+        stub = self.stub()
         if kind == "new":
-            await self._stub.RequestPayment(self.new_request(), timeout=CALL_TIMEOUT_S)
+            await stub.RequestPayment(self.new_request(), timeout=CALL_TIMEOUT_S)
         elif kind == "replay":
             request = self.replay_pool[n % len(self.replay_pool)]
-            await self._stub.RequestPayment(request, timeout=CALL_TIMEOUT_S)
+            await stub.RequestPayment(request, timeout=CALL_TIMEOUT_S)
         else:
             payment_id = self.payment_ids[n % len(self.payment_ids)]
-            await self._stub.GetPayment(
+            await stub.GetPayment(
                 pb.GetPaymentRequest(payment_id=payment_id), timeout=CALL_TIMEOUT_S
             )
 
@@ -215,8 +227,14 @@ def share(total: int, parts: int, index: int) -> int:
 
 async def _worker(spec: LoadSpec, index: int, results: queue.Queue[Any], go: Event) -> None:
     loops = share(spec.concurrency, spec.workers, index)
-    async with grpc.aio.insecure_channel(spec.target) as channel:
-        traffic = Traffic(pb_grpc.PaymentServiceStub(channel), f"{spec.tag}-w{index}")
+    async with contextlib.AsyncExitStack() as channels:
+        stubs: list[pb_grpc.PaymentServiceAsyncStub] = [
+            pb_grpc.PaymentServiceStub(
+                await channels.enter_async_context(grpc.aio.insecure_channel(target))
+            )
+            for target in spec.targets
+        ]
+        traffic = Traffic(stubs, f"{spec.tag}-w{index}")
         await traffic.prepare()
         warm = await run_loops(traffic, spec, loops, until(time.monotonic() + spec.warmup_s))
         results.put(("ready", index))

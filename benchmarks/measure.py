@@ -10,6 +10,11 @@ Configurations:
 - `floor`: `benchmarks.floor_server`, the cheapest grpc.aio server for the same RPCs.
 - `floor-sync`: `benchmarks.floor_sync_server`, the same floor on grpcio's sync thread-pool
   server, to price the server model itself.
+
+`full` also runs on SQLite and PostgreSQL, and with several server processes on one store
+(`full-sqlite`, `full-postgresql-x2`, ...: `benchmarks.stores`). With replicas, the load
+generator spreads its calls over all of them, the server CPU is their sum, the peak RSS the
+largest, and one OTLP sink receives every replica's spans.
 """
 
 from __future__ import annotations
@@ -27,8 +32,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from benchmarks.loadgen import LoadResult, LoadSpec, WindowHooks, run_load
 from benchmarks.procs import Child, ProcessSet, cpu_seconds, host_cpu_ticks, status_kib
 from benchmarks.report import percentile
+from benchmarks.stores import KINDS, Store, parse_config, provision
 
-CONFIGS = ("full", "off", "floor", "floor-sync")
+CONFIGS = KINDS
 BIN = Path(sys.executable).parent
 SHUTDOWN_GRACE_S = "2"
 
@@ -45,15 +51,21 @@ class Plan:
 
 @dataclass(slots=True)
 class CpuWatch:
-    """CPU seconds of some processes, and the machine's busy share, over the measured window."""
+    """CPU seconds of some processes, and the machine's busy share, over the measured window.
+    With a PostgreSQL store, also the CPU of the database backends serving the measurement."""
 
     pids: dict[str, int]
+    store: Store | None = None
     start: dict[str, float] = field(default_factory=dict)
     used: dict[str, float] = field(default_factory=dict)
     host_start: tuple[int, int] = (0, 0)
     host_busy: float = 0.0
+    db_start: dict[int, float] = field(default_factory=dict)
+    db_used: float | None = None
 
     def started(self) -> None:
+        if self.store is not None and self.store.database is not None:
+            self.db_start = self.store.backend_cpu()
         self.start = {name: cpu_seconds(pid) for name, pid in self.pids.items()}
         self.host_start = host_cpu_ticks()
 
@@ -62,6 +74,16 @@ class CpuWatch:
         busy, total = host_cpu_ticks()
         elapsed = total - self.host_start[1]
         self.host_busy = (busy - self.host_start[0]) / elapsed if elapsed else 0.0
+        if self.store is not None and self.store.database is not None:
+            # A backend that connected during the window counts whole; one that ended is lost
+            # (asyncpg keeps idle connections for 5 minutes, so none does in a measurement).
+            end = self.store.backend_cpu()
+            self.db_used = sum(cpu - self.db_start.get(pid, 0.0) for pid, cpu in end.items())
+
+    @property
+    def servers(self) -> float:
+        """CPU seconds of every server process (the replicas' sum)."""
+        return sum(used for name, used in self.used.items() if name.startswith("server"))
 
 
 def base_env() -> dict[str, str]:
@@ -110,6 +132,8 @@ def start_sink(procs: ProcessSet, label: str) -> Child:
 def start_server(
     procs: ProcessSet, config: str, label: str, sink: Child | None, **extra: str
 ) -> Child:
+    """Start one server of kind `config` (full, off, floor, floor-sync); `extra` goes into the
+    payments server's environment (the store)."""
     if config == "full":
         assert sink is not None
         return procs.start(label, payments_server(), full_env(sink.port, **extra))
@@ -161,8 +185,9 @@ def summarise(load: LoadResult, cpu: CpuWatch, peak_rss_kib: int) -> dict[str, A
         "p99_ms": percentile(lat, 0.99) / 1e6,
         "max_ms": (lat[-1] / 1e6) if lat else None,
         "mean_ms": (sum(lat) / len(lat) / 1e6) if lat else None,
-        "server_cpu_us_per_call": cpu.used["server"] / calls * 1e6,
-        "server_cpu_pct": cpu.used["server"] / load.window_s * 100,
+        "server_cpu_us_per_call": cpu.servers / calls * 1e6,
+        "server_cpu_pct": cpu.servers / load.window_s * 100,
+        "db_cpu_us_per_call": None if cpu.db_used is None else cpu.db_used / calls * 1e6,
         "client_cpu_us_per_call": load.client_cpu_s / calls * 1e6,
         "host_busy_pct": cpu.host_busy * 100,
         "peak_rss_mib": peak_rss_kib / 1024,
@@ -172,12 +197,16 @@ def summarise(load: LoadResult, cpu: CpuWatch, peak_rss_kib: int) -> dict[str, A
 
 
 def full_checks(
-    server: Child, sink: Child, handled: dict[str, float], cpu: CpuWatch, calls: int
+    servers: list[Child],
+    sink: Child,
+    handled: dict[str, float],
+    cpu: CpuWatch,
+    calls: int,
 ) -> dict[str, Any]:
     """Cross-checks that `full` really did its work: metrics, spans exported, log lines."""
     total = sum(handled.values())
     spans = sink_spans(sink)
-    lines = count_access_lines(server)
+    lines = sum(count_access_lines(server) for server in servers)
     return {
         "server_handled_total": total,
         "server_handled_by_code": handled,
@@ -193,26 +222,43 @@ def full_checks(
 def measure(
     procs: ProcessSet, plan: Plan, config: str, workload: str, label: str
 ) -> dict[str, Any]:
-    """Fresh processes, one load run, then everything stopped; returns the measurement."""
-    sink = start_sink(procs, label) if config == "full" else None
-    server = start_server(procs, config, label, sink)
-    pids = {"server": server.pid} | ({"sink": sink.pid} if sink else {})
-    cpu = CpuWatch(pids)
-    spec = LoadSpec(
-        target=f"127.0.0.1:{server.port}",
-        workload=workload,
-        concurrency=plan.concurrency,
-        workers=plan.workers,
-        warmup_s=plan.warmup_s,
-        duration_s=plan.duration_s,
-        tag=f"{label}-{uuid.uuid4().hex[:8]}",
-    )
-    load = run_load(spec, WindowHooks(started=cpu.started, ended=cpu.ended))
-    handled = scrape_handled(int(server.started["metrics_port"])) if config == "full" else {}
-    result = summarise(load, cpu, status_kib(server.pid, "VmHWM"))
-    result["server_exit_status"] = procs.stop(server)
+    """Fresh processes (and a fresh store), one load run, then everything stopped and the
+    store dropped; returns the measurement."""
+    spec = parse_config(config)
+    sink = start_sink(procs, label) if spec.kind == "full" else None
+    with provision(spec, procs.workdir, label) as store:
+        names = [label] if spec.replicas == 1 else [f"{label}-{i}" for i in range(spec.replicas)]
+        servers = [start_server(procs, spec.kind, name, sink, **store.env) for name in names]
+        pids = {("server" if i == 0 else f"server-{i}"): s.pid for i, s in enumerate(servers)}
+        cpu = CpuWatch(pids | ({"sink": sink.pid} if sink else {}), store)
+        load_spec = LoadSpec(
+            targets=tuple(f"127.0.0.1:{server.port}" for server in servers),
+            workload=workload,
+            concurrency=plan.concurrency,
+            workers=plan.workers,
+            warmup_s=plan.warmup_s,
+            duration_s=plan.duration_s,
+            tag=f"{label}-{uuid.uuid4().hex[:8]}",
+        )
+        load = run_load(load_spec, WindowHooks(started=cpu.started, ended=cpu.ended))
+        handled: dict[str, float] = {}
+        if spec.kind == "full":
+            for server in servers:
+                for code, n in scrape_handled(int(server.started["metrics_port"])).items():
+                    handled[code] = handled.get(code, 0.0) + n
+        peak_kib = max(status_kib(server.pid, "VmHWM") for server in servers)
+        result = summarise(load, cpu, peak_kib)
+        statuses = [procs.stop(server) for server in servers]
+    result["server_exit_status"] = max(statuses, key=abs)
     if sink is not None:
         result["sink_exit_status"] = procs.stop(sink)
-        result["full_checks"] = full_checks(server, sink, handled, cpu, load.calls)
+        result["full_checks"] = full_checks(servers, sink, handled, cpu, load.calls)
     result["errors"] = load.errors
-    return {"config": config, "workload": workload, **result}
+    return {
+        "config": config,
+        "workload": workload,
+        "store": spec.store,
+        "sqlite_synchronous": spec.synchronous if spec.store == "sqlite" else None,
+        "replicas": spec.replicas,
+        **result,
+    }

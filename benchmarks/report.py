@@ -36,12 +36,16 @@ ROUND_COLUMNS = (
     ("host busy %", "host_busy_pct", "{:.0f}"),
     ("errors", "errors", "{:.0f}"),
 )
+# Shown (before `errors`) when a PostgreSQL configuration ran: the CPU of the database backends
+# serving the measurement, per call (not PostgreSQL's WAL writer or checkpointer).
+DB_COLUMN = ("db CPU µs/call", "db_cpu_us_per_call", "{:.0f}")
 MEDIAN_KEYS = (
     *(key for _, key, _ in COLUMNS if key != "errors"),
     "server_cpu_pct",
     "client_cpu_us_per_call",
     "host_busy_pct",
 )
+OPTIONAL_MEDIAN_KEYS = ("db_cpu_us_per_call",)  # absent or None in some configurations
 # (name, numerator config, denominator config, metric)
 RATIOS = (
     ("throughput full/off", "full", "off", "throughput"),
@@ -51,7 +55,33 @@ RATIOS = (
     ("CPU/call full/floor", "full", "floor", "server_cpu_us_per_call"),
     ("throughput floor-sync/floor", "floor-sync", "floor", "throughput"),
     ("CPU/call floor-sync/floor", "floor-sync", "floor", "server_cpu_us_per_call"),
+    # The durable stores against the in-memory one (`full` = full on memory), and the floor
+    ("throughput full-sqlite/full", "full-sqlite", "full", "throughput"),
+    ("throughput full-sqlite-normal/full", "full-sqlite-normal", "full", "throughput"),
+    ("throughput full-postgresql/full", "full-postgresql", "full", "throughput"),
+    ("throughput full-sqlite/floor", "full-sqlite", "floor", "throughput"),
+    ("throughput full-sqlite-normal/floor", "full-sqlite-normal", "floor", "throughput"),
+    ("throughput full-postgresql/floor", "full-postgresql", "floor", "throughput"),
+    (
+        "throughput full-sqlite-normal/full-sqlite",
+        "full-sqlite-normal",
+        "full-sqlite",
+        "throughput",
+    ),
+    ("p99 full-sqlite/full", "full-sqlite", "full", "p99_ms"),
+    ("p99 full-postgresql/full", "full-postgresql", "full", "p99_ms"),
+    ("CPU/call full-sqlite/full", "full-sqlite", "full", "server_cpu_us_per_call"),
+    ("CPU/call full-postgresql/full", "full-postgresql", "full", "server_cpu_us_per_call"),
+    # The stores without the observability layer (`off-<store>`, named in --configs)
+    ("throughput off-sqlite/off", "off-sqlite", "off", "throughput"),
+    ("throughput off-sqlite-normal/off", "off-sqlite-normal", "off", "throughput"),
+    ("throughput off-postgresql/off", "off-postgresql", "off", "throughput"),
+    ("CPU/call off-sqlite/off", "off-sqlite", "off", "server_cpu_us_per_call"),
+    ("CPU/call off-postgresql/off", "off-postgresql", "off", "server_cpu_us_per_call"),
 )
+# Replicas: every `<config>-xN` that ran is also compared with `<config>` (one process), by
+# throughput and by server CPU per call (summed over the replicas).
+REPLICA_METRICS = (("throughput", "throughput"), ("CPU/call", "server_cpu_us_per_call"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +108,9 @@ TARGETS = (
     Target("throughput off/floor", ">=", 0.75),
     Target("p99 full/floor", "<=", 2.0),
     Target("CPU/call full/floor", "<=", 1.7),
+    # Issue 11: durable stores, with PostgreSQL on the same 2-core machine
+    Target("throughput full-sqlite/full", ">=", 0.7),
+    Target("throughput full-postgresql/full", ">=", 0.6),
     Target("errors", "==", 0),
 )
 
@@ -90,16 +123,32 @@ def percentile(sorted_values: list[int], q: float) -> float:
     return float(sorted_values[rank - 1])
 
 
-def medians(rounds: list[dict[str, Any]]) -> dict[str, float]:
-    """Per-metric median over the rounds of one configuration; errors are summed."""
-    summary = {key: statistics.median(r[key] for r in rounds) for key in MEDIAN_KEYS}
+def medians(rounds: list[dict[str, Any]]) -> dict[str, float | None]:
+    """Per-metric median over the rounds of one configuration; errors are summed. An optional
+    metric is the median of the rounds that have it, None when none has."""
+    summary: dict[str, float | None] = {
+        key: statistics.median(r[key] for r in rounds) for key in MEDIAN_KEYS
+    }
+    for key in OPTIONAL_MEDIAN_KEYS:
+        values = [r[key] for r in rounds if r.get(key) is not None]
+        summary[key] = statistics.median(values) if values else None
     summary["errors"] = sum(r["errors"] for r in rounds)
     return summary
 
 
-def ratios(by_config: dict[str, dict[str, float]]) -> dict[str, float | None]:
+def ratios(by_config: dict[str, dict[str, Any]]) -> dict[str, float | None]:
+    """RATIOS (None where a configuration did not run), then one throughput and one CPU/call
+    ratio for every replicated configuration against the same on one process."""
+    pairs = [(name, top, bottom, key) for name, top, bottom, key in RATIOS]
+    for config in by_config:
+        single, sep, count = config.rpartition("-x")
+        if sep and count.isdigit() and single in by_config:
+            pairs += [
+                (f"{label} {config}/{single}", config, single, key)
+                for label, key in REPLICA_METRICS
+            ]
     result: dict[str, float | None] = {}
-    for name, top, bottom, key in RATIOS:
+    for name, top, bottom, key in pairs:
         if top in by_config and bottom in by_config and by_config[bottom][key]:
             result[name] = by_config[top][key] / by_config[bottom][key]
         else:
@@ -137,12 +186,20 @@ def table(rows: list[tuple[str, dict[str, Any]]], columns: tuple[tuple[str, str,
 
 
 def ratio_lines(ratio_values: dict[str, float | None]) -> str:
-    return "\n".join(f"- {name}: {_cell('{:.3f}', value)}" for name, value in ratio_values.items())
+    """One line per ratio; a ratio whose configurations did not run is left out."""
+    return "\n".join(
+        f"- {name}: {_cell('{:.3f}', value)}"
+        for name, value in ratio_values.items()
+        if value is not None
+    )
 
 
 def target_lines(checks: list[dict[str, Any]]) -> str:
+    """One line per target; a target whose configurations did not run is left out."""
     lines = []
     for check in checks:
+        if check["value"] is None:
+            continue
         threshold = _cell("{:g}", check["threshold"])
         value = _cell("{:.3f}" if check["name"] != "errors" else "{:.0f}", check["value"])
         lines.append(f"- {check['name']} {check['op']} {threshold}: {value} **{check['result']}**")

@@ -7,7 +7,13 @@ round 1 full, off, floor; round 2 full, off, floor; ... so drift of a shared mac
 configuration alike. Each measurement starts fresh processes on free ports. Prints Markdown
 (medians over rounds, ratios, targets, every round) and writes everything to a JSON file.
 
+`--store` runs `full` on each store (`full` = memory, `full-sqlite`, `full-postgresql`) in the
+same interleaved rounds, each measurement on a fresh SQLite file or PostgreSQL database;
+`--replicas 1,2` adds 2 server processes sharing one durable store (`full-sqlite-x2`, ...).
+
     python -m benchmarks.run [--workload mix] [--concurrency 32] [--duration 10] [--rounds 3]
+    python -m benchmarks.run --store memory,sqlite,postgresql --configs full,off,floor
+    python -m benchmarks.run --store sqlite,postgresql --replicas 1,2 --configs full
     python -m benchmarks.run --soak          # 200 000 new payments, RSS growth
 """
 
@@ -32,6 +38,7 @@ from benchmarks.loadgen import SCHEDULES, LoadError
 from benchmarks.measure import CONFIGS, Plan, measure
 from benchmarks.procs import REPO_ROOT, ProcessSet, StartError
 from benchmarks.soak import SoakPlan, run_soak, soak_markdown
+from benchmarks.stores import STORES, SYNCHRONOUS, expand, parse_config
 
 RESULTS = REPO_ROOT / "benchmarks" / "results"
 # Half the cores drive the load, the rest serve; 1 process on a 2-core machine. Why: the
@@ -50,6 +57,33 @@ def csv(choices: tuple[str, ...]) -> Any:
     return parse
 
 
+def config_list(raw: str) -> list[str]:
+    """A comma list of configurations: full, off, floor, floor-sync, or a store-specific name
+    such as full-sqlite-normal or full-postgresql-x2 (see benchmarks.stores)."""
+    values = [v.strip() for v in raw.split(",") if v.strip()]
+    if not values:
+        raise argparse.ArgumentTypeError(f"expected a comma list of {', '.join(CONFIGS)}")
+    for value in values:
+        try:
+            parse_config(value)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(
+                f"{exc}; expected {', '.join(CONFIGS)} or e.g. full-sqlite, full-postgresql-x2"
+            ) from None
+    return values
+
+
+def count_list(raw: str) -> list[int]:
+    """A comma list of replica counts, each >= 1, e.g. 1,2."""
+    try:
+        values = [int(v) for v in raw.split(",") if v.strip()]
+    except ValueError:
+        values = []
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError("expected a comma list of counts >= 1, e.g. 1,2")
+    return values
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="benchmarks.run", description=__doc__.splitlines()[0])
     add = parser.add_argument
@@ -61,9 +95,27 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add("--workers", type=int, default=DEFAULT_WORKERS, help="load-generator processes (cores/2)")
     add(
         "--configs",
-        type=csv(CONFIGS),
+        type=config_list,
         default=list(CONFIGS),
-        help="default full,off,floor,floor-sync",
+        help="default full,off,floor,floor-sync; `full` expands per --store/--replicas",
+    )
+    add(
+        "--store",
+        type=csv(STORES),
+        default=["memory"],
+        help="stores `full` runs on: memory,sqlite,postgresql (default memory)",
+    )
+    add(
+        "--sqlite-synchronous",
+        type=csv(SYNCHRONOUS),
+        default=["full"],
+        help="SQLite PAYMENTS_STORE_SQLITE_SYNCHRONOUS values: full,normal (default full)",
+    )
+    add(
+        "--replicas",
+        type=count_list,
+        default=[1],
+        help="server processes per durable store, e.g. 1,2 (default 1; memory is never shared)",
     )
     add("--out", type=Path, default=None, help="JSON path (default benchmarks/results/...)")
     add("--soak", action="store_true", help="soak mode instead of the comparison")
@@ -74,6 +126,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     opts = parser.parse_args(argv)
     if opts.concurrency < opts.workers or opts.workers < 1 or opts.rounds < 1:
         parser.error("need 1 <= --workers <= --concurrency and --rounds >= 1")
+    opts.configs = expand(opts.configs, opts.store, opts.sqlite_synchronous, opts.replicas)
+    if not opts.configs:
+        parser.error("no configuration left to run (the memory store has no replicas)")
     return opts
 
 
@@ -134,7 +189,7 @@ def comparison_markdown(result: dict[str, Any], opts: argparse.Namespace) -> str
             "",
             "Medians over rounds (errors: sum over rounds):",
             "",
-            report.table(list(summary["medians"].items()), report.COLUMNS),
+            report.table(list(summary["medians"].items()), _columns(report.COLUMNS, opts)),
             "",
             "Ratios (from the medians):",
             "",
@@ -146,12 +201,28 @@ def comparison_markdown(result: dict[str, Any], opts: argparse.Namespace) -> str
             "",
             "Every round:",
             "",
-            report.table(_round_rows(summary["rounds"]), report.ROUND_COLUMNS),
+            report.table(_round_rows(summary["rounds"]), _columns(report.ROUND_COLUMNS, opts)),
             "",
-            _full_checks_lines(summary["rounds"].get("full", [])),
+            _full_checks_lines(
+                [
+                    m
+                    for config, rs in summary["rounds"].items()
+                    if config.startswith("full")
+                    for m in rs
+                ]
+            ),
             "",
         ]
     return "\n".join(parts)
+
+
+def _columns(
+    columns: tuple[tuple[str, str, str], ...], opts: argparse.Namespace
+) -> tuple[tuple[str, str, str], ...]:
+    """The columns, with the database CPU (before `errors`) when PostgreSQL ran."""
+    if not any(parse_config(c).store == "postgresql" for c in opts.configs):
+        return columns
+    return (*columns[:-1], report.DB_COLUMN, columns[-1])
 
 
 def _round_rows(rounds: dict[str, list[dict[str, Any]]]) -> list[tuple[str, dict[str, Any]]]:
@@ -161,10 +232,10 @@ def _round_rows(rounds: dict[str, list[dict[str, Any]]]) -> list[tuple[str, dict
 
 def _full_checks_lines(full_rounds: list[dict[str, Any]]) -> str:
     lines = ["`full` cross-checks (per round):", ""]
-    for m in full_rounds:
+    for m in sorted(full_rounds, key=lambda m: int(m["round"])):
         c = m["full_checks"]
         lines.append(
-            f"- r{m['round']}: server handled {c['server_handled_total']:.0f} calls, "
+            f"- {m['config']} r{m['round']}: server handled {c['server_handled_total']:.0f} calls, "
             f"non-OK {c['server_non_ok']:.0f}; spans received {c['spans_received']} "
             f"({_num(c['spans_per_handled_call'])}/call); access-log lines "
             f"{c['access_log_lines']} ({_num(c['access_lines_per_handled_call'])}/call); "

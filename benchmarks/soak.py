@@ -88,7 +88,7 @@ def run_soak(procs: ProcessSet, plan: SoakPlan) -> dict[str, Any]:
         cpu.ended()
 
     spec = LoadSpec(
-        target=f"127.0.0.1:{server.port}",
+        targets=(f"127.0.0.1:{server.port}",),
         workload="new",
         concurrency=plan.concurrency,
         workers=plan.workers,

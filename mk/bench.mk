@@ -6,10 +6,13 @@ PAYMENTS_BENCH_MK := 1
 
 BENCH_ARGS ?=
 
-.PHONY: bench bench-soak bench-encoder
+.PHONY: bench bench-replicas bench-soak bench-encoder
 
-bench: $(STAMP) ## Price observability: full vs off vs floor, mix at concurrency 32, 3 rounds (BENCH_ARGS=...)
+bench: $(STAMP) ## Price observability (and stores: BENCH_ARGS="--store memory,sqlite,postgresql"): full vs off vs floor, mix, 3 rounds
 	$(BIN)/python -m benchmarks.run $(BENCH_ARGS)
+
+bench-replicas: $(STAMP) ## Scale-out: full on 1 vs 2 server processes sharing one SQLite file / PostgreSQL database (BENCH_ARGS=...)
+	$(BIN)/python -m benchmarks.run --configs full --store sqlite,postgresql --replicas 1,2 --out benchmarks/results/replicas.json $(BENCH_ARGS)
 
 bench-soak: $(STAMP) ## Soak: 200 000 new payments on one full server, TTL 20 s; RSS growth <= 10 % (BENCH_ARGS=...)
 	$(BIN)/python -m benchmarks.run --soak $(BENCH_ARGS)
