@@ -27,7 +27,7 @@ Opener = Callable[..., Awaitable[Repository]]
 
 
 def candidate(clock: FakeClock, payment_id: str, key: str = "key-1") -> Payment:
-    request = PaymentRequest(1250, "EUR", "order-42", key)
+    request = PaymentRequest(1250, "EUR", "order-42", key, merchant_id="default")
     now = clock.now()
     return Payment(payment_id, request, request.fingerprint(), now, now, PENDING)
 
@@ -115,7 +115,7 @@ def test_every_dialect_has_the_same_numbered_migrations() -> None:
     assert sqlite[0].version == 1
 
 
-@pytest.mark.parametrize(("current", "expected"), [(0, 2), (1, 1), (2, 0)])
+@pytest.mark.parametrize(("current", "expected"), [(0, 3), (1, 2), (2, 1), (3, 0)])
 def test_pending_lists_the_migrations_after_the_current_version(
     current: int, expected: int
 ) -> None:
@@ -128,16 +128,17 @@ async def test_sqlite_uses_wal_and_keeps_the_claim_index(tmp_path: Path, clock: 
     with sqlite3.connect(tmp_path / "p.db") as db:
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         indexes = {row[1]: row[2] for row in db.execute("PRAGMA index_list(payments)")}
-        assert indexes["payments_idempotency_key"] == 1  # unique
+        assert indexes["payments_merchant_idempotency_key"] == 1  # unique
+        assert "payments_idempotency_key" not in indexes  # the global one is gone (0003)
         assert "payments_expires_at" in indexes
         assert "payments_pending_lease" in indexes
-        assert db.execute("SELECT version FROM schema_version").fetchall() == [(1,), (2,)]
+        assert db.execute("SELECT version FROM schema_version").fetchall() == [(1,), (2,), (3,)]
 
 
 async def test_a_closed_sqlite_store_says_so(tmp_path: Path, clock: FakeClock) -> None:
     repository = SqlitePaymentRepository(str(tmp_path / "p.db"), ttl=TTL, clock=clock)
     with pytest.raises(RuntimeError, match="closed"):
-        await repository.get("pay_x")
+        await repository.get("default", "pay_x")
     await repository.close()
 
 

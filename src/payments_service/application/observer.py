@@ -15,8 +15,8 @@ if TYPE_CHECKING:
 
 
 class PaymentObserver(Protocol):
-    def rejected(self, violations: tuple[FieldViolation, ...]) -> None:
-        """A request failed validation; nothing was stored."""
+    def rejected(self, merchant_id: str, violations: tuple[FieldViolation, ...]) -> None:
+        """A request of `merchant_id` failed validation; nothing was stored."""
 
     def created(self, payment: Payment) -> None:
         """A new payment was stored for a new idempotency key."""
@@ -40,7 +40,7 @@ class PaymentObserver(Protocol):
 class NullObserver:
     """Observes nothing: the default when observability is off."""
 
-    def rejected(self, violations: tuple[FieldViolation, ...]) -> None:
+    def rejected(self, merchant_id: str, violations: tuple[FieldViolation, ...]) -> None:
         pass
 
     def created(self, payment: Payment) -> None:

@@ -17,7 +17,7 @@ class TelemetryObserver:
     def __init__(self, metrics: Metrics | None) -> None:
         self._metrics = metrics
 
-    def rejected(self, violations: tuple[FieldViolation, ...]) -> None:
+    def rejected(self, merchant_id: str, violations: tuple[FieldViolation, ...]) -> None:
         if self._metrics is not None:
             self._metrics.validation_rejected.inc()
 
