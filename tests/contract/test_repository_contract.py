@@ -32,10 +32,18 @@ async def repository(
 
 
 def candidate(
-    clock: FakeClock, payment_id: str, key: str = "key-1", metadata: dict[str, str] | None = None
+    clock: FakeClock,
+    payment_id: str,
+    key: str = "key-1",
+    metadata: dict[str, str] | None = None,
+    *,
+    merchant: str = "default",
+    amount_minor: int = 1250,
 ) -> Payment:
     """A payment as the service claims it: PENDING, no first response yet."""
-    request = PaymentRequest(1250, "EUR", "order-42", key, metadata or {}, merchant_id="default")
+    request = PaymentRequest(
+        amount_minor, "EUR", "order-42", key, metadata or {}, merchant_id=merchant
+    )
     now = clock.now()
     return Payment(payment_id, request, request.fingerprint(), now, now, PENDING)
 
@@ -168,3 +176,83 @@ async def test_purge_expired_deletes_finished_expired_payments_in_bounded_batche
     # No first response recorded: not finished, so kept; the newer payment is within its TTL.
     assert await repository.get("default", "pay_unanswered") is not None
     assert await repository.get("default", "pay_new") is not None
+
+
+# Tenancy: a payment belongs to its merchant; keys are unique per merchant, reads are scoped.
+
+
+async def test_two_merchants_claiming_one_key_get_two_independent_payments(
+    repository: PaymentRepository, clock: FakeClock
+) -> None:
+    alice = await repository.claim(candidate(clock, "pay_alice", merchant="alice"))
+    bob = await repository.claim(candidate(clock, "pay_bob", merchant="bob"))
+    assert (alice.created, bob.created) == (True, True)
+    assert (alice.payment.merchant_id, bob.payment.merchant_id) == ("alice", "bob")
+    await finish(repository, "pay_alice", clock)
+    # Each merchant's key still names its own payment.
+    again = await repository.claim(candidate(clock, "pay_bob_2", merchant="bob"))
+    assert (again.created, again.payment.payment_id) == (False, "pay_bob")
+    stored = await repository.get("alice", "pay_alice")
+    assert stored is not None
+    assert (stored.merchant_id, stored.status) == ("alice", PaymentStatus.SUCCEEDED)
+
+
+async def test_of_concurrent_claims_of_one_key_by_two_merchants_one_per_merchant_creates(
+    repository: PaymentRepository, clock: FakeClock
+) -> None:
+    merchants = ("alice", "bob")
+    claims = await asyncio.gather(
+        *(
+            repository.claim(candidate(clock, f"pay_{i:032x}", merchant=merchants[i % 2]))
+            for i in range(40)
+        )
+    )
+    for merchant in merchants:
+        mine = [c for c in claims if c.payment.merchant_id == merchant]
+        assert len(mine) == 20
+        assert sum(c.created for c in mine) == 1
+        assert len({c.payment.payment_id for c in mine}) == 1
+
+
+@pytest.mark.parametrize("finished", [False, True], ids=["pending", "finished"])
+async def test_get_of_another_merchants_payment_is_none_like_an_unknown_id(
+    repository: PaymentRepository, clock: FakeClock, finished: bool
+) -> None:
+    await repository.claim(candidate(clock, "pay_alice", merchant="alice"))
+    if finished:
+        await finish(repository, "pay_alice", clock)
+    assert await repository.get("bob", "pay_alice") is None
+    assert await repository.get("default", "pay_alice") is None
+    assert await repository.get("bob", "pay_" + "f" * 32) is None
+    owned = await repository.get("alice", "pay_alice")
+    assert owned is not None  # looking from elsewhere changed nothing
+    assert owned.merchant_id == "alice"
+
+
+async def test_a_conflicting_payload_meets_only_the_same_merchants_payment(
+    repository: PaymentRepository, clock: FakeClock
+) -> None:
+    original = await repository.claim(candidate(clock, "pay_alice", merchant="alice"))
+    # Another merchant's different payload under the same key: a new payment of its own.
+    other = await repository.claim(candidate(clock, "pay_bob", merchant="bob", amount_minor=9))
+    assert (other.created, other.payment.payment_id) == (True, "pay_bob")
+    # The same merchant's different payload: the store returns that merchant's payment, whose
+    # fingerprint differs: what the service answers ALREADY_EXISTS.
+    clash = await repository.claim(candidate(clock, "pay_x", merchant="alice", amount_minor=9))
+    assert (clash.created, clash.payment) == (False, original.payment)
+    assert clash.payment.fingerprint != other.payment.fingerprint
+
+
+async def test_one_merchants_key_expiring_leaves_another_merchants_payment_alone(
+    repository: PaymentRepository, clock: FakeClock
+) -> None:
+    await repository.claim(candidate(clock, "pay_alice", merchant="alice"))
+    await finish(repository, "pay_alice", clock)
+    clock.advance(TTL.total_seconds() / 2)
+    await repository.claim(candidate(clock, "pay_bob", merchant="bob"))
+    await finish(repository, "pay_bob", clock)
+    clock.advance(TTL.total_seconds() / 2)
+    renewed = await repository.claim(candidate(clock, "pay_alice_2", merchant="alice"))
+    assert (renewed.created, renewed.payment.payment_id) == (True, "pay_alice_2")
+    replay = await repository.claim(candidate(clock, "pay_bob_2", merchant="bob"))
+    assert (replay.created, replay.payment.payment_id) == (False, "pay_bob")
