@@ -24,7 +24,7 @@ from payments_service.observability.telemetry import Telemetry, build_telemetry
 from payments_service.observability.traced import TracedProcessor
 from payments_service.observability.tracing import library_server_interceptor
 from payments_service.processor.simulated import SimulatedProcessor
-from payments_service.security.authenticator import Authenticator
+from payments_service.security.authenticator import DEFAULT_MERCHANT, Authenticator
 from payments_service.storage.factory import open_store
 from payments_service.storage.memory import MIB, InMemoryPaymentRepository
 from payments_service.transport.interceptors.auth import AuthInterceptor
@@ -196,6 +196,10 @@ async def build_app(
     metrics_http, metrics_port = None, None
     if telemetry.metrics is not None and settings.metrics_address is not None:
         telemetry.metrics.initialize(UNARY_METHODS)
+        # The configured merchants' domain series, at zero (more appear after a SIGHUP reload).
+        telemetry.metrics.initialize_merchants(
+            keys.merchants() if keys is not None else (DEFAULT_MERCHANT,)
+        )
         metrics_http, metrics_port = start_metrics_server(
             settings.metrics_address, telemetry.metrics.registry
         )
