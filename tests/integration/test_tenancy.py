@@ -13,15 +13,16 @@ import pytest
 from google.rpc import error_details_pb2, status_pb2
 
 from payments_service.application.service import PaymentService
-from payments_service.bootstrap import build_interceptors
+from payments_service.bootstrap import build_interceptors, build_service
 from payments_service.domain.ports import PaymentRepository
 from payments_service.gen.payments.v1 import payments_pb2 as pb
 from payments_service.gen.payments.v1 import payments_pb2_grpc as pb_grpc
 from payments_service.security.api_keys import KeyRing
 from payments_service.security.authenticator import Authenticator
+from payments_service.transport.interceptors.observation import ObservationInterceptor
 from payments_service.transport.server import start_server
 from tests.conftest import TEST_SETTINGS, Api, payment_request
-from tests.fakes import FakeClock
+from tests.fakes import FakeClock, SequentialIds
 from tests.integration.test_auth import bearer, key_line
 from tests.integration.test_grpc_api import call_error, rich_status
 from tests.stores import STORES, open_repository
@@ -159,3 +160,20 @@ async def test_a_different_payload_is_already_exists_only_within_one_merchant(
     # The same changed payload is a fine new payment for another merchant.
     bob = await stub.RequestPayment(changed, metadata=BOB)
     assert bob.status == pb.PAYMENT_STATUS_SUCCEEDED
+
+
+async def test_a_server_without_the_auth_interceptor_fails_closed_and_stores_nothing() -> None:
+    """No merchant for the call means INTERNAL, never an unscoped (or `default`) payment."""
+    ids = SequentialIds()
+    service = build_service(TEST_SETTINGS, clock=FakeClock(), ids=ids)
+    server = await start_server(service, "127.0.0.1:0", [ObservationInterceptor()])
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+            stub = pb_grpc.PaymentServiceStub(channel)
+            error = await call_error(stub.RequestPayment(payment_request()))
+            assert error.code() == grpc.StatusCode.INTERNAL
+            error = await call_error(get(Api(server, channel, stub, service), UNKNOWN_ID, ()))
+            assert error.code() == grpc.StatusCode.INTERNAL
+    finally:
+        await server.stop(0)
+    assert ids.issued == 0
