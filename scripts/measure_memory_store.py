@@ -84,6 +84,7 @@ async def measure(name: str, count: int, *, trace: bool) -> tuple[float, float, 
 
 async def submit(service: PaymentService, request: pb.RequestPaymentRequest) -> None:
     await service.request_payment(
+        merchant_id="default",
         amount_minor=request.amount_minor,
         currency=request.currency,
         order_id=request.order_id,

@@ -37,7 +37,7 @@ DONE = Outcome(PaymentStatus.SUCCEEDED, "ok")
 
 
 def candidate(key: str) -> Payment:
-    request = PaymentRequest(1250, "EUR", "order", key, {"note": "x"})
+    request = PaymentRequest(1250, "EUR", "order", key, {"note": "x"}, merchant_id="default")
     now = CLOCK.now()
     return Payment(f"pay_{uuid.uuid4().hex}", request, request.fingerprint(), now, now, PENDING)
 

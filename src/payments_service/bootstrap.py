@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from wsgiref.simple_server import WSGIServer
 
     import grpc
+    from opentelemetry.sdk.trace import SpanProcessor
 
     from payments_service.adapters.stores.factory import Store
     from payments_service.config import Settings
@@ -198,13 +199,19 @@ async def build_app(
     log_writer: LogWriter | None = None,
     keys: KeyRing | None = None,
     credentials: grpc.ServerCredentials | None = None,
+    span_processors: tuple[SpanProcessor, ...] = (),
 ) -> App:
     """Build and start everything `settings` asks for. `keys` None: authentication off;
-    `credentials` None: plaintext."""
-    telemetry = build_telemetry(settings, log_writer=log_writer)
+    `credentials` None: plaintext; `span_processors` are added to the tracer provider (tests
+    pass an in-memory exporter's)."""
+    telemetry = build_telemetry(settings, log_writer=log_writer, span_processors=span_processors)
     metrics_http, metrics_port = None, None
     if telemetry.metrics is not None and settings.metrics_address is not None:
         telemetry.metrics.initialize(UNARY_METHODS)
+        # The configured merchants' domain series, at zero (more appear after a SIGHUP reload).
+        telemetry.metrics.initialize_merchants(
+            keys.merchants() if keys is not None else (DEFAULT_MERCHANT,)
+        )
         metrics_http, metrics_port = start_metrics_server(
             settings.metrics_address, telemetry.metrics.registry
         )

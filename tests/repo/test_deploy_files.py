@@ -31,9 +31,11 @@ def load_checker() -> ModuleType:
 
 
 def exported_series_names() -> set[str]:
-    """Every sample name a real Metrics object on a fresh registry exposes."""
+    """Every sample name a real Metrics object on a fresh registry exposes, initialised as
+    `build_app` does (the payment counters have series once a merchant is known)."""
     metrics = Metrics(CollectorRegistry())
     metrics.initialize(UNARY_METHODS)
+    metrics.initialize_merchants(["default"])
     return {sample.name for family in metrics.registry.collect() for sample in family.samples}
 
 

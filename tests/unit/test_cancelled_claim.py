@@ -45,6 +45,7 @@ async def test_a_call_cancelled_during_its_claim_leaves_one_settled_payment(
     repository = SlowClaimRepository(clock, commits_when_cancelled=commits)
     service = build_service(TEST_SETTINGS, clock=clock, ids=SequentialIds(), repository=repository)
     fields = {"amount_minor": 1250, "currency": "EUR", "order_id": "o", "idempotency_key": "k"}
+    fields["merchant_id"] = "default"
     call = asyncio.ensure_future(service.request_payment(**fields, metadata={}))  # type: ignore[arg-type]
     await repository.claiming.wait()
     call.cancel()
@@ -56,7 +57,7 @@ async def test_a_call_cancelled_during_its_claim_leaves_one_settled_payment(
     assert retry.response.status is PaymentStatus.SUCCEEDED
     assert await service.drain(5) == 0
     assert len(repository) == 1
-    payment = await repository.get(retry.payment.payment_id)
+    payment = await repository.get("default", retry.payment.payment_id)
     assert payment is not None
     assert payment.payment_id == f"pay_{1 if commits else 2:032x}"
     assert payment.status is PaymentStatus.SUCCEEDED

@@ -33,7 +33,7 @@ async def poll(condition: Callable[[], bool], timeout: float = 5.0) -> None:
 async def filled_store(clock: FakeClock, count: int) -> InMemoryPaymentRepository:
     repository = InMemoryPaymentRepository(ttl=TTL, clock=clock)
     for i in range(count):
-        request = PaymentRequest(100, "EUR", "order", f"key-{i}")
+        request = PaymentRequest(100, "EUR", "order", f"key-{i}", merchant_id="default")
         now = clock.now()
         await repository.claim(
             Payment(f"pay_{i}", request, request.fingerprint(), now, now, SUCCEEDED, SUCCEEDED)
@@ -139,7 +139,12 @@ def test_the_system_clock_gives_utc_wall_time_and_a_monotonic_reading() -> None:
 async def test_the_service_purges_through_its_repository(clock: FakeClock) -> None:
     service = build_service(TEST_SETTINGS, clock=clock, ids=SequentialIds())
     await service.request_payment(
-        amount_minor=100, currency="EUR", order_id="o", idempotency_key="k", metadata={}
+        merchant_id="default",
+        amount_minor=100,
+        currency="EUR",
+        order_id="o",
+        idempotency_key="k",
+        metadata={},
     )
     clock.advance(TEST_SETTINGS.idempotency_ttl_seconds)
     assert await ExpirySweeper(service).sweep_once() == 1

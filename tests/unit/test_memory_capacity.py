@@ -30,7 +30,9 @@ EMOJI = "\U0001f600"
 def largest(clock: FakeClock, payment_id: str, key: str) -> Payment:
     """The largest valid payment: 20 entries of 40-char keys and 500 four-byte characters."""
     metadata = {f"{i:02d}" + "m" * 38: EMOJI * 500 for i in range(20)}
-    request = PaymentRequest(100, "EUR", "o" * 128, key, MappingProxyType(metadata))
+    request = PaymentRequest(
+        100, "EUR", "o" * 128, key, MappingProxyType(metadata), merchant_id="default"
+    )
     now = clock.now()
     return Payment(payment_id, request, request.fingerprint(), now, now, SUCCEEDED, SUCCEEDED)
 
@@ -46,10 +48,12 @@ def test_strings_count_by_their_size_in_memory_not_their_utf8_length(clock: Fake
     # 499 ASCII characters and one emoji: 503 UTF-8 bytes, but CPython stores all 500
     # characters at four bytes each. Counting UTF-8 would let such payloads overrun the cap.
     mixed = "a" * 499 + EMOJI
-    request = PaymentRequest(100, "EUR", "o", "k", MappingProxyType({"note": mixed}))
+    request = PaymentRequest(
+        100, "EUR", "o", "k", MappingProxyType({"note": mixed}), merchant_id="default"
+    )
     now = clock.now()
     payment = Payment("pay_1", request, request.fingerprint(), now, now, SUCCEEDED, SUCCEEDED)
-    bare = PaymentRequest(100, "EUR", "o", "k")
+    bare = PaymentRequest(100, "EUR", "o", "k", merchant_id="default")
     plain = Payment("pay_1", bare, request.fingerprint(), now, now, SUCCEEDED, SUCCEEDED)
     assert payment_size(payment) - payment_size(plain) >= 4 * 500
     assert len(mixed.encode()) == 503
@@ -101,7 +105,7 @@ async def test_a_new_payment_that_does_not_fit_is_refused_and_nothing_is_stored(
     before = repository.stats()
     with pytest.raises(StoreFullError, match="store is full"):
         await repository.claim(make_payment(clock, "pay_2", key="key-2"))
-    assert await repository.get("pay_2") is None
+    assert await repository.get("default", "pay_2") is None
     assert repository.stats() == StoreStats(2, before.bytes_used, before.max_bytes, 1)
 
 
@@ -110,7 +114,7 @@ async def test_replays_and_lookups_keep_working_when_full(clock: FakeClock) -> N
     await repository.claim(make_payment(clock, "pay_0", key="key-0"))
     replay = await repository.claim(make_payment(clock, "pay_9", key="key-0"))
     assert (replay.created, replay.payment.payment_id) == (False, "pay_0")
-    assert await repository.get("pay_0") is not None
+    assert await repository.get("default", "pay_0") is not None
     assert repository.stats().rejected_full == 0
 
 

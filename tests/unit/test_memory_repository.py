@@ -23,7 +23,7 @@ def make_payment(
 ) -> Payment:
     """A payment as the store sees it: finished (outcome and first answer recorded) unless
     `settled=False`, which leaves it PENDING with no first answer, as right after a claim."""
-    request = PaymentRequest(1250, "EUR", "order-42", key)
+    request = PaymentRequest(1250, "EUR", "order-42", key, merchant_id="default")
     now = clock.now()
     if settled:
         return Payment(payment_id, request, request.fingerprint(), now, now, SUCCEEDED, SUCCEEDED)
@@ -42,7 +42,7 @@ async def test_first_claim_creates_and_later_claims_return_the_same_payment(
     second = await repository.claim(make_payment(clock, "pay_2"))
     assert (first.created, second.created) == (True, False)
     assert second.payment.payment_id == "pay_1"
-    assert await repository.get("pay_2") is None
+    assert await repository.get("default", "pay_2") is None
     assert len(repository) == 1
 
 
@@ -69,7 +69,7 @@ async def test_outcome_is_final_and_first_response_is_write_once(
         "pay_1", at=clock.now(), outcome=FAILED, first_response=SUCCEEDED
     )
     assert (again.outcome, again.first_response) == (SUCCEEDED, PENDING)
-    assert await repository.get("pay_1") == again
+    assert await repository.get("default", "pay_1") == again
 
 
 async def test_recording_on_an_unknown_payment_raises_not_found(
@@ -85,9 +85,9 @@ async def test_a_key_is_remembered_until_the_ttl_then_starts_a_new_payment(
     await repository.claim(make_payment(clock, "pay_1"))
     clock.advance(TTL.total_seconds() - 1)
     assert not (await repository.claim(make_payment(clock, "pay_2"))).created
-    assert await repository.get("pay_1") is not None
+    assert await repository.get("default", "pay_1") is not None
     clock.advance(1)
-    assert await repository.get("pay_1") is None
+    assert await repository.get("default", "pay_1") is None
     renewed = await repository.claim(make_payment(clock, "pay_3"))
     assert renewed.created
     assert renewed.payment.payment_id == "pay_3"
@@ -118,7 +118,7 @@ async def test_a_payment_still_settling_is_never_evicted_by_a_short_ttl(
     )
     assert settled.status is PaymentStatus.SUCCEEDED
     await repository.claim(make_payment(clock, "pay_3", key="key-3"))
-    assert await repository.get("pay_1") is None
+    assert await repository.get("default", "pay_1") is None
     assert len(repository) == 2  # pay_1 evicted once settled; pay_2 and pay_3 remain
 
 
@@ -137,7 +137,7 @@ async def test_get_and_a_replay_agree_behind_a_settling_head(
     await repository.claim(make_payment(clock, "pay_1", settled=False))
     await repository.claim(make_payment(clock, "pay_2", key="key-2"))
     clock.advance(elapsed)
-    found = await repository.get("pay_2")
+    found = await repository.get("default", "pay_2")
     claim = await repository.claim(make_payment(clock, "pay_3", key="key-2"))
     assert (found is not None, not claim.created) == (alive, alive)
     assert claim.payment.payment_id == ("pay_2" if alive else "pay_3")
@@ -151,7 +151,7 @@ async def test_a_replay_after_expiry_never_returns_what_get_no_longer_finds(
     await repository.claim(make_payment(clock, "pay_2", key="key-2"))
     clock.advance(TTL.total_seconds())
     assert (await repository.claim(make_payment(clock, "pay_3", key="key-2"))).created
-    assert await repository.get("pay_2") is None
+    assert await repository.get("default", "pay_2") is None
 
 
 async def test_a_settling_head_does_not_block_eviction_of_finished_payments_behind_it(
@@ -163,10 +163,10 @@ async def test_a_settling_head_does_not_block_eviction_of_finished_payments_behi
     clock.advance(TTL.total_seconds() + 1)
     assert await repository.purge_expired(limit=100) == 3
     assert len(repository) == 1
-    assert await repository.get("pay_1") is not None  # still settling: kept
+    assert await repository.get("default", "pay_1") is not None  # still settling: kept
     await finish(repository, clock, "pay_1")
     assert len(repository) == 0  # evicted the moment it finished
-    assert await repository.get("pay_1") is None
+    assert await repository.get("default", "pay_1") is None
 
 
 async def test_a_settling_payment_past_its_deadline_still_replays_and_records(
@@ -188,10 +188,10 @@ async def test_a_wall_clock_step_neither_expires_a_key_early_nor_late(
     await repository.claim(make_payment(clock, "pay_1"))
     clock.step_wall_clock(step_seconds)  # NTP step or `date -s`: monotonic time does not move
     assert await repository.purge_expired(limit=10) == 0
-    assert await repository.get("pay_1") is not None
+    assert await repository.get("default", "pay_1") is not None
     assert not (await repository.claim(make_payment(clock, "pay_2"))).created
     clock.advance(TTL.total_seconds())  # real time passes: the TTL is measured on it alone
-    assert await repository.get("pay_1") is None
+    assert await repository.get("default", "pay_1") is None
     assert (await repository.claim(make_payment(clock, "pay_3"))).created
 
 
@@ -232,7 +232,7 @@ async def test_purge_expired_keeps_payments_inside_their_retention(
     await repository.claim(make_payment(clock, "pay_2", key="key-2"))
     clock.advance(1)
     assert await repository.purge_expired(limit=10) == 1
-    assert await repository.get("pay_2") is not None
+    assert await repository.get("default", "pay_2") is not None
 
 
 async def test_recording_on_an_expired_payment_raises_not_found(
@@ -254,4 +254,4 @@ async def test_a_key_whose_payment_expired_starts_a_new_payment_even_before_evic
     clock.advance(TTL.total_seconds())
     renewed = await repository.claim(make_payment(clock, "pay_new", key="key-19"))
     assert (renewed.created, renewed.payment.payment_id) == (True, "pay_new")
-    assert await repository.get("pay_19") is None
+    assert await repository.get("default", "pay_19") is None

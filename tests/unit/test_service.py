@@ -38,6 +38,7 @@ from tests.fakes import (
 def request(**overrides: Any) -> dict[str, Any]:
     """Keyword arguments of a valid RequestPayment, with `overrides`."""
     fields: dict[str, Any] = {
+        "merchant_id": "default",
         "amount_minor": 1250,
         "currency": "EUR",
         "order_id": "order-42",
@@ -89,7 +90,7 @@ async def test_a_fast_processor_answer_is_the_response(
 ) -> None:
     result = await service.request_payment(**request(metadata=metadata))
     assert (result.response, result.replayed) == (outcome, False)
-    stored = await service.get_payment(result.payment.payment_id)
+    stored = await service.get_payment("default", result.payment.payment_id)
     assert stored.outcome == outcome
 
 
@@ -122,7 +123,7 @@ async def test_same_key_with_a_different_payload_is_a_conflict_that_changes_noth
         await service.request_payment(**request(**change))
     assert caught.value.payment_id == first.payment.payment_id
     # The stored payment is still the one the first call answered, field for field.
-    assert await service.get_payment(first.payment.payment_id) == first.payment
+    assert await service.get_payment("default", first.payment.payment_id) == first.payment
 
 
 async def test_after_the_ttl_the_same_key_starts_a_new_payment(
@@ -134,7 +135,7 @@ async def test_after_the_ttl_the_same_key_starts_a_new_payment(
     assert not second.replayed
     assert second.payment.payment_id != first.payment.payment_id
     with pytest.raises(PaymentNotFoundError):
-        await service.get_payment(first.payment.payment_id)
+        await service.get_payment("default", first.payment.payment_id)
 
 
 async def test_slow_processing_answers_pending_then_settles_in_the_background(
@@ -145,7 +146,7 @@ async def test_slow_processing_answers_pending_then_settles_in_the_background(
     payment_id = result.payment.payment_id
 
     async def settled() -> bool:
-        return (await service.get_payment(payment_id)).status is PaymentStatus.SUCCEEDED
+        return (await service.get_payment("default", payment_id)).status is PaymentStatus.SUCCEEDED
 
     await wait_until(settled)
     replay = await service.request_payment(**request(metadata={"simulate": "slow"}))
@@ -174,7 +175,7 @@ async def test_a_processor_error_fails_the_payment_instead_of_losing_it(
     service = service_with(processor, clock)
     result = await service.request_payment(**request())
     assert result.response == outcome
-    assert (await service.get_payment(result.payment.payment_id)).outcome == outcome
+    assert (await service.get_payment("default", result.payment.payment_id)).outcome == outcome
 
 
 async def test_a_hanging_processor_is_cut_off_by_the_settlement_timeout(clock: FakeClock) -> None:
@@ -184,7 +185,7 @@ async def test_a_hanging_processor_is_cut_off_by_the_settlement_timeout(clock: F
     assert result.response == ACCEPTED_PENDING
 
     async def failed() -> bool:
-        payment = await service.get_payment(result.payment.payment_id)
+        payment = await service.get_payment("default", result.payment.payment_id)
         return payment.outcome == PROCESSOR_TIMEOUT
 
     await wait_until(failed)

@@ -22,9 +22,9 @@ class WatchedRepository(InMemoryPaymentRepository):
         super().__init__(ttl=timedelta(hours=1), clock=clock)
         self.looked_up = asyncio.Event()
 
-    async def get(self, payment_id: str) -> Payment | None:
+    async def get(self, merchant_id: str, payment_id: str) -> Payment | None:
         self.looked_up.set()
-        return await super().get(payment_id)
+        return await super().get(merchant_id, payment_id)
 
 
 async def test_a_replay_polls_the_store_until_the_owning_replica_records_its_answer(
@@ -32,7 +32,13 @@ async def test_a_replay_polls_the_store_until_the_owning_replica_records_its_ans
 ) -> None:
     repository = WatchedRepository(clock)
     service = build_service(TEST_SETTINGS, clock=clock, ids=SequentialIds(), repository=repository)
-    fields = {"amount_minor": 1250, "currency": "EUR", "order_id": "o-1", "idempotency_key": "k"}
+    fields = {
+        "merchant_id": "alice",
+        "amount_minor": 1250,
+        "currency": "EUR",
+        "order_id": "o-1",
+        "idempotency_key": "k",
+    }
     owned = PaymentRequest(**fields)  # type: ignore[arg-type]
     now = clock.now()
     payment_id = "pay_" + "e" * 32

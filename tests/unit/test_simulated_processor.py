@@ -11,7 +11,7 @@ from tests.fakes import EPOCH
 
 
 def payment(payment_id: str, **metadata: str) -> Payment:
-    request = PaymentRequest(100, "EUR", "o", f"key-{payment_id}", metadata)
+    request = PaymentRequest(100, "EUR", "o", f"key-{payment_id}", metadata, merchant_id="default")
     return Payment(payment_id, request, request.fingerprint(), EPOCH, EPOCH, PROCESSING)
 
 

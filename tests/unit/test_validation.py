@@ -10,6 +10,7 @@ from payments_service.domain.errors import ValidationError
 from payments_service.domain.validation import validate_payment_id, validate_payment_request
 
 VALID: dict[str, Any] = {
+    "merchant_id": "default",
     "amount_minor": 1250,
     "currency": "EUR",
     "order_id": "order-42",

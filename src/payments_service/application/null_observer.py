@@ -13,7 +13,7 @@ if TYPE_CHECKING:
 class NullObserver:
     """Observes nothing."""
 
-    def rejected(self, violations: tuple[FieldViolation, ...]) -> None:
+    def rejected(self, merchant_id: str, violations: tuple[FieldViolation, ...]) -> None:
         pass
 
     def created(self, payment: Payment) -> None:

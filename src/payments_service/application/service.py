@@ -100,14 +100,19 @@ class PaymentService:
     async def request_payment(
         self,
         *,
+        merchant_id: str,
         amount_minor: int,
         currency: str,
         order_id: str,
         idempotency_key: str,
         metadata: Mapping[str, str],
     ) -> RequestPaymentResult:
+        """Create a payment for `merchant_id`, or replay the one that merchant created with
+        this idempotency key. Keys are scoped by merchant: another merchant's key is unrelated,
+        so it neither replays nor conflicts (ALREADY_EXISTS only within one merchant)."""
         try:
             request = validate_payment_request(
+                merchant_id=merchant_id,
                 amount_minor=amount_minor,
                 currency=currency,
                 order_id=order_id,
@@ -116,7 +121,7 @@ class PaymentService:
                 simulation=self._simulation,
             )
         except ValidationError as error:
-            self._observer.rejected(error.violations)
+            self._observer.rejected(merchant_id, error.violations)
             raise
         now = self._clock.now()
         candidate = Payment(
@@ -158,8 +163,10 @@ class PaymentService:
         self._observer.answered(payment, payment.first_response)
         return RequestPaymentResult(payment, payment.first_response, replayed=False)
 
-    async def get_payment(self, payment_id: str) -> Payment:
-        payment = await self._repository.get(validate_payment_id(payment_id))
+    async def get_payment(self, merchant_id: str, payment_id: str) -> Payment:
+        """The payment `payment_id` of `merchant_id`. Another merchant's payment is not found,
+        exactly like an id nobody has: the answer must not reveal that it exists."""
+        payment = await self._repository.get(merchant_id, validate_payment_id(payment_id))
         if payment is None:
             raise PaymentNotFoundError(payment_id)
         self._observer.looked_up(payment)
@@ -194,10 +201,11 @@ class PaymentService:
                 return await asyncio.wait_for(
                     asyncio.shield(answer), timeout=self._processor_timeout + 1.0
                 )
-        # Another process sharing the store owns the key: poll the store for its answer.
+        # Another process sharing the store owns the key: poll the store for its answer, scoped
+        # by the payment's merchant like every read.
         delay = FIRST_ANSWER_POLL_SECONDS
         while True:
-            latest = await self._repository.get(payment.payment_id)
+            latest = await self._repository.get(payment.merchant_id, payment.payment_id)
             if latest is not None and latest.first_response is not None:
                 return latest
             remaining = deadline - loop.time()

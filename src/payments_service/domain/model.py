@@ -28,16 +28,24 @@ class PaymentStatus(enum.Enum):
 
 @dataclass(frozen=True, slots=True)
 class PaymentRequest:
-    """A validated request to move `amount_minor` units of `currency` for a merchant order."""
+    """A validated request of merchant `merchant_id` to move `amount_minor` units of `currency`
+    for one of its orders.
+
+    `merchant_id` is the tenant: the authenticated caller, never a field of the message. It is
+    keyword-only and has no default, so no code path can build a request without deciding whose
+    it is. Idempotency keys are scoped by it: (merchant_id, idempotency_key) names a payment.
+    """
 
     amount_minor: int
     currency: str
     order_id: str
     idempotency_key: str
     metadata: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    merchant_id: str = field(kw_only=True)
 
     def fingerprint(self) -> str:
-        """SHA-256 of the canonical payload (everything but the key).
+        """SHA-256 of the canonical payload (everything but the key and the merchant: those
+        are the scope the fingerprint is compared within, not part of the payload).
 
         Two requests with one key are "the same" exactly when their fingerprints match, so the
         canonical form must not depend on map order: keys are sorted, separators fixed.
@@ -79,6 +87,11 @@ class Payment:
     @property
     def idempotency_key(self) -> str:
         return self.request.idempotency_key
+
+    @property
+    def merchant_id(self) -> str:
+        """The merchant the payment belongs to: only that merchant can read or replay it."""
+        return self.request.merchant_id
 
     @property
     def status(self) -> PaymentStatus:

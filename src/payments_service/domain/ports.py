@@ -57,9 +57,14 @@ class PaymentRepository(Protocol):
 
     The contract a durable store must keep too (SQLite: one transaction with
     INSERT ... ON CONFLICT DO NOTHING then SELECT; PostgreSQL: the same on a unique index over
-    idempotency_key, safe across replicas):
+    (merchant_id, idempotency_key), safe across replicas):
 
-    - `claim` is atomic: of any number of concurrent claims with one key, exactly one creates.
+    - tenancy: a payment belongs to its merchant (`Payment.merchant_id`). Keys are scoped by
+      merchant: two merchants' claims with one key are two payments. Every read answers only
+      for the merchant asked about: `get` of another merchant's payment is None, exactly as
+      for an id that does not exist.
+    - `claim` is atomic: of any number of concurrent claims with one (merchant, key), exactly
+      one creates.
     - a key is remembered for the store's retention (the idempotency TTL); after that a claim
       with the key creates a new payment, and the expired payment may be forgotten.
     - a key and its payment expire together: `get` and `claim` answer from one rule, so a
@@ -68,11 +73,12 @@ class PaymentRepository(Protocol):
     """
 
     async def claim(self, candidate: Payment) -> Claim:
-        """Insert `candidate` if no live payment holds its idempotency key; else return that one."""
+        """Insert `candidate` if no live payment of `candidate.merchant_id` holds its
+        idempotency key; else return that one (never another merchant's)."""
         ...
 
-    async def get(self, payment_id: str) -> Payment | None:
-        """The payment with this id, or None."""
+    async def get(self, merchant_id: str, payment_id: str) -> Payment | None:
+        """The payment with this id if it belongs to `merchant_id`, else None."""
         ...
 
     async def record(
@@ -85,7 +91,10 @@ class PaymentRepository(Protocol):
     ) -> Payment:
         """Record the final `outcome` (ignored once the payment is terminal) and/or the
         `first_response` the creating call gave (first write wins), in one atomic update.
-        Raises PaymentNotFoundError for an unknown (or expired) payment."""
+        Raises PaymentNotFoundError for an unknown (or expired) payment.
+
+        Not scoped by merchant: only the service and crash recovery call it, with ids they
+        took from a claimed or leased payment, never with an id a caller sent."""
         ...
 
     async def purge_expired(self, *, limit: int) -> int:
@@ -124,8 +133,8 @@ class PaymentObserver(Protocol):
     The observability adapter turns it into domain metrics and per-call annotations (span
     attributes, access-log fields)."""
 
-    def rejected(self, violations: tuple[FieldViolation, ...]) -> None:
-        """A request failed validation; nothing was stored."""
+    def rejected(self, merchant_id: str, violations: tuple[FieldViolation, ...]) -> None:
+        """A request of `merchant_id` failed validation; nothing was stored."""
 
     def created(self, payment: Payment) -> None:
         """A new payment was stored for a new idempotency key."""

@@ -28,6 +28,7 @@ PAYMENT_ID_SHAPE = re.compile(r"pay_[0-9a-f]{32}")
 
 def validate_payment_request(
     *,
+    merchant_id: str,
     amount_minor: int,
     currency: str,
     order_id: str,
@@ -36,6 +37,9 @@ def validate_payment_request(
     simulation: bool = True,
 ) -> PaymentRequest:
     """Return the request as a domain value, or raise ValidationError naming every bad field.
+
+    `merchant_id` is the authenticated caller (not a message field, so not validated here); the
+    request carries it so every store operation is scoped by it.
 
     With `simulation` off the `simulate` metadata key is refused: it is a test hook, and a
     production caller must not be able to force an outcome.
@@ -61,6 +65,7 @@ def validate_payment_request(
         order_id=order_id,
         idempotency_key=idempotency_key,
         metadata=MappingProxyType(dict(metadata)),
+        merchant_id=merchant_id,
     )
 
 

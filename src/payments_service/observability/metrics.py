@@ -1,9 +1,10 @@
 """Prometheus metrics: go-grpc-middleware's server metrics plus payment domain metrics.
 
 Names, labels, help texts and code spellings follow grpc-ecosystem/go-grpc-middleware's
-Prometheus provider, so its dashboards and alerts work unchanged. Every metric is registered
-on an injected registry (tests build a fresh one); label children are bound once per method
-and code, so a call does no label lookups.
+Prometheus provider, so its dashboards and alerts work unchanged (no label added to them). The
+payment domain counters are ours and carry a `merchant` label (bounded: see `Metrics`). Every
+metric is registered on an injected registry (tests build a fresh one); label children are
+bound once per method and code, and once per merchant, so a call does no label lookups.
 """
 
 from __future__ import annotations
@@ -48,6 +49,17 @@ class MethodMetrics:
     handling_seconds: Histogram
 
 
+@dataclass(frozen=True, slots=True)
+class MerchantMetrics:
+    """The domain counters of one merchant, bound once."""
+
+    created: Counter
+    replayed: Counter
+    conflicts: Counter
+    rejected: Counter
+    settled: dict[PaymentStatus, Counter]
+
+
 class Metrics:
     def __init__(self, registry: CollectorRegistry) -> None:
         self.registry = registry
@@ -72,35 +84,43 @@ class Metrics:
             buckets=HANDLING_BUCKETS,
             registry=registry,
         )
+        # The domain counters carry `merchant`: allowed as a label only because the merchant set
+        # is configured (the API keys file, or `default` alone), so it is bounded by the
+        # operator, never by callers (an unknown key is refused before any of these counts).
+        merchant = ("merchant",)
         self.payments_created = Counter(
-            "payments_created", "Payments created (new idempotency keys).", registry=registry
+            "payments_created",
+            "Payments created (new idempotency keys), by merchant.",
+            merchant,
+            registry=registry,
         )
         self.payments_replayed = Counter(
             "payments_replayed",
-            "RequestPayment calls answered from an earlier payment (same key, same payload).",
+            "RequestPayment calls answered from an earlier payment (same key, same payload), "
+            "by merchant.",
+            merchant,
             registry=registry,
         )
         self.idempotency_conflicts = Counter(
             "payments_idempotency_conflicts",
-            "RequestPayment calls refused because the key was used with another payload.",
+            "RequestPayment calls refused because the key was used with another payload, "
+            "by merchant.",
+            merchant,
             registry=registry,
         )
         self.validation_rejected = Counter(
             "payments_validation_rejected",
-            "RequestPayment calls refused by validation (nothing stored).",
+            "RequestPayment calls refused by validation (nothing stored), by merchant.",
+            merchant,
             registry=registry,
         )
-        settled = Counter(
+        self.payments_settled = Counter(
             "payments_settled",
-            "Payments that reached a final status, by status.",
-            ("status",),
+            "Payments that reached a final status, by status and merchant.",
+            ("status", *merchant),
             registry=registry,
         )
-        self.payments_settled = {
-            status: settled.labels(status=status.value)
-            for status in PaymentStatus
-            if status.is_terminal
-        }
+        self._merchants: dict[str, MerchantMetrics] = {}
         self._methods: dict[str, MethodMetrics] = {}
 
     def for_method(self, full_method: str) -> MethodMetrics:
@@ -119,6 +139,30 @@ class Metrics:
             )
             self._methods[full_method] = bound
         return bound
+
+    def for_merchant(self, merchant_id: str) -> MerchantMetrics:
+        """The domain counters of one merchant, created (at zero) on first use and bound once."""
+        bound = self._merchants.get(merchant_id)
+        if bound is None:
+            bound = MerchantMetrics(
+                created=self.payments_created.labels(merchant=merchant_id),
+                replayed=self.payments_replayed.labels(merchant=merchant_id),
+                conflicts=self.idempotency_conflicts.labels(merchant=merchant_id),
+                rejected=self.validation_rejected.labels(merchant=merchant_id),
+                settled={
+                    status: self.payments_settled.labels(status=status.value, merchant=merchant_id)
+                    for status in PaymentStatus
+                    if status.is_terminal
+                },
+            )
+            self._merchants[merchant_id] = bound
+        return bound
+
+    def initialize_merchants(self, merchants: Iterable[str]) -> None:
+        """Create the domain series of the configured merchants at zero, so a dashboard's
+        `sum(...)` shows 0 rather than no data before the first payment."""
+        for merchant_id in merchants:
+            self.for_merchant(merchant_id)
 
     def initialize(self, methods: Iterable[str]) -> None:
         """Create every series of `methods` at zero, as go-grpc-middleware's InitializeMetrics

@@ -17,30 +17,30 @@ class TelemetryObserver:
     def __init__(self, metrics: Metrics | None) -> None:
         self._metrics = metrics
 
-    def rejected(self, violations: tuple[FieldViolation, ...]) -> None:
+    def rejected(self, merchant_id: str, violations: tuple[FieldViolation, ...]) -> None:
         if self._metrics is not None:
-            self._metrics.validation_rejected.inc()
+            self._metrics.for_merchant(merchant_id).rejected.inc()
 
     def created(self, payment: Payment) -> None:
         if self._metrics is not None:
-            self._metrics.payments_created.inc()
+            self._metrics.for_merchant(payment.merchant_id).created.inc()
         _annotate(payment, replayed=False)
 
     def replayed(self, payment: Payment) -> None:
         if self._metrics is not None:
-            self._metrics.payments_replayed.inc()
+            self._metrics.for_merchant(payment.merchant_id).replayed.inc()
         _annotate(payment, replayed=True, status=payment.first_response)
 
     def conflicted(self, payment: Payment) -> None:
         if self._metrics is not None:
-            self._metrics.idempotency_conflicts.inc()
+            self._metrics.for_merchant(payment.merchant_id).conflicts.inc()
 
     def answered(self, payment: Payment, response: Outcome) -> None:
         _annotate(payment, replayed=False, status=response)
 
     def settled(self, payment: Payment) -> None:
         if self._metrics is not None:
-            self._metrics.payments_settled[payment.status].inc()
+            self._metrics.for_merchant(payment.merchant_id).settled[payment.status].inc()
 
     def looked_up(self, payment: Payment) -> None:
         _annotate(payment, replayed=None, status=payment.outcome)

@@ -116,6 +116,10 @@ class KeyRing:
     def __len__(self) -> int:
         return len(self._entries)
 
+    def merchants(self) -> frozenset[str]:
+        """The merchants that currently have at least one key."""
+        return frozenset(entry.merchant_id for entry in self._entries)
+
     def merchant_for(self, key: str) -> str | None:
         """The merchant that owns `key`, or None. Constant time in which entry matched."""
         presented = digest_of(key)

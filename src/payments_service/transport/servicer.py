@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 from payments_service.gen.payments.v1 import payments_pb2 as pb
 from payments_service.gen.payments.v1 import payments_pb2_grpc as pb_grpc
 from payments_service.transport import mapping
+from payments_service.transport.interceptors.auth import current_merchant
 
 if TYPE_CHECKING:
     import grpc
@@ -23,6 +24,7 @@ class PaymentServicer(pb_grpc.PaymentServiceServicer):
         self, request: pb.RequestPaymentRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.RequestPaymentResponse:
         result = await self._service.request_payment(
+            merchant_id=_merchant(),
             amount_minor=request.amount_minor,
             currency=request.currency,
             order_id=request.order_id,
@@ -34,10 +36,19 @@ class PaymentServicer(pb_grpc.PaymentServiceServicer):
     async def GetPayment(  # noqa: N802
         self, request: pb.GetPaymentRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.GetPaymentResponse:
-        payment = await self._service.get_payment(request.payment_id)
+        payment = await self._service.get_payment(_merchant(), request.payment_id)
         return mapping.get_payment_response(payment)
 
     async def Health(  # noqa: N802
         self, request: pb.HealthRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.HealthResponse:
         return pb.HealthResponse(status="ok")
+
+
+def _merchant() -> str:
+    """The caller's merchant, set by the auth interceptor (`default` with authentication off).
+    None would mean a server built without it: fail closed (INTERNAL), never unscoped."""
+    merchant_id = current_merchant()
+    if merchant_id is None:
+        raise RuntimeError("no authenticated merchant for this call: AuthInterceptor missing")
+    return merchant_id

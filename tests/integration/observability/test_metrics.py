@@ -49,12 +49,12 @@ async def test_counters_increase_by_exactly_the_calls_made(observed: Observed) -
     assert observed.sample("grpc_server_handled_total", **RP, grpc_code="AlreadyExists") == 1
     assert observed.sample("grpc_server_handled_total", **RP, grpc_code="InvalidArgument") == 1
     assert observed.sample("grpc_server_handling_seconds_count", **RP) == 5
-    assert observed.sample("payments_created_total") == 2
-    assert observed.sample("payments_replayed_total") == 1
-    assert observed.sample("payments_idempotency_conflicts_total") == 1
-    assert observed.sample("payments_validation_rejected_total") == 1
-    assert observed.sample("payments_settled_total", status="SUCCEEDED") == 1
-    assert observed.sample("payments_settled_total", status="FAILED") == 1
+    assert observed.sample("payments_created_total", merchant="default") == 2
+    assert observed.sample("payments_replayed_total", merchant="default") == 1
+    assert observed.sample("payments_idempotency_conflicts_total", merchant="default") == 1
+    assert observed.sample("payments_validation_rejected_total", merchant="default") == 1
+    assert observed.sample("payments_settled_total", status="SUCCEEDED", merchant="default") == 1
+    assert observed.sample("payments_settled_total", status="FAILED", merchant="default") == 1
 
 
 async def test_latency_histogram_carries_the_trace_id_as_an_exemplar(observed: Observed) -> None:

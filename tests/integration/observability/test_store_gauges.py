@@ -42,7 +42,7 @@ def test_registering_does_not_read_the_store() -> None:
 
 async def test_the_served_metrics_show_the_running_store(observed: Observed) -> None:
     created = await observed.api.stub.RequestPayment(payment_request(), timeout=5)
-    stored = await observed.api.service.get_payment(created.payment_id)
+    stored = await observed.api.service.get_payment("default", created.payment_id)
     assert observed.sample("payments_store_payments") == 1
     assert observed.sample("payments_store_bytes") == payment_size(stored)
     assert observed.sample("payments_store_max_bytes") == 256 * 1024 * 1024

@@ -148,7 +148,7 @@ async def test_a_cancelled_processor_call_still_ends_its_span() -> None:
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     processor = TracedProcessor(HangingProcessor(), provider.get_tracer("t"), name="hanging")
-    request = PaymentRequest(100, "EUR", "o", "k")
+    request = PaymentRequest(100, "EUR", "o", "k", merchant_id="default")
     payment = Payment("pay_1", request, request.fingerprint(), EPOCH, EPOCH, PROCESSING)
     with pytest.raises(TimeoutError):
         await asyncio.wait_for(processor.charge(payment), timeout=0.05)

@@ -57,7 +57,7 @@ async def opener(
 
 
 def candidate(clock: FakeClock, number: int) -> Payment:
-    request = PaymentRequest(100, "EUR", "o", f"key-{number}")
+    request = PaymentRequest(100, "EUR", "o", f"key-{number}", merchant_id="default")
     now = clock.now()
     return Payment(f"pay_{number:032x}", request, request.fingerprint(), now, now, PROCESSING)
 
@@ -109,7 +109,7 @@ async def test_recovery_resumes_a_stalled_payment_and_records_its_first_response
     assert await recovery.recover_once() == 0  # the owner's lease is still running
     clock.advance(LEASE.total_seconds())
     assert await recovery.recover_once() == 1
-    resumed = await repository.get(stalled.payment_id)
+    resumed = await repository.get("default", stalled.payment_id)
     assert resumed is not None
     assert (resumed.outcome, resumed.first_response) == (SUCCEEDED, SUCCEEDED)
     await processor.charge(stalled)  # charging again returns the same charge
@@ -133,7 +133,7 @@ async def test_recovery_fails_a_stalled_payment_whose_deadline_passed(
     )
     clock.advance(LEASE.total_seconds())
     assert await recovery.recover_once() == 1
-    failed = await repository.get(stalled.payment_id)
+    failed = await repository.get("default", stalled.payment_id)
     assert failed is not None
     assert (failed.outcome, failed.first_response) == (DEADLINE_PASSED, DEADLINE_PASSED)
     assert processor.charges_made == 0
@@ -155,12 +155,12 @@ async def test_a_processor_failure_leaves_the_payment_for_a_later_round_never_pe
     )
     clock.advance(LEASE.total_seconds())
     assert await recovery.recover_once() == 1
-    still = await repository.get(stalled.payment_id)
+    still = await repository.get("default", stalled.payment_id)
     assert still is not None
     assert still.status is PaymentStatus.PENDING
     clock.advance(LEASE.total_seconds() * 2)  # the new lease ran out, and so did the deadline
     assert await recovery.recover_once() == 1
-    final = await repository.get(stalled.payment_id)
+    final = await repository.get("default", stalled.payment_id)
     assert final is not None
     assert final.outcome == DEADLINE_PASSED
 

@@ -10,12 +10,13 @@ from contextlib import AsyncExitStack
 from datetime import timedelta
 from pathlib import Path
 
+import asyncpg
 import pytest
 
-from payments_service.adapters.stores import migrations
+from payments_service.adapters.stores import migrations, rows
 from payments_service.adapters.stores.migrations import SchemaTooNewError
 from payments_service.adapters.stores.postgres import PostgresPaymentRepository
-from payments_service.adapters.stores.sqlite import SqlitePaymentRepository
+from payments_service.adapters.stores.sqlite import SqlitePaymentRepository, from_micros, to_micros
 from payments_service.domain.model import Outcome, Payment, PaymentRequest, PaymentStatus
 from tests.fakes import FakeClock
 from tests.stores import postgres_schema
@@ -26,8 +27,10 @@ Repository = SqlitePaymentRepository | PostgresPaymentRepository
 Opener = Callable[..., Awaitable[Repository]]
 
 
-def candidate(clock: FakeClock, payment_id: str, key: str = "key-1") -> Payment:
-    request = PaymentRequest(1250, "EUR", "order-42", key)
+def candidate(
+    clock: FakeClock, payment_id: str, key: str = "key-1", *, merchant: str = "default"
+) -> Payment:
+    request = PaymentRequest(1250, "EUR", "order-42", key, merchant_id=merchant)
     now = clock.now()
     return Payment(payment_id, request, request.fingerprint(), now, now, PENDING)
 
@@ -115,7 +118,7 @@ def test_every_dialect_has_the_same_numbered_migrations() -> None:
     assert sqlite[0].version == 1
 
 
-@pytest.mark.parametrize(("current", "expected"), [(0, 2), (1, 1), (2, 0)])
+@pytest.mark.parametrize(("current", "expected"), [(0, 3), (1, 2), (2, 1), (3, 0)])
 def test_pending_lists_the_migrations_after_the_current_version(
     current: int, expected: int
 ) -> None:
@@ -128,16 +131,17 @@ async def test_sqlite_uses_wal_and_keeps_the_claim_index(tmp_path: Path, clock: 
     with sqlite3.connect(tmp_path / "p.db") as db:
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         indexes = {row[1]: row[2] for row in db.execute("PRAGMA index_list(payments)")}
-        assert indexes["payments_idempotency_key"] == 1  # unique
+        assert indexes["payments_merchant_idempotency_key"] == 1  # unique
+        assert "payments_idempotency_key" not in indexes  # the global one is gone (0003)
         assert "payments_expires_at" in indexes
         assert "payments_pending_lease" in indexes
-        assert db.execute("SELECT version FROM schema_version").fetchall() == [(1,), (2,)]
+        assert db.execute("SELECT version FROM schema_version").fetchall() == [(1,), (2,), (3,)]
 
 
 async def test_a_closed_sqlite_store_says_so(tmp_path: Path, clock: FakeClock) -> None:
     repository = SqlitePaymentRepository(str(tmp_path / "p.db"), ttl=TTL, clock=clock)
     with pytest.raises(RuntimeError, match="closed"):
-        await repository.get("pay_x")
+        await repository.get("default", "pay_x")
     await repository.close()
 
 
@@ -177,3 +181,65 @@ async def test_upgrading_a_populated_version_1_database_keeps_its_rows_and_recov
         assert stalled.payment_id == "pay_old"
     finally:
         await repository.close()
+
+
+async def _insert_version_2_row(repository: Repository, payment: Payment, lease_until: int) -> None:
+    """A row as a version-2 release wrote it: every column but merchant_id."""
+    assert rows.COLUMNS[-1] == "merchant_id"
+    columns = rows.COLUMNS[:-1]
+    names = ", ".join(columns)
+    when = payment.created_at
+    values = list(rows.values(payment, when + TTL, when))[:-1]
+    if isinstance(repository, SqlitePaymentRepository):
+        for index in rows.TIMESTAMP_COLUMNS:
+            values[index] = to_micros(values[index])
+        values[rows.COLUMNS.index("lease_until")] = lease_until
+        marks = ", ".join("?" * len(columns))
+        sql = f"INSERT INTO payments ({names}) VALUES ({marks})"  # noqa: S608 - constant names
+        await repository._run(lambda: repository._db().execute(sql, values))
+    else:
+        values[rows.COLUMNS.index("lease_until")] = from_micros(lease_until)
+        marks = ", ".join(f"${i}" for i in range(1, len(columns) + 1))
+        sql = f"INSERT INTO payments ({names}) VALUES ({marks})"  # noqa: S608 - constant names
+        await repository._pool.execute(sql, *values)
+
+
+async def test_upgrading_a_populated_version_2_database_gives_its_rows_to_merchant_default(
+    opener: Opener, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    repository: Repository = await opener(migrate=False)
+    every = migrations.load(repository.system)
+    with monkeypatch.context() as older:  # the runner of a version-2 release
+        older.setattr(migrations, "load", lambda dialect: every[:2])
+        assert await repository.migrate() == 2
+    done = Outcome(PaymentStatus.SUCCEEDED, "ok")
+    answered = candidate(clock, "pay_answered", key="k-old")
+    answered = answered.settled(done, clock.now()).answered(done)
+    await _insert_version_2_row(repository, answered, lease_until=to_micros(clock.now()))
+    await _insert_version_2_row(repository, candidate(clock, "pay_stalled", key="k-2"), 0)
+
+    assert await repository.migrate() == 1  # 0003 on a populated database
+
+    kept = await repository.get("default", "pay_answered")
+    assert kept == answered  # the row, field for field, now merchant default's
+    assert await repository.get("alice", "pay_answered") is None
+    replay = await repository.claim(candidate(clock, "pay_retry", key="k-old"))
+    assert (replay.created, replay.payment) == (False, answered)  # its key still replays
+    other = await repository.claim(candidate(clock, "pay_alice", key="k-old", merchant="alice"))
+    assert other.created  # the key is free for every other merchant
+    (stalled,) = await repository.take_stalled(limit=10)  # crash recovery still finds it
+    assert (stalled.payment_id, stalled.merchant_id) == ("pay_stalled", "default")
+    recorded = await repository.record("pay_stalled", at=clock.now(), outcome=done)
+    assert recorded.merchant_id == "default"
+
+
+async def test_after_0003_postgresql_refuses_a_row_without_a_merchant(clock: FakeClock) -> None:
+    async with postgres_schema() as location:
+        repository = await PostgresPaymentRepository.open(
+            location.dsn, password=location.password, ttl=TTL, clock=clock
+        )
+        try:
+            with pytest.raises(asyncpg.NotNullViolationError):
+                await _insert_version_2_row(repository, candidate(clock, "pay_1"), 0)
+        finally:
+            await repository.close()

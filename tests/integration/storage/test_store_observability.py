@@ -53,7 +53,9 @@ async def sqlite_store(tmp_path: Path, clock: FakeClock) -> AsyncIterator[Sqlite
 
 
 def candidate(clock: FakeClock) -> Payment:
-    request = PaymentRequest(987654, "EUR", "order-secret-99", KEY, {"note": "planted-value"})
+    request = PaymentRequest(
+        987654, "EUR", "order-secret-99", KEY, {"note": "planted-value"}, merchant_id="default"
+    )
     now = clock.now()
     pending = Outcome(PaymentStatus.PENDING, "processing")
     return Payment(PAYMENT_ID, request, request.fingerprint(), now, now, pending)
@@ -74,7 +76,7 @@ async def test_each_operation_is_one_client_span_with_db_attributes_and_no_value
         namespace="p.db",
     )
     await observed.claim(candidate(clock))
-    await observed.get(PAYMENT_ID)
+    await observed.get("default", PAYMENT_ID)
     await observed.record(PAYMENT_ID, at=clock.now(), outcome=SUCCEEDED, first_response=SUCCEEDED)
     await observed.purge_expired(limit=10)
 

@@ -4,6 +4,10 @@ Atomicity: every method runs to completion without an `await`, and the server ru
 asyncio event loop, so `claim` is a single atomic step: "insert if the key is absent, else
 return what is there". A durable store gets the same guarantee from a unique index.
 
+Tenancy: keys are indexed per merchant (merchant -> key -> payment id), so one key of two
+merchants is two payments, and `get` answers None for another merchant's payment. Nested dicts
+rather than (merchant, key) tuples: no extra object per payment, one small dict per merchant.
+
 Expiry (one rule, `_expired`): a payment is gone once its monotonic deadline (claim time +
 ttl on `Clock.monotonic`, never the wall clock) has passed AND it is finished (terminal status
 and first response recorded). `get`, `claim` and `record` all ask that rule, so a key and its
@@ -105,7 +109,8 @@ class InMemoryPaymentRepository:
         self._clock = clock
         self._max_bytes = max_bytes
         self._entries: dict[str, _Entry] = {}
-        self._id_by_key: dict[str, str] = {}
+        # merchant_id -> idempotency_key -> payment_id: the (merchant, key) unique index.
+        self._id_by_key: dict[str, dict[str, str]] = {}
         # (deadline, payment_id) in claim order; ids removed early are skipped when reached.
         self._expiry: deque[tuple[float, str]] = deque()
         # Past their deadline but unfinished; `record` evicts each as soon as it finishes.
@@ -128,7 +133,8 @@ class InMemoryPaymentRepository:
     async def claim(self, candidate: Payment) -> Claim:
         now = self._clock.monotonic()
         self._evict(now, CLAIM_EVICTION_BATCH)
-        existing_id = self._id_by_key.get(candidate.idempotency_key)
+        keys = self._id_by_key.get(candidate.merchant_id)
+        existing_id = None if keys is None else keys.get(candidate.idempotency_key)
         if existing_id is not None:
             entry = self._entries[existing_id]
             if not self._expired(entry, now):
@@ -141,15 +147,17 @@ class InMemoryPaymentRepository:
                 self._rejected_full += 1
                 raise StoreFullError(self._retry_after(now))
         self._entries[candidate.payment_id] = _Entry(candidate, now + self._ttl, size)
-        self._id_by_key[candidate.idempotency_key] = candidate.payment_id
+        self._id_by_key.setdefault(candidate.merchant_id, {})[candidate.idempotency_key] = (
+            candidate.payment_id
+        )
         self._expiry.append((now + self._ttl, candidate.payment_id))
         self._bytes += size
         return Claim(candidate, created=True)
 
-    async def get(self, payment_id: str) -> Payment | None:
+    async def get(self, merchant_id: str, payment_id: str) -> Payment | None:
         entry = self._entries.get(payment_id)
-        if entry is None:
-            return None
+        if entry is None or entry.payment.merchant_id != merchant_id:
+            return None  # another merchant's payment is as absent as an unknown one
         if self._expired(entry, self._clock.monotonic()):
             self._remove(entry)
             return None
@@ -216,6 +224,9 @@ class InMemoryPaymentRepository:
     def _remove(self, entry: _Entry) -> None:
         payment = entry.payment
         del self._entries[payment.payment_id]
-        del self._id_by_key[payment.idempotency_key]
+        keys = self._id_by_key[payment.merchant_id]
+        del keys[payment.idempotency_key]
+        if not keys:
+            del self._id_by_key[payment.merchant_id]
         self._overdue.discard(payment.payment_id)
         self._bytes -= entry.size

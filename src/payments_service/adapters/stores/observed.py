@@ -141,9 +141,9 @@ class ObservedRepository:
         with self._observe("claim"):
             return await self._inner.claim(candidate)
 
-    async def get(self, payment_id: str) -> Payment | None:
+    async def get(self, merchant_id: str, payment_id: str) -> Payment | None:
         with self._observe("get"):
-            return await self._inner.get(payment_id)
+            return await self._inner.get(merchant_id, payment_id)
 
     async def record(
         self,

@@ -34,8 +34,8 @@ class PendingRepository:
     async def claim(self, candidate: Payment) -> Claim:
         return await self._ready().claim(candidate)
 
-    async def get(self, payment_id: str) -> Payment | None:
-        return await self._ready().get(payment_id)
+    async def get(self, merchant_id: str, payment_id: str) -> Payment | None:
+        return await self._ready().get(merchant_id, payment_id)
 
     async def record(
         self,

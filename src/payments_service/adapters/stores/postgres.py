@@ -1,10 +1,12 @@
 """PostgreSQL payment repository (asyncpg, one pool per process): shared by any number of
 replicas.
 
-- claim: INSERT … ON CONFLICT (idempotency_key) DO NOTHING RETURNING on the unique index. Of
-  concurrent inserts of one key, PostgreSQL lets exactly one succeed; the others wait for it to
-  commit and then do nothing. Then a SELECT (a new statement, so a new snapshot that sees the
-  winner). If the owner found has expired and is finished, it is deleted and the claim retried.
+- claim: INSERT … ON CONFLICT (merchant_id, idempotency_key) DO NOTHING RETURNING on the
+  unique index. Of concurrent inserts of one merchant's key, PostgreSQL lets exactly one
+  succeed; the others wait for it to commit and then do nothing. Then a SELECT (a new
+  statement, so a new snapshot that sees the winner). If the owner found has expired and is
+  finished, it is deleted and the claim retried.
+- get: by payment id AND merchant: another merchant's payment is not found.
 - record: one conditional UPDATE … RETURNING (row-locked): the outcome only while PENDING, the
   first response only while NULL (first write wins, across replicas too).
 - purge_expired: deletes up to `limit` finished rows in expiry order through their index,
@@ -39,12 +41,17 @@ DEFAULT_LEASE = timedelta(seconds=36)  # Settings.settlement_lease_seconds with 
 MIGRATION_LOCK_CLASS = 0x5041_594D  # "PAYM"
 _LOCK_ARGS = "$1::int, hashtext(COALESCE(current_schema(), ''))"
 
-_SELECT_BY_KEY = f"SELECT {rows.SELECT_COLUMNS} FROM payments WHERE idempotency_key = $1"
-_SELECT_BY_ID = f"SELECT {rows.SELECT_COLUMNS} FROM payments WHERE payment_id = $1"
+# Every read for a caller is scoped by merchant (the unique index is (merchant_id, key)).
+_SELECT_BY_KEY = (
+    f"SELECT {rows.SELECT_COLUMNS} FROM payments WHERE merchant_id = $1 AND idempotency_key = $2"
+)
+_SELECT_BY_ID = (
+    f"SELECT {rows.SELECT_COLUMNS} FROM payments WHERE payment_id = $1 AND merchant_id = $2"
+)
 _INSERT = (
     f"INSERT INTO payments ({rows.SELECT_COLUMNS}) "
     f"VALUES ({', '.join(f'${i}' for i in range(1, len(rows.COLUMNS) + 1))}) "
-    "ON CONFLICT (idempotency_key) DO NOTHING RETURNING payment_id"
+    "ON CONFLICT (merchant_id, idempotency_key) DO NOTHING RETURNING payment_id"
 )
 _DELETE_EXPIRED = (
     f"DELETE FROM payments WHERE payment_id = $1 AND expires_at <= $2 AND {rows.FINISHED}"
@@ -174,7 +181,9 @@ class PostgresPaymentRepository:
             for _ in range(_CLAIM_ATTEMPTS):
                 if await connection.fetchval(_INSERT, *row_values) is not None:
                     return Claim(candidate, created=True)
-                row = await connection.fetchrow(_SELECT_BY_KEY, candidate.idempotency_key)
+                row = await connection.fetchrow(
+                    _SELECT_BY_KEY, candidate.merchant_id, candidate.idempotency_key
+                )
                 if row is None:
                     continue  # the owner was purged between the two statements
                 found = rows.payment(row)
@@ -183,9 +192,9 @@ class PostgresPaymentRepository:
                 await connection.execute(_DELETE_EXPIRED, found.payment_id, now)
         raise RuntimeError("claim kept racing with deletions of its key; retry the request")
 
-    async def get(self, payment_id: str) -> Payment | None:
+    async def get(self, merchant_id: str, payment_id: str) -> Payment | None:
         async with self._pool.acquire() as connection:
-            row = await connection.fetchrow(_SELECT_BY_ID, payment_id)
+            row = await connection.fetchrow(_SELECT_BY_ID, payment_id, merchant_id)
         if row is None:
             return None
         found = rows.payment(row)

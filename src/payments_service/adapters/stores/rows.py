@@ -1,6 +1,8 @@
 """What the SQL stores share: the column list, and rows to payments and back.
 
-Both stores keep one row per payment in `payments` (see migrations/*/0001_initial.sql). The
+Both stores keep one row per payment in `payments` (see migrations/*/0001_initial.sql), owned
+by its `merchant_id` (0003): idempotency keys are unique per merchant, and every statement
+that finds a payment for a caller has `merchant_id = ?` in its WHERE clause. The
 expiry rule is the memory store's: a payment expires `ttl` after creation, but only once it is
 finished (terminal outcome and first response recorded), so a short TTL never loses a payment
 still in flight.
@@ -33,6 +35,7 @@ COLUMNS = (
     "first_status",
     "first_message",
     "lease_until",
+    "merchant_id",
 )
 TIMESTAMP_COLUMNS = (7, 8, 9, 14)  # created_at, updated_at, expires_at, lease_until
 SELECT_COLUMNS = ", ".join(COLUMNS)
@@ -59,6 +62,7 @@ def values(payment: Payment, expires_at: datetime, lease_until: datetime) -> tup
         first.status.value if first is not None else None,
         first.message if first is not None else None,
         lease_until,
+        payment.merchant_id,
     )
 
 
@@ -85,6 +89,7 @@ def payment(row: Row, timestamp: Callable[[Any], datetime] | None = None) -> Pay
         order_id=row["order_id"],
         idempotency_key=row["idempotency_key"],
         metadata=MappingProxyType(metadata),
+        merchant_id=row["merchant_id"],
     )
     first = None
     if row["first_status"] is not None:

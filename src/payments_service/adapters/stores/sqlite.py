@@ -9,7 +9,9 @@ One thread also serialises this process's operations on its one connection.
   committed claim survives a power cut, not only a killed process (NORMAL is a setting).
 - claim: BEGIN IMMEDIATE (take the write lock first, so two processes cannot both read
   "absent"); delete the key's expired, finished row if any; INSERT … ON CONFLICT DO NOTHING on
-  the unique index; SELECT the owner of the key; COMMIT.
+  the unique index over (merchant_id, idempotency_key); SELECT the owner of the merchant's key;
+  COMMIT.
+- get: by payment id AND merchant: another merchant's payment is not found.
 - record: one conditional UPDATE … RETURNING: the outcome only while PENDING, the first response
   only while NULL (first write wins).
 - purge_expired: deletes up to `limit` finished rows in expiry order through their index.
@@ -45,15 +47,21 @@ DEFAULT_LEASE = timedelta(seconds=36)  # Settings.settlement_lease_seconds with 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
 
-_SELECT_BY_KEY = f"SELECT {rows.SELECT_COLUMNS} FROM payments WHERE idempotency_key = ?"
-_SELECT_BY_ID = f"SELECT {rows.SELECT_COLUMNS} FROM payments WHERE payment_id = ?"
+# Every read for a caller is scoped by merchant (the unique index is (merchant_id, key)).
+_SELECT_BY_KEY = (
+    f"SELECT {rows.SELECT_COLUMNS} FROM payments WHERE merchant_id = ? AND idempotency_key = ?"
+)
+_SELECT_BY_ID = (
+    f"SELECT {rows.SELECT_COLUMNS} FROM payments WHERE payment_id = ? AND merchant_id = ?"
+)
 _DELETE_EXPIRED_KEY = (
-    f"DELETE FROM payments WHERE idempotency_key = ? AND expires_at <= ? AND {rows.FINISHED}"
+    "DELETE FROM payments WHERE merchant_id = ? AND idempotency_key = ? AND expires_at <= ? "
+    f"AND {rows.FINISHED}"
 )
 _INSERT = (
     f"INSERT INTO payments ({rows.SELECT_COLUMNS}) "
     f"VALUES ({', '.join('?' for _ in rows.COLUMNS)}) "
-    "ON CONFLICT (idempotency_key) DO NOTHING"
+    "ON CONFLICT (merchant_id, idempotency_key) DO NOTHING"
 )
 # Every SET expression reads the row as it was before the update: `status = 'PENDING'` is the
 # old status, so an outcome lands only on a PENDING payment, and the first response only once.
@@ -153,8 +161,8 @@ class SqlitePaymentRepository:
     async def claim(self, candidate: Payment) -> Claim:
         return await self._run(self._claim, candidate)
 
-    async def get(self, payment_id: str) -> Payment | None:
-        row = await self._run(self._fetch, _SELECT_BY_ID, (payment_id,))
+    async def get(self, merchant_id: str, payment_id: str) -> Payment | None:
+        row = await self._run(self._fetch, _SELECT_BY_ID, (payment_id, merchant_id))
         if row is None:
             return None
         found = rows.payment(row, from_micros)
@@ -255,16 +263,16 @@ class SqlitePaymentRepository:
 
     def _claim(self, candidate: Payment) -> Claim:
         now = to_micros(candidate.created_at)
-        key = candidate.idempotency_key
+        scope = (candidate.merchant_id, candidate.idempotency_key)
         created = candidate.created_at
         row_values = list(rows.values(candidate, created + self._ttl, created + self._lease))
         for index in rows.TIMESTAMP_COLUMNS:
             row_values[index] = to_micros(row_values[index])
 
         def body(db: sqlite3.Connection) -> sqlite3.Row:
-            db.execute(_DELETE_EXPIRED_KEY, (key, now))
+            db.execute(_DELETE_EXPIRED_KEY, (*scope, now))
             db.execute(_INSERT, row_values)
-            row: sqlite3.Row = db.execute(_SELECT_BY_KEY, (key,)).fetchone()
+            row: sqlite3.Row = db.execute(_SELECT_BY_KEY, scope).fetchone()
             return row
 
         row = self._transaction("BEGIN IMMEDIATE", body)
