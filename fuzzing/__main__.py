@@ -51,8 +51,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def run_property(
     name: str, examples: int, campaign_seed: int
-) -> tuple[Counter[tuple[str, str, str]], str | None]:
-    """Run one property; return its histogram and the failure (None when it held)."""
+) -> tuple[Counter[tuple[str, str, str]], Counter[tuple[str, str]], str | None]:
+    """Run one property; return its code histogram, how its RequestPayment cases ended, and
+    the failure (None when it held)."""
     failure = None
     with Harness() as harness:
         prop = PROPERTIES[name](harness)
@@ -68,7 +69,7 @@ def run_property(
             harness.assert_no_error_logs()
         except Exception:  # a property failed: report it after the histogram
             failure = traceback.format_exc()
-        return harness.histogram, failure
+        return harness.histogram, harness.outcomes, failure
 
 
 def print_histogram(histogram: Counter[tuple[str, str, str]]) -> None:
@@ -91,12 +92,14 @@ def main(argv: list[str] | None = None) -> int:
         f"fuzzing: {per_property} examples x {len(names)} properties, seed {args.seed}", flush=True
     )
     histogram: Counter[tuple[str, str, str]] = Counter()
+    outcomes: Counter[tuple[str, str]] = Counter()
     failures: list[str] = []
     started = time.perf_counter()
     for name in names:
         began = time.perf_counter()
-        counts, failure = run_property(name, per_property, args.seed)
+        counts, ended, failure = run_property(name, per_property, args.seed)
         histogram.update(counts)
+        outcomes.update(ended)
         cases = sum(n for (source, _, _), n in counts.items() if source in ("fields", "bytes"))
         verdict = "FAILED" if failure else "held"
         print(
@@ -109,6 +112,14 @@ def main(argv: list[str] | None = None) -> int:
     calls = sum(histogram.values())
     print(f"\n{cases} cases, {calls} calls in {time.perf_counter() - started:.1f} s\n")
     print_histogram(histogram)
+    print(
+        "\nRequestPayment cases ended: "
+        + ", ".join(
+            f"{source} {outcome} {count}"
+            for (source, outcome), count in sorted(outcomes.items())
+            if source != "probe"
+        )
+    )
     forbidden = sum(
         n for (_, _, code), n in histogram.items() if code in {c.name for c in FORBIDDEN}
     )

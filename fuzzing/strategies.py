@@ -7,6 +7,7 @@ that field), and sometimes invalid everywhere.
 
 from __future__ import annotations
 
+import hashlib
 import string
 from typing import Any
 
@@ -54,8 +55,7 @@ other_order_ids = st.one_of(
     _around(limits.MAX_ORDER_ID_LENGTH, printable),
     st.text(max_size=20),  # control characters, separators, anything
 )
-# Fresh keys (UUIDs) create; short drawn keys repeat, so replays and conflicts happen too.
-valid_keys = st.one_of(st.uuids().map(str), st.text(key_characters, min_size=1, max_size=24))
+valid_keys = st.text(key_characters, min_size=1, max_size=24)  # short: they repeat
 other_keys = st.one_of(
     _around(limits.MAX_IDEMPOTENCY_KEY_LENGTH, key_characters),
     st.text(max_size=20),  # spaces, non-ASCII, empty
@@ -100,10 +100,17 @@ FIELDS: dict[str, tuple[st.SearchStrategy[Any], st.SearchStrategy[Any]]] = {
 }
 
 
+DERIVED = object()  # marks a key to derive from the payload once every field is drawn
+
+
 @st.composite
 def payment_requests(draw: st.DrawFn) -> pb.RequestPaymentRequest:
     """A third all valid, a third with one field drawn from its other values, a third with
-    each field drawn from either: valid requests, single violations and pile-ups alike."""
+    each field drawn from either: valid requests, single violations and pile-ups alike.
+
+    A valid key is mostly derived from the payload, so a new payload gets a new key (and is
+    created) while a repeated one replays; the other valid keys are short drawn strings, which
+    hypothesis repeats across payloads, so conflicts happen too."""
     shape = draw(st.sampled_from(["valid", "one", "mixed"]))
     odd_one = draw(st.sampled_from(sorted(FIELDS)))
     fields: dict[str, Any] = {}
@@ -115,6 +122,11 @@ def payment_requests(draw: st.DrawFn) -> pb.RequestPaymentRequest:
         else:
             use_other = draw(st.booleans())
         fields[name] = draw(other if use_other else valid)
+        if name == "idempotency_key" and not use_other and draw(st.integers(0, 3)):
+            fields[name] = DERIVED
+    if fields["idempotency_key"] is DERIVED:
+        payload = repr(sorted((k, v) for k, v in fields.items() if k != "idempotency_key"))
+        fields["idempotency_key"] = "key-" + hashlib.sha256(payload.encode()).hexdigest()[:32]
     return pb.RequestPaymentRequest(**fields)
 
 
