@@ -159,7 +159,11 @@ class Harness:
             level="info", fmt="json", stream=self.logs, cache_loggers=False
         )
         self._runner.__enter__()
-        self.run(self._start())
+        try:
+            self.run(self._start())
+        except BaseException as error:  # undo what started: the logging, the loop, the server
+            self.__exit__(type(error), error, error.__traceback__)
+            raise
         return self
 
     def __exit__(
