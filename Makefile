@@ -50,10 +50,10 @@ format: $(STAMP) ## ruff format (rewrites files) and safe lint fixes
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-typecheck: $(STAMP) ## mypy --strict on src/, tests/, benchmarks/ and scripts/
+typecheck: $(STAMP) ## mypy --strict on src/, tests/, benchmarks/, scripts/ and fuzzing/
 	$(BIN)/mypy
 	$(BIN)/mypy tests
-	$(BIN)/mypy benchmarks scripts
+	$(BIN)/mypy benchmarks scripts fuzzing
 
 test: $(STAMP) ## pytest with the coverage gate (>= 90 % line + branch, see pyproject.toml)
 	$(BIN)/pytest --cov --cov-report=term-missing --cov-fail-under=90
