@@ -27,14 +27,14 @@ from google.rpc import error_details_pb2, status_pb2
 from opentelemetry.sdk.trace import TracerProvider
 
 from fuzzing import oracle
-from payments_service.application.system import SystemClock
+from payments_service.adapters.system import SystemClock
 from payments_service.bootstrap import build_interceptors, build_service
 from payments_service.config import Settings
 from payments_service.gen.payments.v1 import payments_pb2 as pb
 from payments_service.observability.logs import configure_logging
 from payments_service.observability.metrics import Metrics, new_registry
 from payments_service.observability.telemetry import Telemetry
-from payments_service.transport.server import MAX_RECEIVE_MESSAGE_BYTES, start_server
+from payments_service.transport.grpc_server import MAX_RECEIVE_MESSAGE_BYTES, start_server
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Coroutine
@@ -42,7 +42,7 @@ if TYPE_CHECKING:
 
     from payments_service.application.service import PaymentService
     from payments_service.observability.logs import LogWriter
-    from payments_service.transport.server import RunningServer
+    from payments_service.transport.grpc_server import RunningServer
 
     Interceptor = grpc.aio.ServerInterceptor[Any, Any]
 

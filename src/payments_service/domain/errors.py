@@ -1,4 +1,4 @@
-"""Domain errors. Plain exceptions; `transport.errors` is the one place that maps them to gRPC."""
+"""Domain errors. Plain exceptions; `transport.error_table` is the one place mapping them to gRPC."""
 
 from __future__ import annotations
 

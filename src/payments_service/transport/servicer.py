@@ -1,5 +1,5 @@
 """payments.v1.PaymentService handlers: request -> domain -> service -> response. Nothing else:
-errors are mapped by `transport.errors`, observability lives in the interceptors."""
+errors are mapped by `transport.error_table`, observability lives in the interceptors."""
 
 from __future__ import annotations
 

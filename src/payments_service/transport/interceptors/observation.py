@@ -10,7 +10,7 @@ interceptor (which starts the SERVER span and continues a caller's `traceparent`
    fixed message) inside the observed path, with a request id, an access line, metrics and a
    span, instead of UNKNOWN from grpc before any interceptor ran;
 4. runs the handler and answers any exception through the one error table
-   (`transport.errors.answer_error`); a cancelled call is CANCELLED, or DEADLINE_EXCEEDED when
+   (`transport.error_table.answer_error`); a cancelled call is CANCELLED, or DEADLINE_EXCEEDED when
    the client's deadline had passed;
 5. fixes the final code and duration, then hands the record to each reporter (span, access
    log, metrics). A failing reporter is logged and never reaches the call.
