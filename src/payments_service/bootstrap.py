@@ -16,7 +16,7 @@ import structlog
 from payments_service.application.recovery import SettlementRecovery
 from payments_service.application.service import PaymentService
 from payments_service.application.system import RandomPaymentIds, SystemClock
-from payments_service.observability.metrics import start_metrics_server
+from payments_service.observability.metrics import LoadGauges, start_metrics_server
 from payments_service.observability.observer import TelemetryObserver
 from payments_service.observability.store import ObservedRepository, StoreMetrics
 from payments_service.observability.store_gauges import register_store_gauges
@@ -27,12 +27,13 @@ from payments_service.processor.simulated import SimulatedProcessor
 from payments_service.security.authenticator import Authenticator
 from payments_service.storage.factory import open_store
 from payments_service.storage.memory import MIB, InMemoryPaymentRepository
+from payments_service.transport.admission import ConcurrencyLimit
 from payments_service.transport.interceptors.auth import AuthInterceptor
 from payments_service.transport.interceptors.observation import (
     HEALTH_CHECK_PREFIXES,
     ObservationInterceptor,
 )
-from payments_service.transport.server import UNARY_METHODS, start_server
+from payments_service.transport.server import UNARY_METHODS, ConnectionPolicy, start_server
 
 log = structlog.get_logger(__name__)
 
@@ -144,6 +145,7 @@ def build_recovery(
 def build_interceptors(
     telemetry: Telemetry | None = None,
     authenticator: Authenticator | None = None,
+    limit: ConcurrencyLimit | None = None,
 ) -> list[grpc.aio.ServerInterceptor[Any, Any]]:
     """The server interceptor chain, outermost first.
 
@@ -152,7 +154,8 @@ def build_interceptors(
     2. ObservationInterceptor: the one observation point. It records, times and answers every
        call (errors through the one error table) and hands the completed record to the
        reporters. Innermost, so nothing below it can bypass the error mapping, and right inside
-       the library, so its span reporter finishes the library's span.
+       the library, so its span reporter finishes the library's span. It also sheds calls past
+       `limit` (RESOURCE_EXHAUSTED), so a shed call is counted, logged and traced too.
     3. AuthInterceptor: the caller's merchant from its API key, inside the observation point,
        so a refused key becomes UNAUTHENTICATED through the one error table and is counted,
        logged and traced like any call. `authenticator` None means authentication off
@@ -164,7 +167,7 @@ def build_interceptors(
     if telemetry.tracer_provider is not None:
         untraced = () if telemetry.observe_health_checks else HEALTH_CHECK_PREFIXES
         chain.append(library_server_interceptor(telemetry.tracer_provider, untraced))
-    chain.append(ObservationInterceptor(every_call, health_reporters=health_checks))
+    chain.append(ObservationInterceptor(every_call, health_reporters=health_checks, limit=limit))
     chain.append(AuthInterceptor(authenticator or Authenticator(None)))
     return chain
 
@@ -211,6 +214,17 @@ async def build_app(
     recovery = build_recovery(
         settings, store, repository=repository, processor=processor, clock=clock
     )
-    interceptors = build_interceptors(telemetry, Authenticator(keys))
-    server = await start_server(service, settings.grpc_address, interceptors, credentials)
+    limit = ConcurrencyLimit(settings.max_concurrent_rpcs)
+    if telemetry.metrics is not None:
+        telemetry.metrics.registry.register(
+            LoadGauges(lambda: limit.in_flight, lambda: limit.rejected, limit.limit)
+        )
+    interceptors = build_interceptors(telemetry, Authenticator(keys), limit)
+    server = await start_server(
+        service,
+        settings.grpc_address,
+        interceptors,
+        credentials,
+        policy=ConnectionPolicy.from_settings(settings),
+    )
     return App(settings, telemetry, store, service, server, recovery, metrics_http, metrics_port)

@@ -20,7 +20,7 @@ from prometheus_client import (
     platform_collector,
     process_collector,
 )
-from prometheus_client.core import CounterMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from payments_service.calls import GO_CODE_NAMES
@@ -162,6 +162,30 @@ class CallbackCounter(Collector):
 
     def collect(self) -> Iterator[Metric]:
         yield CounterMetricFamily(self._name, self._documentation, value=self._read())
+
+
+IN_FLIGHT_HELP = "Unary RPCs running now (health checks excluded), of PAYMENTS_MAX_CONCURRENT_RPCS."
+LIMIT_HELP = "The concurrency limit (PAYMENTS_MAX_CONCURRENT_RPCS)."
+SHED_HELP = "RPCs refused with RESOURCE_EXHAUSTED because the concurrency limit was reached."
+
+
+class LoadGauges(Collector):
+    """The load-shedding counts, read at scrape time from the limiter's plain integers."""
+
+    def __init__(self, in_flight: Callable[[], int], rejected: Callable[[], int], limit: int):
+        self._in_flight = in_flight
+        self._rejected = rejected
+        self._limit = limit
+
+    def collect(self) -> Iterator[Metric]:
+        yield GaugeMetricFamily("payments_rpcs_in_flight", IN_FLIGHT_HELP, value=self._in_flight())
+        yield GaugeMetricFamily("payments_rpcs_max_in_flight", LIMIT_HELP, value=self._limit)
+        yield CounterMetricFamily("payments_rpcs_shed", SHED_HELP, value=self._rejected())
+
+    def describe(self) -> Iterator[Metric]:
+        yield GaugeMetricFamily("payments_rpcs_in_flight", IN_FLIGHT_HELP)
+        yield GaugeMetricFamily("payments_rpcs_max_in_flight", LIMIT_HELP)
+        yield CounterMetricFamily("payments_rpcs_shed", SHED_HELP)
 
 
 def new_registry() -> CollectorRegistry:

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from payments_service.application.service import PaymentService
+    from payments_service.config import Settings
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["PaymentService"].full_name
 HEALTH_SERVICE_NAME = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
@@ -33,6 +34,70 @@ UNARY_METHODS = (
 # The largest valid RequestPayment is ~15 KiB (20 metadata entries of 40 + 500 characters, at
 # most 4 UTF-8 bytes each, plus the other fields); 64 KiB leaves room and caps abuse.
 MAX_RECEIVE_MESSAGE_BYTES = 64 * 1024
+# grpc-core's default cap on received metadata (headers), kept explicit because docs/limits.md
+# states what a client gets past it.
+MAX_METADATA_BYTES = 8 * 1024
+KEEPALIVE_TIMEOUT_SECONDS = 20.0
+# Clients may ping this often (with or without calls) without being sent GOAWAY
+# too_many_pings; grpc's default is 5 minutes, which punishes clients with a 10 s keepalive.
+CLIENT_PING_INTERVAL_SECONDS = 10.0
+
+
+def _ms(seconds: float) -> int:
+    return max(1, round(seconds * 1000))
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionPolicy:
+    """How long connections live and how much one connection may hold (docs/limits.md).
+
+    - keepalive: the server pings an idle transport every `keepalive_time_seconds` and closes
+      it when no ack comes within 20 s, so a dead peer's connection and calls are freed;
+    - max connection idle: a connection without calls for this long gets GOAWAY;
+    - max connection age (+ grace): every connection gets GOAWAY after this age (grpc adds
+      +/-10 % jitter), so clients re-resolve DNS and new replicas get traffic; calls still open
+      `grace` seconds later are cancelled. This is what frees a call whose client sent headers
+      and never the message: no handler runs for it, so no limit of ours sees it;
+    - `max_concurrent_rpcs`: our own limit (the interceptor sheds past it, counted). The
+      HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS of each connection is the same number, and grpc's
+      own `maximum_concurrent_rpcs` is set to twice it plus headroom as a backstop: it counts
+      calls whose message never came too, and refuses past it with RESOURCE_EXHAUSTED
+      "Concurrent RPC limit exceeded!" before any interceptor (uncounted; see docs/limits.md).
+    """
+
+    max_concurrent_rpcs: int = 1000
+    max_connection_idle_seconds: float = 300.0
+    max_connection_age_seconds: float = 300.0
+    max_connection_age_grace_seconds: float = 30.0
+    keepalive_time_seconds: float = 60.0
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ConnectionPolicy:
+        return cls(
+            max_concurrent_rpcs=settings.max_concurrent_rpcs,
+            max_connection_idle_seconds=settings.max_connection_idle_seconds,
+            max_connection_age_seconds=settings.max_connection_age_seconds,
+            max_connection_age_grace_seconds=settings.max_connection_age_grace_seconds,
+            keepalive_time_seconds=settings.keepalive_time_seconds,
+        )
+
+    @property
+    def grpc_max_concurrent_rpcs(self) -> int:
+        """The backstop: room for every admitted call, as many half-open ones, and probes."""
+        return 2 * self.max_concurrent_rpcs + 100
+
+    def options(self) -> list[tuple[str, int]]:
+        return [
+            ("grpc.keepalive_time_ms", _ms(self.keepalive_time_seconds)),
+            ("grpc.keepalive_timeout_ms", _ms(KEEPALIVE_TIMEOUT_SECONDS)),
+            ("grpc.keepalive_permit_without_calls", 1),
+            ("grpc.http2.min_ping_interval_without_data_ms", _ms(CLIENT_PING_INTERVAL_SECONDS)),
+            ("grpc.max_connection_idle_ms", _ms(self.max_connection_idle_seconds)),
+            ("grpc.max_connection_age_ms", _ms(self.max_connection_age_seconds)),
+            ("grpc.max_connection_age_grace_ms", _ms(self.max_connection_age_grace_seconds)),
+            ("grpc.max_concurrent_streams", self.max_concurrent_rpcs),
+            ("grpc.max_metadata_size", MAX_METADATA_BYTES),
+        ]
 
 
 @dataclass(slots=True)
@@ -52,14 +117,20 @@ async def start_server(
     address: str,
     interceptors: Sequence[grpc.aio.ServerInterceptor[Any, Any]] = (),
     credentials: grpc.ServerCredentials | None = None,
+    *,
+    policy: ConnectionPolicy | None = None,
 ) -> RunningServer:
-    """Serve on `address`: TLS with `credentials` (see `security.tls`), else plaintext."""
+    """Serve on `address`: TLS with `credentials` (see `security.tls`), else plaintext, with
+    the connection `policy` (defaults: `ConnectionPolicy()`)."""
+    policy = policy or ConnectionPolicy()
     server = grpc.aio.server(
         interceptors=list(interceptors),
         options=[
             ("grpc.max_receive_message_length", MAX_RECEIVE_MESSAGE_BYTES),
             ("grpc.so_reuseport", 0),  # a busy port must fail loudly, not be shared
+            *policy.options(),
         ],
+        maximum_concurrent_rpcs=policy.grpc_max_concurrent_rpcs,
     )
     pb_grpc.add_PaymentServiceServicer_to_server(PaymentServicer(service), server)
     health_servicer = health_aio.HealthServicer()

@@ -9,10 +9,12 @@ interceptor (which starts the SERVER span and continues a caller's `traceparent`
 3. decodes the request itself, so bytes that do not parse are answered INVALID_ARGUMENT (with a
    fixed message) inside the observed path, with a request id, an access line, metrics and a
    span, instead of UNKNOWN from grpc before any interceptor ran;
-4. runs the handler and answers any exception through the one error table
+4. sheds the call with RESOURCE_EXHAUSTED when the process is at its concurrency limit
+   (`transport.admission`; never health checks);
+5. runs the handler and answers any exception through the one error table
    (`transport.errors.answer_error`); a cancelled call is CANCELLED, or DEADLINE_EXCEEDED when
    the client's deadline had passed;
-5. fixes the final code and duration, then hands the record to each reporter (span, access
+6. fixes the final code and duration, then hands the record to each reporter (span, access
    log, metrics). A failing reporter is logged and never reaches the call.
 
 Which reporters a method gets is decided once per method (the health-check selector): health
@@ -32,12 +34,17 @@ import grpc
 import structlog
 
 from payments_service.calls import CallRecord, MethodInfo, enter_call
-from payments_service.transport.errors import UndecodableRequestError, answer_error
+from payments_service.transport.errors import (
+    ServerOverloadedError,
+    UndecodableRequestError,
+    answer_error,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Sequence
 
     from payments_service.observability.reporting import Reporter
+    from payments_service.transport.admission import ConcurrencyLimit
 
     Behavior = Callable[[Any, grpc.aio.ServicerContext[Any, Any]], Awaitable[Any]]
     Handler = grpc.RpcMethodHandler[Any, Any]
@@ -67,7 +74,8 @@ def new_request_id() -> str:
 
 class ObservationInterceptor(_ServerInterceptor):
     """See the module docstring. `reporters` observe every call; `health_reporters` (a subset,
-    by default none) observe health checks."""
+    by default none) observe health checks. `limit`, when given, sheds calls past it with
+    RESOURCE_EXHAUSTED (never health checks)."""
 
     def __init__(
         self,
@@ -75,7 +83,9 @@ class ObservationInterceptor(_ServerInterceptor):
         *,
         health_reporters: Sequence[Reporter] = (),
         health_prefixes: tuple[str, ...] = HEALTH_CHECK_PREFIXES,
+        limit: ConcurrencyLimit | None = None,
     ) -> None:
+        self._limit = limit
         self._reporters = tuple(reporters)
         self._health_reporters = tuple(health_reporters)
         self._health_prefixes = health_prefixes
@@ -105,11 +115,9 @@ class ObservationInterceptor(_ServerInterceptor):
         info = MethodInfo.parse(full_method)
         behavior: Behavior = handler.unary_unary  # type: ignore[assignment]
         decode = handler.request_deserializer
-        reporters = (
-            self._health_reporters
-            if full_method.startswith(self._health_prefixes)
-            else self._reporters
-        )
+        health_check = full_method.startswith(self._health_prefixes)
+        reporters = self._health_reporters if health_check else self._reporters
+        limit = None if health_check else self._limit
         started = tuple(r.call_started for r in reporters)
         finished = tuple(r.call_finished for r in reporters)
         message_type = _request_type_name(decode)
@@ -122,8 +130,13 @@ class ObservationInterceptor(_ServerInterceptor):
             )
             record.peer = context.peer()
             _report(started, record)
+            admitted = False
             try:
                 await context.send_initial_metadata(((REQUEST_ID_HEADER, record.request_id),))
+                if limit is not None:
+                    admitted = limit.try_enter()
+                    if not admitted:
+                        raise ServerOverloadedError(limit.limit)
                 try:
                     request = decode(raw) if decode is not None else raw
                 except Exception:
@@ -139,6 +152,8 @@ class ObservationInterceptor(_ServerInterceptor):
                 answer_error(context, record, error)
                 return None
             finally:
+                if admitted and limit is not None:
+                    limit.leave()
                 record.duration = time.perf_counter() - record.started
                 _report(finished, record)
 
