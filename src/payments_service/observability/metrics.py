@@ -198,13 +198,21 @@ def new_registry() -> CollectorRegistry:
 
 
 def start_metrics_server(address: str, registry: CollectorRegistry) -> tuple[WSGIServer, int]:
-    """Serve `/metrics` (text or OpenMetrics, by the scraper's Accept header) on `address`.
+    """Serve `/metrics` (text or OpenMetrics, by the scraper's Accept header) on `address`,
+    with bounded threads and a read timeout (`metrics_http`).
 
     Returns the server (call `shutdown()` to stop it) and the bound port (for port 0).
     """
-    from prometheus_client import start_http_server  # noqa: PLC0415 - only when enabled
+    from payments_service.observability.metrics_http import serve_metrics  # noqa: PLC0415
 
     host, _, port = address.rpartition(":")
     bind = host.strip("[]") or "0.0.0.0"  # noqa: S104 - ":9464" means every interface
-    server, _thread = start_http_server(int(port), addr=bind, registry=registry)
+    server = serve_metrics(bind, int(port), registry)
+    registry.register(
+        CallbackCounter(
+            "payments_metrics_http_refused",
+            "Connections to /metrics closed at once because every worker was busy.",
+            lambda: server.refused,
+        )
+    )
     return server, int(server.server_port)
