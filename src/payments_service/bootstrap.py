@@ -27,7 +27,7 @@ from payments_service.processor.simulated import SimulatedProcessor
 from payments_service.security.authenticator import Authenticator
 from payments_service.storage.factory import open_store
 from payments_service.storage.memory import MIB, InMemoryPaymentRepository
-from payments_service.transport.admission import ConcurrencyLimit
+from payments_service.transport.admission import ConcurrencyLimit, ShutdownGate
 from payments_service.transport.interceptors.auth import AuthInterceptor
 from payments_service.transport.interceptors.observation import (
     HEALTH_CHECK_PREFIXES,
@@ -146,6 +146,7 @@ def build_interceptors(
     telemetry: Telemetry | None = None,
     authenticator: Authenticator | None = None,
     limit: ConcurrencyLimit | None = None,
+    gate: ShutdownGate | None = None,
 ) -> list[grpc.aio.ServerInterceptor[Any, Any]]:
     """The server interceptor chain, outermost first.
 
@@ -155,7 +156,8 @@ def build_interceptors(
        call (errors through the one error table) and hands the completed record to the
        reporters. Innermost, so nothing below it can bypass the error mapping, and right inside
        the library, so its span reporter finishes the library's span. It also sheds calls past
-       `limit` (RESOURCE_EXHAUSTED), so a shed call is counted, logged and traced too.
+       `limit` (RESOURCE_EXHAUSTED), and parks then refuses (UNAVAILABLE) new calls once
+       `gate` closes at shutdown, so those calls are counted, logged and traced too.
     3. AuthInterceptor: the caller's merchant from its API key, inside the observation point,
        so a refused key becomes UNAUTHENTICATED through the one error table and is counted,
        logged and traced like any call. `authenticator` None means authentication off
@@ -167,7 +169,9 @@ def build_interceptors(
     if telemetry.tracer_provider is not None:
         untraced = () if telemetry.observe_health_checks else HEALTH_CHECK_PREFIXES
         chain.append(library_server_interceptor(telemetry.tracer_provider, untraced))
-    chain.append(ObservationInterceptor(every_call, health_reporters=health_checks, limit=limit))
+    chain.append(
+        ObservationInterceptor(every_call, health_reporters=health_checks, limit=limit, gate=gate)
+    )
     chain.append(AuthInterceptor(authenticator or Authenticator(None)))
     return chain
 
@@ -219,12 +223,14 @@ async def build_app(
         telemetry.metrics.registry.register(
             LoadGauges(lambda: limit.in_flight, lambda: limit.rejected, limit.limit)
         )
-    interceptors = build_interceptors(telemetry, Authenticator(keys), limit)
+    gate = ShutdownGate()
+    interceptors = build_interceptors(telemetry, Authenticator(keys), limit, gate)
     server = await start_server(
         service,
         settings.grpc_address,
         interceptors,
         credentials,
         policy=ConnectionPolicy.from_settings(settings),
+        gate=gate,
     )
     return App(settings, telemetry, store, service, server, recovery, metrics_http, metrics_port)

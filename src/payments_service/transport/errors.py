@@ -10,6 +10,7 @@
 | UnauthenticatedError          | UNAUTHENTICATED     | none; one fixed message         |
 | StoreFullError                | RESOURCE_EXHAUSTED  | RetryInfo, ErrorInfo STORE_FULL |
 | ServerOverloadedError         | RESOURCE_EXHAUSTED  | RetryInfo, ErrorInfo OVERLOADED |
+| ServerShuttingDownError       | UNAVAILABLE         | ErrorInfo SHUTTING_DOWN         |
 | anything else                 | INTERNAL            | none; generic message, stack logged |
 
 No handler catches exceptions itself; the observation interceptor hands every exception of a
@@ -122,10 +123,25 @@ class ServerOverloadedError(Exception):
         )
 
 
+class ServerShuttingDownError(Exception):
+    """The process is shutting down and took no new work; another replica will answer."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "server is shutting down; nothing was done, retry (another replica will answer)"
+        )
+
+
 def to_status(error: Exception) -> status_pb2.Status | None:
     """The google.rpc.Status for an error the service answers on purpose, else None."""
     if isinstance(error, PaymentsError):
         return _domain_status(error)
+    if isinstance(error, ServerShuttingDownError):
+        return _status(
+            code_pb2.UNAVAILABLE,
+            str(error),
+            [error_details_pb2.ErrorInfo(reason="SHUTTING_DOWN", domain=ERROR_DOMAIN)],
+        )
     if isinstance(error, ServerOverloadedError):
         return _status(
             code_pb2.RESOURCE_EXHAUSTED,

@@ -3,7 +3,9 @@ bind port 0 and callers never assume a fixed port."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import asyncio
+import time
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import grpc
@@ -13,6 +15,7 @@ from grpc_reflection.v1alpha import reflection
 
 from payments_service.gen.payments.v1 import payments_pb2 as pb
 from payments_service.gen.payments.v1 import payments_pb2_grpc as pb_grpc
+from payments_service.transport.admission import ShutdownGate
 from payments_service.transport.servicer import PaymentServicer
 
 if TYPE_CHECKING:
@@ -37,6 +40,10 @@ MAX_RECEIVE_MESSAGE_BYTES = 64 * 1024
 # grpc-core's default cap on received metadata (headers), kept explicit because docs/limits.md
 # states what a client gets past it.
 MAX_METADATA_BYTES = 8 * 1024
+# The stop sequence (RunningServer.stop): how long new calls are parked before grpc's stop
+# begins, and how long after it (GOAWAY on the wire) before the parked calls are answered.
+PARK_SECONDS = 0.25
+GOAWAY_SECONDS = 0.1
 KEEPALIVE_TIMEOUT_SECONDS = 20.0
 # Clients may ping this often (with or without calls) without being sent GOAWAY
 # too_many_pings; grpc's default is 5 minutes, which punishes clients with a 10 s keepalive.
@@ -105,11 +112,30 @@ class RunningServer:
     server: grpc.aio.Server
     port: int
     health: health_aio.HealthServicer
+    gate: ShutdownGate = field(default_factory=ShutdownGate)
+
+    async def not_serving(self) -> None:
+        """Report NOT_SERVING on every health service name, for good; calls are still served."""
+        await self.health.enter_graceful_shutdown()
 
     async def stop(self, grace: float) -> None:
-        """Report NOT_SERVING at once, refuse new calls, let in-flight ones finish in `grace`."""
-        await self.health.enter_graceful_shutdown()
-        await self.server.stop(grace)
+        """Report NOT_SERVING, refuse new calls (UNAVAILABLE), let in-flight ones finish within
+        `grace` seconds; then grpc cancels what is left.
+
+        grpc-core's stop answers CANCELLED to calls it had received but not yet handed to a
+        handler, so first the gate parks new calls for `PARK_SECONDS` (grpc-core's queue
+        drains into handlers), grpc's stop begins (GOAWAY), and `GOAWAY_SECONDS` later the
+        parked calls are answered UNAVAILABLE (`transport.admission.ShutdownGate`).
+        """
+        started = time.monotonic()
+        await self.not_serving()
+        self.gate.close()
+        await asyncio.sleep(min(PARK_SECONDS, grace))
+        left = max(0.0, grace - (time.monotonic() - started))
+        stopping = asyncio.ensure_future(self.server.stop(left))
+        await asyncio.sleep(min(GOAWAY_SECONDS, left))
+        self.gate.release()
+        await stopping
 
 
 async def start_server(
@@ -119,6 +145,7 @@ async def start_server(
     credentials: grpc.ServerCredentials | None = None,
     *,
     policy: ConnectionPolicy | None = None,
+    gate: ShutdownGate | None = None,
 ) -> RunningServer:
     """Serve on `address`: TLS with `credentials` (see `security.tls`), else plaintext, with
     the connection `policy` (defaults: `ConnectionPolicy()`)."""
@@ -145,4 +172,4 @@ async def start_server(
     await server.start()
     for name in ("", SERVICE_NAME):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    return RunningServer(server, port, health_servicer)
+    return RunningServer(server, port, health_servicer, gate or ShutdownGate())

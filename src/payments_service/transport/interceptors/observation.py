@@ -10,7 +10,8 @@ interceptor (which starts the SERVER span and continues a caller's `traceparent`
    fixed message) inside the observed path, with a request id, an access line, metrics and a
    span, instead of UNKNOWN from grpc before any interceptor ran;
 4. sheds the call with RESOURCE_EXHAUSTED when the process is at its concurrency limit
-   (`transport.admission`; never health checks);
+   (`transport.admission`; never health checks), and parks then refuses new calls while
+   the server is stopping (`ShutdownGate`);
 5. runs the handler and answers any exception through the one error table
    (`transport.errors.answer_error`); a cancelled call is CANCELLED, or DEADLINE_EXCEEDED when
    the client's deadline had passed;
@@ -36,6 +37,7 @@ import structlog
 from payments_service.calls import CallRecord, MethodInfo, enter_call
 from payments_service.transport.errors import (
     ServerOverloadedError,
+    ServerShuttingDownError,
     UndecodableRequestError,
     answer_error,
 )
@@ -44,7 +46,7 @@ if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Sequence
 
     from payments_service.observability.reporting import Reporter
-    from payments_service.transport.admission import ConcurrencyLimit
+    from payments_service.transport.admission import ConcurrencyLimit, ShutdownGate
 
     Behavior = Callable[[Any, grpc.aio.ServicerContext[Any, Any]], Awaitable[Any]]
     Handler = grpc.RpcMethodHandler[Any, Any]
@@ -75,7 +77,8 @@ def new_request_id() -> str:
 class ObservationInterceptor(_ServerInterceptor):
     """See the module docstring. `reporters` observe every call; `health_reporters` (a subset,
     by default none) observe health checks. `limit`, when given, sheds calls past it with
-    RESOURCE_EXHAUSTED (never health checks)."""
+    RESOURCE_EXHAUSTED; `gate`, once closed, parks new calls and then answers them
+    UNAVAILABLE (`transport.admission.ShutdownGate`). Neither applies to health checks."""
 
     def __init__(
         self,
@@ -84,8 +87,10 @@ class ObservationInterceptor(_ServerInterceptor):
         health_reporters: Sequence[Reporter] = (),
         health_prefixes: tuple[str, ...] = HEALTH_CHECK_PREFIXES,
         limit: ConcurrencyLimit | None = None,
+        gate: ShutdownGate | None = None,
     ) -> None:
         self._limit = limit
+        self._gate = gate
         self._reporters = tuple(reporters)
         self._health_reporters = tuple(health_reporters)
         self._health_prefixes = health_prefixes
@@ -118,6 +123,7 @@ class ObservationInterceptor(_ServerInterceptor):
         health_check = full_method.startswith(self._health_prefixes)
         reporters = self._health_reporters if health_check else self._reporters
         limit = None if health_check else self._limit
+        gate = None if health_check else self._gate
         started = tuple(r.call_started for r in reporters)
         finished = tuple(r.call_finished for r in reporters)
         message_type = _request_type_name(decode)
@@ -133,6 +139,9 @@ class ObservationInterceptor(_ServerInterceptor):
             admitted = False
             try:
                 await context.send_initial_metadata(((REQUEST_ID_HEADER, record.request_id),))
+                if gate is not None and gate.closed:
+                    await gate.wait()
+                    raise ServerShuttingDownError
                 if limit is not None:
                     admitted = limit.try_enter()
                     if not admitted:
