@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 import grpc
 import pytest
-from grpc_health.v1 import health_pb2
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from payments_service.gen.payments.v1 import payments_pb2 as pb
 from payments_service.gen.payments.v1 import payments_pb2_grpc as pb_grpc
@@ -100,3 +100,52 @@ async def test_a_full_rate_client_sees_no_cancelled_for_any_call_the_server_acce
     codes = collections.Counter(code.name for code in outcomes.values())
     assert codes["CANCELLED"] == 0, codes
     assert codes["OK"] >= 300
+
+
+def test_health_is_not_serving_at_once_while_calls_are_still_served_during_the_drain() -> None:
+    process = ServerProcess(
+        PAYMENTS_SHUTDOWN_DRAIN_SECONDS="2", PAYMENTS_SHUTDOWN_GRACE_SECONDS="3"
+    )
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{process.port}") as channel:
+            health = health_pb2_grpc.HealthStub(channel)
+            stub = pb_grpc.PaymentServiceStub(channel)
+            assert health.Check(health_pb2.HealthCheckRequest(), timeout=5).status == SERVING
+            signalled = time.monotonic()
+            process.proc.send_signal(signal.SIGTERM)
+            started = process.wait_for("shutdown_started")
+            assert started["drain_seconds"] == 2.0
+            check = health_pb2.HealthCheckRequest(service="payments.v1.PaymentService")
+            assert health.Check(check, timeout=5).status == NOT_SERVING
+            answer = stub.RequestPayment(payment("in-drain"), timeout=5)
+            assert answer.status == pb.PAYMENT_STATUS_SUCCEEDED
+            process.wait_for("shutdown_stopping_server")
+            assert time.monotonic() - signalled >= 2.0
+            with pytest.raises(grpc.RpcError) as refused:
+                stub.RequestPayment(payment("after-drain"), timeout=5)
+            assert refused.value.code() is grpc.StatusCode.UNAVAILABLE
+        assert process.proc.wait(timeout=10) == 0
+        assert time.monotonic() - signalled <= 2 + 3 + 2
+    finally:
+        process.stop()
+
+
+@pytest.mark.parametrize("second", [signal.SIGTERM, signal.SIGINT])
+def test_a_second_signal_exits_at_once_with_status_1_and_one_line(second: signal.Signals) -> None:
+    process = ServerProcess(
+        PAYMENTS_SHUTDOWN_DRAIN_SECONDS="30", PAYMENTS_SHUTDOWN_GRACE_SECONDS="30"
+    )
+    try:
+        process.proc.send_signal(signal.SIGTERM)
+        process.wait_for("shutdown_started")
+        signalled = time.monotonic()
+        process.proc.send_signal(second)
+        assert process.proc.wait(timeout=10) == 1
+        assert time.monotonic() - signalled < 2
+        forced = process.wait_for("shutdown_forced")
+        assert forced["signal"] == second.name
+        events = [line["event"] for line in process.seen]
+        assert events.count("shutdown_forced") == 1
+        assert "shutdown_complete" not in events
+    finally:
+        process.stop()
