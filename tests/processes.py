@@ -28,6 +28,8 @@ class ServerProcess:
                 **{k: v for k, v in os.environ.items() if not k.startswith("OTEL_")},
                 "PAYMENTS_GRPC_ADDRESS": "127.0.0.1:0",
                 "PAYMENTS_METRICS_ADDRESS": "off",
+                # No drain unless a test asks for one: shutdown timings stay the grace's.
+                "PAYMENTS_SHUTDOWN_DRAIN_SECONDS": "0",
                 **env,
             },
             stdout=subprocess.PIPE,

@@ -22,13 +22,14 @@ from payments_service.adapters.system import RandomPaymentIds, SystemClock
 from payments_service.adapters.traced_processor import TracedProcessor
 from payments_service.application.recovery import SettlementRecovery
 from payments_service.application.service import PaymentService
-from payments_service.observability.metrics import start_metrics_server
+from payments_service.observability.metrics import LoadGauges, start_metrics_server
 from payments_service.observability.observer import TelemetryObserver
 from payments_service.observability.store_gauges import register_store_gauges
 from payments_service.observability.telemetry import Telemetry, build_telemetry
 from payments_service.observability.tracing import library_server_interceptor
 from payments_service.security.authenticator import DEFAULT_MERCHANT, Authenticator
-from payments_service.transport.grpc_server import UNARY_METHODS, start_server
+from payments_service.transport.admission import ConcurrencyLimit, ShutdownGate
+from payments_service.transport.grpc_server import UNARY_METHODS, ConnectionPolicy, start_server
 from payments_service.transport.interceptors.auth import AuthInterceptor
 from payments_service.transport.interceptors.observation import (
     HEALTH_CHECK_PREFIXES,
@@ -146,6 +147,8 @@ def build_recovery(
 def build_interceptors(
     telemetry: Telemetry | None = None,
     authenticator: Authenticator | None = None,
+    limit: ConcurrencyLimit | None = None,
+    gate: ShutdownGate | None = None,
 ) -> list[grpc.aio.ServerInterceptor[Any, Any]]:
     """The server interceptor chain, outermost first.
 
@@ -154,7 +157,9 @@ def build_interceptors(
     2. ObservationInterceptor: the one observation point. It records, times and answers every
        call (errors through the one error table) and hands the completed record to the
        reporters. Innermost, so nothing below it can bypass the error mapping, and right inside
-       the library, so its span reporter finishes the library's span.
+       the library, so its span reporter finishes the library's span. It also sheds calls past
+       `limit` (RESOURCE_EXHAUSTED), and parks then refuses (UNAVAILABLE) new calls once
+       `gate` closes at shutdown, so those calls are counted, logged and traced too.
     3. AuthInterceptor (only when API keys are configured): the caller's merchant from its key,
        inside the observation point, so a refused key becomes UNAUTHENTICATED through the one
        error table and is counted, logged and traced like any call. Without keys, the
@@ -172,6 +177,8 @@ def build_interceptors(
             every_call,
             health_reporters=health_checks,
             merchant=None if authenticator.enabled else DEFAULT_MERCHANT,
+            limit=limit,
+            gate=gate,
         )
     )
     if authenticator.enabled:
@@ -229,9 +236,21 @@ async def build_app(
     service = build_service(
         settings, telemetry=telemetry, clock=clock, repository=repository, processor=processor
     )
-    interceptors = build_interceptors(telemetry, Authenticator(keys))
+    limit = ConcurrencyLimit(settings.max_concurrent_rpcs)
+    if telemetry.metrics is not None:
+        telemetry.metrics.registry.register(
+            LoadGauges(lambda: limit.in_flight, lambda: limit.rejected, limit.limit)
+        )
+    gate = ShutdownGate()
+    interceptors = build_interceptors(telemetry, Authenticator(keys), limit, gate)
     server = await start_server(
-        service, settings.grpc_address, interceptors, credentials, serving=pending is None
+        service,
+        settings.grpc_address,
+        interceptors,
+        credentials,
+        policy=ConnectionPolicy.from_settings(settings),
+        gate=gate,
+        serving=pending is None,
     )
     if pending is not None:
         log.info("store_connecting", store=settings.store.redacted, port=server.port)

@@ -109,6 +109,13 @@ class Settings:
         return self.processor_timeout_seconds + self.settlement_timeout_seconds + 5.0
 
     memory_store_max_mib: int = 256
+    # The edges (docs/limits.md): load shedding, connection policy, the shutdown drain.
+    max_concurrent_rpcs: int = 1000
+    max_connection_idle_seconds: float = 300.0
+    max_connection_age_seconds: float = 300.0
+    max_connection_age_grace_seconds: float = 30.0
+    keepalive_time_seconds: float = 60.0
+    shutdown_drain_seconds: float = 2.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -202,6 +209,32 @@ class Settings:
             ),
             memory_store_max_mib=read(
                 "PAYMENTS_MEMORY_STORE_MAX_MIB", _positive_int, defaults.memory_store_max_mib
+            ),
+            max_concurrent_rpcs=read(
+                "PAYMENTS_MAX_CONCURRENT_RPCS", _positive_int, defaults.max_concurrent_rpcs
+            ),
+            max_connection_idle_seconds=read(
+                "PAYMENTS_MAX_CONNECTION_IDLE_SECONDS",
+                _positive_float,
+                defaults.max_connection_idle_seconds,
+            ),
+            max_connection_age_seconds=read(
+                "PAYMENTS_MAX_CONNECTION_AGE_SECONDS",
+                _positive_float,
+                defaults.max_connection_age_seconds,
+            ),
+            max_connection_age_grace_seconds=read(
+                "PAYMENTS_MAX_CONNECTION_AGE_GRACE_SECONDS",
+                _positive_float,
+                defaults.max_connection_age_grace_seconds,
+            ),
+            keepalive_time_seconds=read(
+                "PAYMENTS_KEEPALIVE_TIME_SECONDS", _positive_float, defaults.keepalive_time_seconds
+            ),
+            shutdown_drain_seconds=read(
+                "PAYMENTS_SHUTDOWN_DRAIN_SECONDS",
+                _non_negative_float,
+                defaults.shutdown_drain_seconds,
             ),
         )
         _check_tls_files(settings)

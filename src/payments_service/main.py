@@ -2,10 +2,17 @@
 
 Lifecycle: parse settings, the API keys file and the TLS files (exit 2 on a bad value),
 configure logging, build and start the app (`bootstrap.build_app`), and on SIGTERM or SIGINT
-shut down within `PAYMENTS_SHUTDOWN_GRACE_SECONDS` + 2 s: health goes NOT_SERVING, new calls
-are refused, in-flight calls and background settlements get what is left of the grace, then
-spans and log lines are flushed with what is left after that (at least `FLUSH_FLOOR_SECONDS`
-each), exit 0. SIGHUP re-reads the API keys file.
+shut down within drain + grace + 2 s:
+
+1. health goes NOT_SERVING at once;
+2. calls are still served for `PAYMENTS_SHUTDOWN_DRAIN_SECONDS`, while load balancers and
+   health-checking clients move away;
+3. the server stops accepting calls (GOAWAY; new calls get UNAVAILABLE, which clients retry);
+4. in-flight calls and background settlements get `PAYMENTS_SHUTDOWN_GRACE_SECONDS`, then spans
+   and log lines are flushed with what is left (at least `FLUSH_FLOOR_SECONDS` each), exit 0.
+
+A second SIGTERM or SIGINT during the shutdown exits at once with status 1 and one log line.
+SIGHUP re-reads the API keys file.
 
 `payments-server migrate` applies the store's pending migrations and exits;
 `payments-server keys new MERCHANT_ID` makes an API key.
@@ -82,9 +89,15 @@ async def serve(
     )
     await stop.wait()
 
-    grace = settings.shutdown_grace_seconds
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, _exit_now, signum, log_writer)
+    drain, grace = settings.shutdown_drain_seconds, settings.shutdown_grace_seconds
+    log.info("shutdown_started", drain_seconds=drain, grace_seconds=grace)
+    await app.server.not_serving()
+    if drain > 0:
+        await asyncio.sleep(drain)  # still serving: the drain is a duration, not a wait for
     deadline = time.monotonic() + grace
-    log.info("shutdown_started", grace_seconds=grace)
+    log.info("shutdown_stopping_server", grace_seconds=grace)
     await app.server.stop(grace)
     await sweeper.stop()
     if recovering is not None:
@@ -96,6 +109,15 @@ async def serve(
         app.metrics_http.shutdown()
     await app.store.close()
     log.info("shutdown_complete", unsettled_payments=unsettled, spans_flushed=spans_flushed)
+
+
+def _exit_now(signum: int, log_writer: LogWriter | None) -> None:
+    """A second SIGTERM or SIGINT while shutting down: one line, then exit 1 at once (no drain,
+    no grace, no flush of spans)."""
+    log.warning("shutdown_forced", signal=signal.Signals(signum).name, exit_status=1)
+    if log_writer is not None:
+        log_writer.flush(FLUSH_FLOOR_SECONDS)
+    os._exit(1)
 
 
 def _reload_keys(keys: KeyRing | None) -> None:

@@ -38,6 +38,7 @@ class Server:
                 "PAYMENTS_GRPC_ADDRESS": "127.0.0.1:0",
                 "PAYMENTS_METRICS_ADDRESS": "127.0.0.1:0",
                 "PAYMENTS_SHUTDOWN_GRACE_SECONDS": str(GRACE_SECONDS),
+                "PAYMENTS_SHUTDOWN_DRAIN_SECONDS": "0",
                 **env,
             },
             stdout=subprocess.PIPE,

@@ -46,6 +46,17 @@ def test_defaults_match_the_documented_table() -> None:
         ({"PAYMENTS_SIMULATION": "off"}, "simulation", False),
         ({"PAYMENTS_SIMULATION": "on"}, "simulation", True),
         ({"PAYMENTS_MEMORY_STORE_MAX_MIB": "8"}, "memory_store_max_mib", 8),
+        ({"PAYMENTS_MAX_CONCURRENT_RPCS": "50"}, "max_concurrent_rpcs", 50),
+        ({"PAYMENTS_MAX_CONNECTION_IDLE_SECONDS": "30"}, "max_connection_idle_seconds", 30.0),
+        ({"PAYMENTS_MAX_CONNECTION_AGE_SECONDS": "600"}, "max_connection_age_seconds", 600.0),
+        (
+            {"PAYMENTS_MAX_CONNECTION_AGE_GRACE_SECONDS": "5"},
+            "max_connection_age_grace_seconds",
+            5.0,
+        ),
+        ({"PAYMENTS_KEEPALIVE_TIME_SECONDS": "20"}, "keepalive_time_seconds", 20.0),
+        ({"PAYMENTS_SHUTDOWN_DRAIN_SECONDS": "0"}, "shutdown_drain_seconds", 0.0),
+        ({"PAYMENTS_SHUTDOWN_DRAIN_SECONDS": "7.5"}, "shutdown_drain_seconds", 7.5),
     ],
 )
 def test_each_variable_is_read(env: dict[str, str], field: str, value: object) -> None:
@@ -74,6 +85,14 @@ def test_each_variable_is_read(env: dict[str, str], field: str, value: object) -
         ("PAYMENTS_MEMORY_STORE_MAX_MIB", "-1"),
         ("PAYMENTS_MEMORY_STORE_MAX_MIB", "1.5"),
         ("PAYMENTS_MEMORY_STORE_MAX_MIB", "256MiB"),
+        ("PAYMENTS_MAX_CONCURRENT_RPCS", "0"),
+        ("PAYMENTS_MAX_CONCURRENT_RPCS", "many"),
+        ("PAYMENTS_MAX_CONNECTION_IDLE_SECONDS", "0"),
+        ("PAYMENTS_MAX_CONNECTION_AGE_SECONDS", "-1"),
+        ("PAYMENTS_MAX_CONNECTION_AGE_GRACE_SECONDS", "inf"),
+        ("PAYMENTS_KEEPALIVE_TIME_SECONDS", "0"),
+        ("PAYMENTS_SHUTDOWN_DRAIN_SECONDS", "-1"),
+        ("PAYMENTS_SHUTDOWN_DRAIN_SECONDS", "soon"),
     ],
 )
 def test_an_invalid_value_names_the_variable(name: str, raw: str) -> None:

@@ -1,4 +1,4 @@
-"""Domain errors. Plain exceptions; `transport.error_table` is the one place mapping them to gRPC."""
+"""Domain errors. Plain exceptions; `transport.error_table` maps them to gRPC, in one place."""
 
 from __future__ import annotations
 

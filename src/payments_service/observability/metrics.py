@@ -21,7 +21,7 @@ from prometheus_client import (
     platform_collector,
     process_collector,
 )
-from prometheus_client.core import CounterMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from payments_service.calls import GO_CODE_NAMES
@@ -208,6 +208,30 @@ class CallbackCounter(Collector):
         yield CounterMetricFamily(self._name, self._documentation, value=self._read())
 
 
+IN_FLIGHT_HELP = "Unary RPCs running now (health checks excluded), of PAYMENTS_MAX_CONCURRENT_RPCS."
+LIMIT_HELP = "The concurrency limit (PAYMENTS_MAX_CONCURRENT_RPCS)."
+SHED_HELP = "RPCs refused with RESOURCE_EXHAUSTED because the concurrency limit was reached."
+
+
+class LoadGauges(Collector):
+    """The load-shedding counts, read at scrape time from the limiter's plain integers."""
+
+    def __init__(self, in_flight: Callable[[], int], rejected: Callable[[], int], limit: int):
+        self._in_flight = in_flight
+        self._rejected = rejected
+        self._limit = limit
+
+    def collect(self) -> Iterator[Metric]:
+        yield GaugeMetricFamily("payments_rpcs_in_flight", IN_FLIGHT_HELP, value=self._in_flight())
+        yield GaugeMetricFamily("payments_rpcs_max_in_flight", LIMIT_HELP, value=self._limit)
+        yield CounterMetricFamily("payments_rpcs_shed", SHED_HELP, value=self._rejected())
+
+    def describe(self) -> Iterator[Metric]:
+        yield GaugeMetricFamily("payments_rpcs_in_flight", IN_FLIGHT_HELP)
+        yield GaugeMetricFamily("payments_rpcs_max_in_flight", LIMIT_HELP)
+        yield CounterMetricFamily("payments_rpcs_shed", SHED_HELP)
+
+
 def new_registry() -> CollectorRegistry:
     """A registry with the default process, platform and GC collectors."""
     registry = CollectorRegistry(auto_describe=True)
@@ -218,13 +242,21 @@ def new_registry() -> CollectorRegistry:
 
 
 def start_metrics_server(address: str, registry: CollectorRegistry) -> tuple[WSGIServer, int]:
-    """Serve `/metrics` (text or OpenMetrics, by the scraper's Accept header) on `address`.
+    """Serve `/metrics` (text or OpenMetrics, by the scraper's Accept header) on `address`,
+    with bounded threads and a read timeout (`metrics_http`).
 
     Returns the server (call `shutdown()` to stop it) and the bound port (for port 0).
     """
-    from prometheus_client import start_http_server  # noqa: PLC0415 - only when enabled
+    from payments_service.observability.metrics_http import serve_metrics  # noqa: PLC0415
 
     host, _, port = address.rpartition(":")
     bind = host.strip("[]") or "0.0.0.0"  # noqa: S104 - ":9464" means every interface
-    server, _thread = start_http_server(int(port), addr=bind, registry=registry)
+    server = serve_metrics(bind, int(port), registry)
+    registry.register(
+        CallbackCounter(
+            "payments_metrics_http_refused",
+            "Connections to /metrics closed at once because every worker was busy.",
+            lambda: server.refused,
+        )
+    )
     return server, int(server.server_port)

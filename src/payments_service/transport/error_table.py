@@ -10,6 +10,8 @@
 | UnauthenticatedError          | UNAUTHENTICATED     | none; one fixed message         |
 | StoreNotReadyError            | UNAVAILABLE         | none (retry: still connecting)  |
 | StoreFullError                | RESOURCE_EXHAUSTED  | RetryInfo, ErrorInfo STORE_FULL |
+| ServerOverloadedError         | RESOURCE_EXHAUSTED  | RetryInfo, ErrorInfo OVERLOADED |
+| ServerShuttingDownError       | UNAVAILABLE         | ErrorInfo SHUTTING_DOWN         |
 | anything else                 | INTERNAL            | none; generic message, stack logged |
 
 No handler catches exceptions itself; the observation interceptor hands every exception of a
@@ -112,10 +114,54 @@ class UndecodableRequestError(Exception):
         super().__init__(f"request body is not a valid {message_type}")
 
 
+class ServerOverloadedError(Exception):
+    """The process already runs its limit of concurrent calls (`PAYMENTS_MAX_CONCURRENT_RPCS`);
+    this call was refused before any work was done, so retrying it is always safe."""
+
+    RETRY_AFTER_SECONDS = 1
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        super().__init__(
+            f"server is overloaded: {limit} calls are already in progress on this replica; "
+            "nothing was done, retry after a short backoff"
+        )
+
+
+class ServerShuttingDownError(Exception):
+    """The process is shutting down and took no new work; another replica will answer."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "server is shutting down; nothing was done, retry (another replica will answer)"
+        )
+
+
 def to_status(error: Exception) -> status_pb2.Status | None:
     """The google.rpc.Status for an error the service answers on purpose, else None."""
     if isinstance(error, PaymentsError):
         return _domain_status(error)
+    if isinstance(error, ServerShuttingDownError):
+        return _status(
+            code_pb2.UNAVAILABLE,
+            str(error),
+            [error_details_pb2.ErrorInfo(reason="SHUTTING_DOWN", domain=ERROR_DOMAIN)],
+        )
+    if isinstance(error, ServerOverloadedError):
+        return _status(
+            code_pb2.RESOURCE_EXHAUSTED,
+            str(error),
+            [
+                error_details_pb2.RetryInfo(
+                    retry_delay=duration_pb2.Duration(seconds=error.RETRY_AFTER_SECONDS)
+                ),
+                error_details_pb2.ErrorInfo(
+                    reason="OVERLOADED",
+                    domain=ERROR_DOMAIN,
+                    metadata={"max_concurrent_rpcs": str(error.limit)},
+                ),
+            ],
+        )
     if isinstance(error, UndecodableRequestError):
         # Fixed text: no parser internals, no exception class names. The parser does not say
         # which field broke, so the BadRequest names the body as a whole.

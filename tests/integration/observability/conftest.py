@@ -21,9 +21,15 @@ from payments_service.bootstrap import build_interceptors, build_service
 from payments_service.domain.ports import PaymentProcessor, PaymentRepository
 from payments_service.gen.payments.v1 import payments_pb2_grpc as pb_grpc
 from payments_service.observability.logs import LogWriter
-from payments_service.observability.metrics import Metrics, new_registry, start_metrics_server
+from payments_service.observability.metrics import (
+    LoadGauges,
+    Metrics,
+    new_registry,
+    start_metrics_server,
+)
 from payments_service.observability.telemetry import Telemetry
 from payments_service.security.authenticator import Authenticator
+from payments_service.transport.admission import ConcurrencyLimit
 from payments_service.transport.grpc_server import UNARY_METHODS, start_server
 from tests.conftest import TEST_SETTINGS, Api, CapturedLogs
 from tests.fakes import FakeClock, SequentialIds
@@ -88,12 +94,17 @@ async def observed_factory(captured_logs: CapturedLogs) -> AsyncIterator[Any]:
         processor: PaymentProcessor | None = None,
         observe_health: bool = False,
         authenticator: Authenticator | None = None,
+        limit: ConcurrencyLimit | None = None,
     ) -> Observed:
         exporter = InMemorySpanExporter()
         provider = TracerProvider()
         provider.add_span_processor(SimpleSpanProcessor(exporter))
         metrics = Metrics(new_registry())
         metrics.initialize(UNARY_METHODS)
+        if limit is not None:
+            metrics.registry.register(
+                LoadGauges(lambda: limit.in_flight, lambda: limit.rejected, limit.limit)
+            )
         http_server, port = start_metrics_server("127.0.0.1:0", metrics.registry)
         telemetry = Telemetry(
             tracer_provider=provider,
@@ -110,7 +121,7 @@ async def observed_factory(captured_logs: CapturedLogs) -> AsyncIterator[Any]:
             processor=processor,
         )
         server = await start_server(
-            service, "127.0.0.1:0", build_interceptors(telemetry, authenticator)
+            service, "127.0.0.1:0", build_interceptors(telemetry, authenticator, limit)
         )
         channel = grpc.aio.insecure_channel(f"127.0.0.1:{server.port}")
         api = Api(server, channel, pb_grpc.PaymentServiceStub(channel), service)

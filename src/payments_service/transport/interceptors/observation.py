@@ -9,10 +9,13 @@ interceptor (which starts the SERVER span and continues a caller's `traceparent`
 3. decodes the request itself, so bytes that do not parse are answered INVALID_ARGUMENT (with a
    fixed message) inside the observed path, with a request id, an access line, metrics and a
    span, instead of UNKNOWN from grpc before any interceptor ran;
-4. runs the handler and answers any exception through the one error table
-   (`transport.error_table.answer_error`); a cancelled call is CANCELLED, or DEADLINE_EXCEEDED when
-   the client's deadline had passed;
-5. fixes the final code and duration, then hands the record to each reporter (span, access
+4. sheds the call with RESOURCE_EXHAUSTED when the process is at its concurrency limit
+   (`transport.admission`; never health checks), and parks then refuses new calls while
+   the server is stopping (`ShutdownGate`);
+5. runs the handler and answers any exception through the one error table
+   (`transport.error_table.answer_error`); a cancelled call is CANCELLED, or DEADLINE_EXCEEDED
+   when   the client's deadline had passed;
+6. fixes the final code and duration, then hands the record to each reporter (span, access
    log, metrics). A failing reporter is logged and never reaches the call.
 
 Which reporters a method gets is decided once per method (the health-check selector): health
@@ -32,12 +35,18 @@ import grpc
 import structlog
 
 from payments_service.calls import CallRecord, MethodInfo, enter_call
-from payments_service.transport.error_table import UndecodableRequestError, answer_error
+from payments_service.transport.error_table import (
+    ServerOverloadedError,
+    ServerShuttingDownError,
+    UndecodableRequestError,
+    answer_error,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Sequence
 
     from payments_service.observability.reporting import Reporter
+    from payments_service.transport.admission import ConcurrencyLimit, ShutdownGate
 
     Behavior = Callable[[Any, grpc.aio.ServicerContext[Any, Any]], Awaitable[Any]]
     Handler = grpc.RpcMethodHandler[Any, Any]
@@ -69,7 +78,10 @@ class ObservationInterceptor(_ServerInterceptor):
     """See the module docstring. `reporters` observe every call; `health_reporters` (a subset,
     by default none) observe health checks. `merchant` is every call's merchant when
     authentication is off (`default`); with it on, it stays None until the AuthInterceptor sets
-    the authenticated one, so a call can never act as a merchant by omission."""
+    the authenticated one, so a call can never act as a merchant by omission. `limit`, when
+    given, sheds calls past it with RESOURCE_EXHAUSTED; `gate`, once closed, parks new calls and
+    then answers them UNAVAILABLE (`transport.admission.ShutdownGate`). Neither applies to
+    health checks."""
 
     def __init__(
         self,
@@ -78,7 +90,11 @@ class ObservationInterceptor(_ServerInterceptor):
         health_reporters: Sequence[Reporter] = (),
         health_prefixes: tuple[str, ...] = HEALTH_CHECK_PREFIXES,
         merchant: str | None = None,
+        limit: ConcurrencyLimit | None = None,
+        gate: ShutdownGate | None = None,
     ) -> None:
+        self._limit = limit
+        self._gate = gate
         self._reporters = tuple(reporters)
         self._health_reporters = tuple(health_reporters)
         self._health_prefixes = health_prefixes
@@ -109,11 +125,10 @@ class ObservationInterceptor(_ServerInterceptor):
         info = MethodInfo.parse(full_method)
         behavior: Behavior = handler.unary_unary  # type: ignore[assignment]
         decode = handler.request_deserializer
-        reporters = (
-            self._health_reporters
-            if full_method.startswith(self._health_prefixes)
-            else self._reporters
-        )
+        health_check = full_method.startswith(self._health_prefixes)
+        reporters = self._health_reporters if health_check else self._reporters
+        limit = None if health_check else self._limit
+        gate = None if health_check else self._gate
         started = tuple(r.call_started for r in reporters)
         finished = tuple(r.call_finished for r in reporters)
         message_type = _request_type_name(decode)
@@ -127,8 +142,16 @@ class ObservationInterceptor(_ServerInterceptor):
             )
             record.peer = context.peer()
             _report(started, record)
+            admitted = False
             try:
                 await context.send_initial_metadata(((REQUEST_ID_HEADER, record.request_id),))
+                if gate is not None and gate.closed:
+                    await gate.wait()
+                    raise ServerShuttingDownError
+                if limit is not None:
+                    admitted = limit.try_enter()
+                    if not admitted:
+                        raise ServerOverloadedError(limit.limit)
                 try:
                     request = decode(raw) if decode is not None else raw
                 except Exception:
@@ -144,6 +167,8 @@ class ObservationInterceptor(_ServerInterceptor):
                 answer_error(context, record, error)
                 return None
             finally:
+                if admitted and limit is not None:
+                    limit.leave()
                 record.duration = time.perf_counter() - record.started
                 _report(finished, record)
 
