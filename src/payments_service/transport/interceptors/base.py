@@ -25,7 +25,8 @@ else:  # generic only in the type stubs
 
 
 class UnaryBehaviorInterceptor(_ServerInterceptor):
-    """Base class: subclasses implement `wrap(method, behavior) -> behavior`.
+    """Base class: subclasses implement `wrap(method, behavior) -> behavior` (or, to change more
+    than the behaviour, `wrap_handler`).
 
     The wrapped handler is built once per method and reused while the inner handler is the same
     object, so a call allocates no handler.
@@ -36,6 +37,15 @@ class UnaryBehaviorInterceptor(_ServerInterceptor):
 
     def wrap(self, method: str, behavior: Behavior) -> Behavior:
         raise NotImplementedError
+
+    def wrap_handler(self, method: str, handler: Handler) -> Handler:
+        """The handler that replaces `handler`: by default, the same one around `wrap`'s
+        behaviour."""
+        return grpc.unary_unary_rpc_method_handler(
+            self.wrap(method, cast("Behavior", handler.unary_unary)),
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
 
     async def intercept_service(
         self,
@@ -49,10 +59,6 @@ class UnaryBehaviorInterceptor(_ServerInterceptor):
         cached = self._cache.get(method)
         if cached is not None and cached[0] is handler:
             return cached[1]
-        wrapped = grpc.unary_unary_rpc_method_handler(
-            self.wrap(method, cast("Behavior", handler.unary_unary)),
-            request_deserializer=handler.request_deserializer,
-            response_serializer=handler.response_serializer,
-        )
+        wrapped = self.wrap_handler(method, handler)
         self._cache[method] = (handler, wrapped)
         return wrapped

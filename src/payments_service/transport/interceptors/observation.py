@@ -41,18 +41,14 @@ from payments_service.transport.error_table import (
     UndecodableRequestError,
     answer_error,
 )
+from payments_service.transport.interceptors.base import UnaryBehaviorInterceptor
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable, Sequence
+    from collections.abc import Callable, Sequence
 
     from payments_service.observability.reporting import Reporter
     from payments_service.transport.admission import ConcurrencyLimit, ShutdownGate
-
-    Behavior = Callable[[Any, grpc.aio.ServicerContext[Any, Any]], Awaitable[Any]]
-    Handler = grpc.RpcMethodHandler[Any, Any]
-    _ServerInterceptor = grpc.aio.ServerInterceptor[Any, Any]
-else:  # generic only in the type stubs
-    _ServerInterceptor = grpc.aio.ServerInterceptor
+    from payments_service.transport.interceptors.base import Behavior, Handler
 
 log = structlog.get_logger(__name__)
 
@@ -74,7 +70,7 @@ def new_request_id() -> str:
     return uuid.uuid4().hex
 
 
-class ObservationInterceptor(_ServerInterceptor):
+class ObservationInterceptor(UnaryBehaviorInterceptor):
     """See the module docstring. `reporters` observe every call; `health_reporters` (a subset,
     by default none) observe health checks. `merchant` is every call's merchant when
     authentication is off (`default`); with it on, it stays None until the AuthInterceptor sets
@@ -99,27 +95,14 @@ class ObservationInterceptor(_ServerInterceptor):
         self._health_reporters = tuple(health_reporters)
         self._health_prefixes = health_prefixes
         self._merchant = merchant
-        self._cache: dict[str, tuple[Handler, Handler]] = {}
+        super().__init__()
 
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Handler]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> Handler:
-        handler = await continuation(handler_call_details)
-        if handler is None or handler.unary_unary is None:
-            return handler
-        method: str = handler_call_details.method
-        cached = self._cache.get(method)
-        if cached is not None and cached[0] is handler:
-            return cached[1]
-        wrapped = grpc.unary_unary_rpc_method_handler(
+    def wrap_handler(self, method: str, handler: Handler) -> Handler:
+        return grpc.unary_unary_rpc_method_handler(
             self._observe(method, handler),
             request_deserializer=None,  # decoded inside the observed path, see `_observe`
             response_serializer=handler.response_serializer,
         )
-        self._cache[method] = (handler, wrapped)
-        return wrapped
 
     def _observe(self, full_method: str, handler: Handler) -> Behavior:
         info = MethodInfo.parse(full_method)
