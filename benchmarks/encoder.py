@@ -1,4 +1,5 @@
-"""`make bench-encoder`: the SDK's OTLP span encoder against the service's fast one.
+"""`make bench-encoder`: the SDK's OTLP span encoder against the service's fast one, and
+what each span kind of the service's span tree costs to make and to encode.
 
 Both encode the same batches of finished spans shaped like the service's (a SERVER span with
 the rpc.*, request and payment attributes; a processor CLIENT span), interleaved round by round
@@ -16,11 +17,12 @@ import statistics
 import time
 import uuid
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans as sdk_encode
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 
@@ -66,6 +68,88 @@ def service_like_spans(count: int) -> list[ReadableSpan]:
     return list(exporter.get_finished_spans())
 
 
+# The span kinds of the span tree (ARCHITECTURE.md), with the attributes each carries.
+SPAN_KINDS: dict[str, tuple[str, SpanKind, dict[str, Any]]] = {
+    "SERVER (the call)": (
+        "/payments.v1.PaymentService/RequestPayment",
+        SpanKind.SERVER,
+        {
+            "rpc.system": "grpc",
+            "rpc.grpc.status_code": 0,
+            "rpc.method": "RequestPayment",
+            "rpc.service": "payments.v1.PaymentService",
+            "net.peer.ip": "127.0.0.1",
+            "net.peer.port": "40000",
+            "request.id": "0" * 32,
+            "merchant.id": "default",
+            "payment.id": "pay_" + "0" * 32,
+            "payment.currency": "EUR",
+            "payment.amount_minor": 1250,
+            "payment.status": "SUCCEEDED",
+            "payment.idempotent_replay": False,
+        },
+    ),
+    "CLIENT (processor charge)": (
+        "PaymentProcessor.charge",
+        SpanKind.CLIENT,
+        {
+            "peer.service": "simulated-processor",
+            "payment.id": "pay_" + "0" * 32,
+            "payment.currency": "EUR",
+            "payment.amount_minor": 1250,
+            "payment.status": "SUCCEEDED",
+        },
+    ),
+    "CLIENT (database operation)": (
+        "INSERT payments",
+        SpanKind.CLIENT,
+        {
+            "db.system.name": "postgresql",
+            "db.operation.name": "INSERT",
+            "db.collection.name": "payments",
+            "db.namespace": "payments",
+        },
+    ),
+    "INTERNAL (background settlement)": (
+        "payment.settle_in_background",
+        SpanKind.INTERNAL,
+        {"payment.id": "pay_" + "0" * 32, "payment.status": "SUCCEEDED"},
+    ),
+}
+
+
+def span_kind_costs(rounds: int, count: int = 2000) -> dict[str, tuple[float, float]]:
+    """Median µs to start, annotate and end one span of each kind (through a
+    BatchSpanProcessor that does not export while timing), and to encode it (fast encoder)."""
+    provider = TracerProvider(resource=build_resource(), shutdown_on_exit=False)
+    exporter = InMemorySpanExporter()
+    provider.add_span_processor(
+        BatchSpanProcessor(
+            exporter,
+            max_queue_size=count * rounds * len(SPAN_KINDS),
+            schedule_delay_millis=3_600_000,
+            max_export_batch_size=count,
+        )
+    )
+    tracer = provider.get_tracer("payments_service")
+    made: dict[str, list[float]] = {name: [] for name in SPAN_KINDS}
+    for _ in range(rounds):
+        for label, (name, kind, attributes) in SPAN_KINDS.items():
+            started = time.perf_counter()
+            for _ in range(count):
+                tracer.start_span(name, kind=kind, attributes=attributes).end()
+            made[label].append((time.perf_counter() - started) / count)
+    provider.force_flush()
+    finished = exporter.get_finished_spans()
+    costs = {}
+    for label, (name, _kind, _attributes) in SPAN_KINDS.items():
+        spans = [span for span in finished if span.name == name][:count]
+        encoding = [timed(SpanEncoder().request, spans) / len(spans) for _ in range(rounds)]
+        costs[label] = (statistics.median(made[label]) * 1e6, statistics.median(encoding) * 1e6)
+    provider.shutdown()
+    return costs
+
+
 def timed(encode: Callable[[Sequence[ReadableSpan]], bytes], batch: list[ReadableSpan]) -> float:
     started = time.perf_counter()
     encode(batch)
@@ -99,7 +183,12 @@ def main(argv: list[str] | None = None) -> int:
     for name, seconds in medians.items():
         print(f"| {name} | {seconds / len(batch) * 1e6:.1f} | {seconds * 1e3:.1f} |")
     sdk, ours = medians.values()
-    print(f"\nfast/sdk time ratio: {ours / sdk:.3f}")
+    print(f"\nfast/sdk time ratio: {ours / sdk:.3f}\n")
+    print("Cost of one span of each kind of the span tree (medians):\n")
+    print("| span kind | µs to start, annotate and end | µs to encode (fast) |")
+    print("|---|---|---|")
+    for label, (lifecycle, encoding) in span_kind_costs(opts.rounds).items():
+        print(f"| {label} | {lifecycle:.1f} | {encoding:.1f} |")
     return 0
 
 
