@@ -88,6 +88,9 @@ class Settings:
     tracing: bool = True  # OTEL_SDK_DISABLED=true turns it off
     otlp_export: bool = False  # an OTLP endpoint is configured
     span_attribute_value_limit: int = 256
+    # OTEL_BSP_MAX_EXPORT_BATCH_SIZE with this service's default (the SDK's is 512): a smaller
+    # batch holds the GIL for less time per export and keeps fewer finished spans in memory.
+    span_export_batch_size: int = 128
     api_keys_file: str | None = None  # unset: authentication off, every caller is `default`
     tls_cert_file: str | None = None  # with tls_key_file: serve TLS on the gRPC port
     tls_key_file: str | None = None
@@ -166,6 +169,11 @@ class Settings:
             ),
             tracing=not read("OTEL_SDK_DISABLED", _otel_boolean, False),
             otlp_export=any(env.get(name, "").strip() for name in OTLP_ENDPOINT_VARIABLES),
+            span_export_batch_size=read(
+                "OTEL_BSP_MAX_EXPORT_BATCH_SIZE",
+                _positive_int,
+                defaults.span_export_batch_size,
+            ),
             span_attribute_value_limit=read(
                 "OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT",
                 _positive_int,

@@ -113,3 +113,12 @@ def test_spans_reach_an_otlp_receiver_with_the_service_name(
         ((resource, span),) = receiver.wait_for_spans(1)
     assert span.name == "exported-span"
     assert resource["service.name"] == "payments-under-test"
+
+
+@pytest.mark.parametrize(
+    ("env", "batch"), [({}, 128), ({"OTEL_BSP_MAX_EXPORT_BATCH_SIZE": "512"}, 512)]
+)
+def test_the_export_batch_defaults_to_128_and_the_standard_variable_still_sets_it(
+    env: dict[str, str], batch: int
+) -> None:
+    assert settings(**env).span_export_batch_size == batch

@@ -87,6 +87,19 @@ RETURNING {rows.SELECT_COLUMNS}
 _CLAIM_ATTEMPTS = 5
 
 
+class _NoSessionStateConnection(asyncpg.Connection):
+    """A pooled connection returned without asyncpg's reset query.
+
+    By default every release runs `SELECT pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *;
+    RESET ALL;`: a round trip per store operation, ~8 % of the server's GIL time on PostgreSQL
+    in a py-spy profile. This store leaves no session state behind: no LISTEN, cursors or SET,
+    and the migration lock is released explicitly. asyncpg still rolls back a transaction left
+    open and drops listeners on release (documented for a `get_reset_query` override)."""
+
+    def get_reset_query(self) -> str:
+        return ""
+
+
 class PostgresPaymentRepository:
     system = "postgresql"
 
@@ -118,6 +131,7 @@ class PostgresPaymentRepository:
             min_size=1,
             max_size=pool_size,
             timeout=connect_timeout,
+            connection_class=_NoSessionStateConnection,
         )
         repository = cls(pool, ttl=ttl, clock=clock, lease=lease)
         try:
