@@ -17,17 +17,12 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from payments_service.gen.payments.v1 import payments_pb2 as pb
 from payments_service.gen.payments.v1 import payments_pb2_grpc as pb_grpc
+from tests.e2e.test_server_process import payment
 from tests.processes import ServerProcess
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 WORKERS = 32
-
-
-def payment(key: str, **fields: object) -> pb.RequestPaymentRequest:
-    values: dict[str, object] = {"amount_minor": 100, "currency": "EUR", "order_id": "o"}
-    values.update(fields)
-    return pb.RequestPaymentRequest(idempotency_key=key, **values)  # type: ignore[arg-type]
 
 
 @pytest.fixture
