@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 import orjson
 import structlog
+from opentelemetry import trace
 
 from payments_service.calls import SERVER_FAULT_CODES, current_call
 
@@ -165,8 +166,6 @@ def add_call_context(_logger: WrappedLogger, _method: str, event_dict: EventDict
 
 def add_trace_context(_logger: WrappedLogger, _method: str, event_dict: EventDict) -> EventDict:
     """Add `trace_id` and `span_id` of the active span, so a log line leads to its trace."""
-    from opentelemetry import trace  # noqa: PLC0415 - cached after the first import
-
     context = trace.get_current_span().get_span_context()
     if context.is_valid:
         event_dict["trace_id"] = format(context.trace_id, "032x")
