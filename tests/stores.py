@@ -10,10 +10,11 @@ from __future__ import annotations
 import dataclasses
 import os
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import pytest
@@ -76,3 +77,44 @@ async def open_repository(
                 yield postgres
             finally:
                 await postgres.close()
+
+
+SqlRepository = SqlitePaymentRepository | PostgresPaymentRepository
+
+
+@asynccontextmanager
+async def replica_opener(
+    kind: str, tmp_path: Path, clock: Clock, ttl: timedelta, **options: Any
+) -> AsyncIterator[Callable[..., Awaitable[SqlRepository]]]:
+    """Opens any number of independent repositories of one SQL database (each with its own
+    worker thread or pool, as separate processes or replicas have), all closed on exit.
+    `options` go to every `open` (e.g. `lease`); each call may add more (e.g. `migrate=False`)."""
+    async with AsyncExitStack() as stack:
+        if kind == "sqlite":
+            path = str(tmp_path / "shared.db")
+
+            async def open_sqlite(**more: Any) -> SqlRepository:
+                sqlite = await SqlitePaymentRepository.open(
+                    path, ttl=ttl, clock=clock, **options, **more
+                )
+                stack.push_async_callback(sqlite.close)
+                return sqlite
+
+            yield open_sqlite
+        else:
+            location = await stack.enter_async_context(postgres_schema())
+
+            async def open_postgres(**more: Any) -> SqlRepository:
+                postgres = await PostgresPaymentRepository.open(
+                    location.dsn,
+                    password=location.password,
+                    ttl=ttl,
+                    clock=clock,
+                    pool_size=4,
+                    **options,
+                    **more,
+                )
+                stack.push_async_callback(postgres.close)
+                return postgres
+
+            yield open_postgres

@@ -5,55 +5,51 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import AsyncExitStack
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
 from payments_service.adapters.simulated_processor import SUCCEEDED, SimulatedProcessor
-from payments_service.adapters.stores.postgres import PostgresPaymentRepository
-from payments_service.adapters.stores.sqlite import SqlitePaymentRepository
 from payments_service.application.recovery import DEADLINE_PASSED, SettlementRecovery
 from payments_service.application.service import PROCESSING
 from payments_service.domain.model import Outcome, Payment, PaymentRequest, PaymentStatus
+from payments_service.domain.ports import PaymentProcessor, StalledSettlements
 from tests.fakes import FailingProcessor, FakeClock
-from tests.stores import postgres_schema
+from tests.stores import SqlRepository, replica_opener
 
 TTL = timedelta(hours=1)
 LEASE = timedelta(seconds=30)
-Repository = SqlitePaymentRepository | PostgresPaymentRepository
-Opener = Callable[[], Awaitable[Repository]]
+Repository = SqlRepository
+Opener = Callable[..., Awaitable[Repository]]
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 async def opener(
     request: pytest.FixtureRequest, tmp_path: Path, clock: FakeClock
 ) -> AsyncIterator[Opener]:
-    """Opens replicas (own thread or own pool) of one database, all with a 30 s lease."""
-    async with AsyncExitStack() as stack:
-        if request.param == "sqlite":
-            path = str(tmp_path / "shared.db")
+    """Opens replicas (own thread or own pool) of one database."""
+    async with replica_opener(request.param, tmp_path, clock, TTL, lease=LEASE) as open_one:
+        yield open_one
 
-            async def open_sqlite() -> Repository:
-                repository = await SqlitePaymentRepository.open(
-                    path, ttl=TTL, clock=clock, lease=LEASE
-                )
-                stack.push_async_callback(repository.close)
-                return repository
 
-            yield open_sqlite
-        else:
-            location = await stack.enter_async_context(postgres_schema())
-
-            async def open_postgres() -> Repository:
-                repository = await PostgresPaymentRepository.open(
-                    location.dsn, password=location.password, ttl=TTL, clock=clock, lease=LEASE
-                )
-                stack.push_async_callback(repository.close)
-                return repository
-
-            yield open_postgres
+def recovery_of(
+    repository: Repository,
+    clock: FakeClock,
+    *,
+    processor: PaymentProcessor,
+    deadline: timedelta = timedelta(minutes=10),
+    stalled: StalledSettlements | None = None,
+) -> SettlementRecovery:
+    """Crash recovery over `repository` (and, unless given, its own stalled settlements)."""
+    return SettlementRecovery(
+        stalled=repository if stalled is None else stalled,
+        repository=repository,
+        processor=processor,
+        clock=clock,
+        deadline=deadline,
+        charge_timeout=5,
+    )
 
 
 def candidate(clock: FakeClock, number: int) -> Payment:
@@ -98,14 +94,7 @@ async def test_recovery_resumes_a_stalled_payment_and_records_its_first_response
     stalled = candidate(clock, 1)
     await repository.claim(stalled)
     processor = SimulatedProcessor()
-    recovery = SettlementRecovery(
-        stalled=repository,
-        repository=repository,
-        processor=processor,
-        clock=clock,
-        deadline=timedelta(minutes=10),
-        charge_timeout=5,
-    )
+    recovery = recovery_of(repository, clock, processor=processor)
     assert await recovery.recover_once() == 0  # the owner's lease is still running
     clock.advance(LEASE.total_seconds())
     assert await recovery.recover_once() == 1
@@ -123,14 +112,7 @@ async def test_recovery_fails_a_stalled_payment_whose_deadline_passed(
     stalled = candidate(clock, 1)
     await repository.claim(stalled)
     processor = SimulatedProcessor()
-    recovery = SettlementRecovery(
-        stalled=repository,
-        repository=repository,
-        processor=processor,
-        clock=clock,
-        deadline=LEASE,
-        charge_timeout=5,
-    )
+    recovery = recovery_of(repository, clock, processor=processor, deadline=LEASE)
     clock.advance(LEASE.total_seconds())
     assert await recovery.recover_once() == 1
     failed = await repository.get("default", stalled.payment_id)
@@ -145,14 +127,7 @@ async def test_a_processor_failure_leaves_the_payment_for_a_later_round_never_pe
     repository = await opener()
     stalled = candidate(clock, 1)
     await repository.claim(stalled)
-    recovery = SettlementRecovery(
-        stalled=repository,
-        repository=repository,
-        processor=FailingProcessor(),
-        clock=clock,
-        deadline=LEASE * 3,
-        charge_timeout=5,
-    )
+    recovery = recovery_of(repository, clock, processor=FailingProcessor(), deadline=LEASE * 3)
     clock.advance(LEASE.total_seconds())
     assert await recovery.recover_once() == 1
     still = await repository.get("default", stalled.payment_id)
@@ -183,13 +158,8 @@ async def test_the_recovery_loop_runs_at_once_and_survives_a_failing_round(
             rounds.set()
             return await repository.take_stalled(limit=limit)
 
-    recovery = SettlementRecovery(
-        stalled=FlakyStalled(),
-        repository=repository,
-        processor=SimulatedProcessor(),
-        clock=clock,
-        deadline=timedelta(minutes=10),
-        charge_timeout=5,
+    recovery = recovery_of(
+        repository, clock, processor=SimulatedProcessor(), stalled=FlakyStalled()
     )
     running = asyncio.ensure_future(recovery.run(interval=0.01))
     try:

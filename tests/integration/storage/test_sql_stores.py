@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import AsyncExitStack
 from datetime import timedelta
 from pathlib import Path
 
@@ -19,11 +18,11 @@ from payments_service.adapters.stores.postgres import PostgresPaymentRepository
 from payments_service.adapters.stores.sqlite import SqlitePaymentRepository, from_micros, to_micros
 from payments_service.domain.model import Outcome, Payment, PaymentRequest, PaymentStatus
 from tests.fakes import FakeClock
-from tests.stores import postgres_schema
+from tests.stores import SqlRepository, postgres_schema, replica_opener
 
 TTL = timedelta(minutes=10)
 PENDING = Outcome(PaymentStatus.PENDING, "processing")
-Repository = SqlitePaymentRepository | PostgresPaymentRepository
+Repository = SqlRepository
 Opener = Callable[..., Awaitable[Repository]]
 
 
@@ -39,35 +38,9 @@ def candidate(
 async def opener(
     request: pytest.FixtureRequest, tmp_path: Path, clock: FakeClock
 ) -> AsyncIterator[Opener]:
-    """Opens any number of independent repositories (own thread or own pool) on one database."""
-    async with AsyncExitStack() as stack:
-        if request.param == "sqlite":
-            path = str(tmp_path / "shared.db")
-
-            async def open_sqlite(migrate: bool = True) -> Repository:
-                repository = await SqlitePaymentRepository.open(
-                    path, ttl=TTL, clock=clock, migrate=migrate
-                )
-                stack.push_async_callback(repository.close)
-                return repository
-
-            yield open_sqlite
-        else:
-            location = await stack.enter_async_context(postgres_schema())
-
-            async def open_postgres(migrate: bool = True) -> Repository:
-                repository = await PostgresPaymentRepository.open(
-                    location.dsn,
-                    password=location.password,
-                    ttl=TTL,
-                    clock=clock,
-                    migrate=migrate,
-                    pool_size=4,
-                )
-                stack.push_async_callback(repository.close)
-                return repository
-
-            yield open_postgres
+    """Opens replicas (own thread or own pool) of one database."""
+    async with replica_opener(request.param, tmp_path, clock, TTL) as open_one:
+        yield open_one
 
 
 async def test_claims_of_one_key_through_several_connections_create_exactly_one(
