@@ -39,14 +39,16 @@ class StoreUnavailableError(Exception):
 @dataclass(frozen=True, slots=True)
 class Store:
     """An open store: its repository, its kind (memory, sqlite, postgresql), how to close it,
-    for PostgreSQL the repository again for its pool gauges, and for durable stores the
-    repository again for crash recovery."""
+    for PostgreSQL the repository again for its pool gauges, for durable stores the repository
+    again for crash recovery, and for SQLite its transaction counts."""
 
     repository: PaymentRepository
     system: str
     close: Callable[[], Awaitable[None]]
     pool: PostgresPaymentRepository | None = None
     stalled: StalledSettlements | None = None  # durable stores: crash recovery
+    # SQLite: (transactions committed, operations they carried), for the group-commit metrics
+    transactions: Callable[[], tuple[int, int]] | None = None
 
 
 async def open_store(settings: Settings, *, clock: Clock, migrate: bool = True) -> Store:
@@ -96,7 +98,9 @@ async def _open(settings: Settings, *, clock: Clock, migrate: bool, deadline: fl
             synchronous=settings.store_sqlite_synchronous,
             lease=lease,
         )
-        return Store(sqlite, "sqlite", sqlite.close, stalled=sqlite)
+        return Store(
+            sqlite, "sqlite", sqlite.close, stalled=sqlite, transactions=sqlite.transactions
+        )
     if location.kind == "postgresql":
         from payments_service.adapters.stores.postgres import PostgresPaymentRepository  # noqa: PLC0415
 

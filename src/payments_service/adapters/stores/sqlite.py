@@ -1,29 +1,41 @@
 """SQLite payment repository: durable on one host, shared by processes on that host.
 
 Never on the event loop: the connection lives on one dedicated worker thread and every
-operation runs there (`run_in_executor` on a one-thread executor), so the loop only awaits.
-One thread also serialises this process's operations on its one connection.
+operation runs there, so the loop only awaits. One thread also serialises this process's
+operations on its one connection.
+
+Group commit. Operations queue for the thread; each time it wakes it takes everything queued (up
+to MAX_BATCH operations) and runs it as ONE transaction with one COMMIT, hence one WAL fsync,
+then hands every result back to the event loop in one callback. No operation's result is
+delivered before that COMMIT returned, so an acknowledged claim is as durable as before; under
+load a batch carries many calls, and the fsync and the thread hand-off are paid once for all of
+them (a statement that fails rolls back only itself in SQLite, so one operation's error leaves
+the others in the batch intact; an error that ends the whole transaction fails them all).
 
 - WAL mode (readers never block the writer) and a busy timeout (a writer waits for another
   process's transaction instead of failing at once); synchronous=FULL by default, so a
   committed claim survives a power cut, not only a killed process (NORMAL is a setting).
-- claim: BEGIN IMMEDIATE (take the write lock first, so two processes cannot both read
-  "absent"); delete the key's expired, finished row if any; INSERT … ON CONFLICT DO NOTHING on
-  the unique index over (merchant_id, idempotency_key); SELECT the owner of the merchant's key;
-  COMMIT.
+- claim: inside the batch's BEGIN IMMEDIATE transaction: delete the key's expired, finished
+  row if any; INSERT … ON CONFLICT DO NOTHING on the unique index over (merchant_id,
+  idempotency_key); SELECT the owner of the merchant's key.
 - get: by payment id AND merchant: another merchant's payment is not found.
 - record: one conditional UPDATE … RETURNING: the outcome only while PENDING, the first response
   only while NULL (first write wins).
 - purge_expired: deletes up to `limit` finished rows in expiry order through their index.
 - take_stalled: PENDING rows whose settlement lease ran out (their owner died), re-leased to
   this process in the same BEGIN IMMEDIATE transaction, so two processes never take one.
+- a batch that writes starts with BEGIN IMMEDIATE (the write lock first, so two processes
+  cannot both read "absent"); a batch of reads only with BEGIN (no lock).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import queue
 import sqlite3
-from concurrent.futures import ThreadPoolExecutor
+import threading
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -44,6 +56,10 @@ DEFAULT_BUSY_TIMEOUT_SECONDS = 10.0
 # process but may lose the last commits to an OS crash or power cut, for about twice the speed.
 SYNCHRONOUS = {"full": "FULL", "normal": "NORMAL"}
 DEFAULT_LEASE = timedelta(seconds=36)  # Settings.settlement_lease_seconds with the defaults
+# Most operations one transaction carries: bounds how long one COMMIT keeps the write lock from
+# another process sharing the file, and how much one failed COMMIT can fail.
+MAX_BATCH = 64
+_CLOSED = "the SQLite store is closed"
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
 
@@ -108,6 +124,7 @@ class SqlitePaymentRepository:
         busy_timeout: float = DEFAULT_BUSY_TIMEOUT_SECONDS,
         synchronous: str = "full",
         lease: timedelta = DEFAULT_LEASE,
+        max_batch: int = MAX_BATCH,
     ) -> None:
         self._path = path
         self._lease = lease
@@ -115,8 +132,7 @@ class SqlitePaymentRepository:
         self._ttl = ttl
         self._clock = clock
         self._busy_timeout = busy_timeout
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-store")
-        self._connection: sqlite3.Connection | None = None
+        self._thread = GroupCommitThread(max_batch)
 
     @classmethod
     async def open(
@@ -129,6 +145,7 @@ class SqlitePaymentRepository:
         busy_timeout: float = DEFAULT_BUSY_TIMEOUT_SECONDS,
         synchronous: str = "full",
         lease: timedelta = DEFAULT_LEASE,
+        max_batch: int = MAX_BATCH,
     ) -> SqlitePaymentRepository:
         """Connect (and by default migrate); the caller must `close()` it."""
         repository = cls(
@@ -138,6 +155,7 @@ class SqlitePaymentRepository:
             busy_timeout=busy_timeout,
             synchronous=synchronous,
             lease=lease,
+            max_batch=max_batch,
         )
         try:
             await repository._run(repository._connect)
@@ -149,20 +167,42 @@ class SqlitePaymentRepository:
         return repository
 
     async def close(self) -> None:
-        if self._connection is not None:
-            await self._run(self._connection.close)
-            self._connection = None
-        self._executor.shutdown(wait=True)
+        if self._thread.connection is not None:
+            await self._run(self._disconnect)
+        await self._thread.stop()
+
+    def transactions(self) -> tuple[int, int]:
+        """(transactions committed, operations they carried) since the store opened: their
+        ratio is the group commit's mean batch size (the store metrics read it)."""
+        return self._thread.transactions, self._thread.operations
 
     async def migrate(self) -> int:
         """Apply pending migrations; return how many were applied."""
         return await self._run(self._migrate)
 
     async def claim(self, candidate: Payment) -> Claim:
-        return await self._run(self._claim, candidate)
+        now = to_micros(candidate.created_at)
+        scope = (candidate.merchant_id, candidate.idempotency_key)
+        created = candidate.created_at
+        row_values = list(rows.values(candidate, created + self._ttl, created + self._lease))
+        for index in rows.TIMESTAMP_COLUMNS:
+            row_values[index] = to_micros(row_values[index])
+
+        def claim(db: sqlite3.Connection) -> sqlite3.Row:
+            db.execute(_DELETE_EXPIRED_KEY, (*scope, now))
+            db.execute(_INSERT, row_values)
+            row: sqlite3.Row = db.execute(_SELECT_BY_KEY, scope).fetchone()
+            return row
+
+        row = await self._thread.submit(claim, writes=True)
+        if row["payment_id"] == candidate.payment_id:
+            return Claim(candidate, created=True)
+        return Claim(rows.payment(row, from_micros), created=False)
 
     async def get(self, merchant_id: str, payment_id: str) -> Payment | None:
-        row = await self._run(self._fetch, _SELECT_BY_ID, (payment_id, merchant_id))
+        row = await self._thread.submit(
+            partial(_fetch, _SELECT_BY_ID, (payment_id, merchant_id)), writes=False
+        )
         if row is None:
             return None
         found = rows.payment(row, from_micros)
@@ -189,35 +229,55 @@ class SqlitePaymentRepository:
             "first_status": first_status,
             "first_message": first_message,
         }
-        row = await self._run(self._fetch, _RECORD, arguments)
+        row = await self._thread.submit(partial(_fetch, _RECORD, arguments), writes=True)
         if row is None:
             raise PaymentNotFoundError(payment_id)
         return rows.payment(row, from_micros)
 
     async def purge_expired(self, *, limit: int) -> int:
-        return await self._run(self._purge, to_micros(self._clock.now()), limit)
+        now = to_micros(self._clock.now())
+
+        def purge(db: sqlite3.Connection) -> int:
+            return db.execute(_PURGE, (now, limit)).rowcount
+
+        return await self._thread.submit(purge, writes=True)
 
     async def take_stalled(self, *, limit: int) -> list[Payment]:
-        found = await self._run(self._take_stalled, self._clock.now(), limit)
+        now = self._clock.now()
+        lease_until = to_micros(now + self._lease)
+
+        def take(db: sqlite3.Connection) -> list[sqlite3.Row]:
+            found: list[sqlite3.Row] = db.execute(_STALLED, (to_micros(now), limit)).fetchall()
+            db.executemany(
+                "UPDATE payments SET lease_until = ? WHERE payment_id = ?",
+                [(lease_until, row["payment_id"]) for row in found],
+            )
+            return found
+
+        # In the batch's BEGIN IMMEDIATE transaction: another process taking stalled payments
+        # waits for the write lock, then sees the new leases.
+        found = await self._thread.submit(take, writes=True)
         return [rows.payment(row, from_micros) for row in found]
+
+    async def _run(self, function: Callable[[], T]) -> T:
+        """Run `function` on the store's thread outside any batch transaction (it manages its
+        own: connecting, migrating, closing)."""
+        return await self._thread.submit(function, writes=None)
 
     # Everything below runs on the store's thread.
 
-    async def _run(self, function: Callable[..., T], *args: Any) -> T:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, partial(function, *args))
-
     def _db(self) -> sqlite3.Connection:
-        if self._connection is None:
-            raise RuntimeError("the SQLite store is closed")
-        return self._connection
+        if self._thread.connection is None:
+            raise RuntimeError(_CLOSED)
+        return self._thread.connection
 
     def _connect(self) -> None:
         connection = sqlite3.connect(
             self._path,
             timeout=self._busy_timeout,
             isolation_level=None,  # autocommit; transactions are explicit
-        )  # created on the store's thread and only ever used there (sqlite3 checks it)
+            check_same_thread=True,  # created on the store's thread and only ever used there
+        )
         try:
             connection.row_factory = sqlite3.Row
             connection.execute("PRAGMA journal_mode = WAL")
@@ -226,21 +286,17 @@ class SqlitePaymentRepository:
         except BaseException:
             connection.close()
             raise
-        self._connection = connection
+        self._thread.connection = connection
 
-    def _transaction(self, begin: str, body: Callable[[sqlite3.Connection], T]) -> T:
-        db = self._db()
-        db.execute(begin)
-        try:
-            result = body(db)
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        db.execute("COMMIT")
-        return result
+    def _disconnect(self) -> None:
+        self._db().close()
+        self._thread.connection = None
 
     def _migrate(self) -> int:
-        def body(db: sqlite3.Connection) -> int:
+        db = self._db()
+        # EXCLUSIVE: another process starting at the same moment waits, then finds it done.
+        db.execute("BEGIN EXCLUSIVE")
+        try:
             db.execute(
                 f"CREATE TABLE IF NOT EXISTS {migrations.SCHEMA_VERSION_TABLE} ("
                 "version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)"
@@ -256,49 +312,176 @@ class SqlitePaymentRepository:
                     f"INSERT INTO {migrations.SCHEMA_VERSION_TABLE} VALUES (?, ?, ?)",
                     (migration.version, migration.name, to_micros(self._clock.now())),
                 )
-            return len(todo)
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+        return len(todo)
 
-        # EXCLUSIVE: another process starting at the same moment waits, then finds it done.
-        return self._transaction("BEGIN EXCLUSIVE", body)
 
-    def _claim(self, candidate: Payment) -> Claim:
-        now = to_micros(candidate.created_at)
-        scope = (candidate.merchant_id, candidate.idempotency_key)
-        created = candidate.created_at
-        row_values = list(rows.values(candidate, created + self._ttl, created + self._lease))
-        for index in rows.TIMESTAMP_COLUMNS:
-            row_values[index] = to_micros(row_values[index])
+def _fetch(sql: str, arguments: Any, db: sqlite3.Connection) -> sqlite3.Row | None:
+    # fetchall: a statement with RETURNING is complete only once it has been stepped to the end.
+    found: list[sqlite3.Row] = db.execute(sql, arguments).fetchall()
+    return found[0] if found else None
 
-        def body(db: sqlite3.Connection) -> sqlite3.Row:
-            db.execute(_DELETE_EXPIRED_KEY, (*scope, now))
-            db.execute(_INSERT, row_values)
-            row: sqlite3.Row = db.execute(_SELECT_BY_KEY, scope).fetchone()
-            return row
 
-        row = self._transaction("BEGIN IMMEDIATE", body)
-        if row["payment_id"] == candidate.payment_id:
-            return Claim(candidate, created=True)
-        return Claim(rows.payment(row, from_micros), created=False)
+@dataclass(slots=True)
+class _Job:
+    """One operation waiting for the store's thread. `writes`: True for a batched operation
+    that writes, False for one that only reads, None for one that runs outside any batch
+    transaction; a batched operation is called with the connection, an unbatched one with
+    nothing."""
 
-    def _fetch(self, sql: str, arguments: Any) -> sqlite3.Row | None:
-        # fetchall: a statement with RETURNING commits only once it has been stepped to the end.
-        found: list[sqlite3.Row] = self._db().execute(sql, arguments).fetchall()
-        return found[0] if found else None
+    operation: Callable[..., Any]
+    writes: bool | None
+    future: asyncio.Future[Any]
+    loop: asyncio.AbstractEventLoop
 
-    def _take_stalled(self, now: datetime, limit: int) -> list[sqlite3.Row]:
-        def body(db: sqlite3.Connection) -> list[sqlite3.Row]:
-            found: list[sqlite3.Row] = db.execute(_STALLED, (to_micros(now), limit)).fetchall()
-            db.executemany(
-                "UPDATE payments SET lease_until = ? WHERE payment_id = ?",
-                [(to_micros(now + self._lease), row["payment_id"]) for row in found],
-            )
-            return found
 
-        # IMMEDIATE: another process taking stalled payments waits, then sees the new leases.
-        return self._transaction("BEGIN IMMEDIATE", body)
+_Outcome = tuple[_Job, bool, Any]  # the job, whether it succeeded, its result or its exception
 
-    def _purge(self, now: int, limit: int) -> int:
-        return self._db().execute(_PURGE, (now, limit)).rowcount
+
+class GroupCommitThread:
+    """The one thread that owns the connection, and its queue of jobs (group commit: see the
+    module's docstring). Started by the first job, stopped by `stop()`."""
+
+    def __init__(self, max_batch: int) -> None:
+        if max_batch < 1:
+            raise ValueError("max_batch must be at least 1")
+        self.connection: sqlite3.Connection | None = None  # only the thread uses it
+        self.transactions = 0  # committed
+        self.operations = 0  # operations they carried
+        self._max_batch = max_batch
+        self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+
+    async def submit(self, operation: Callable[..., T], *, writes: bool | None) -> T:
+        """Run `operation` on the thread: batched (called with the connection) when `writes`
+        is True or False, on its own (called with nothing) when None."""
+        return await self.enqueue(operation, writes=writes)
+
+    def enqueue(self, operation: Callable[..., T], *, writes: bool | None) -> asyncio.Future[T]:
+        """`submit` without awaiting: queued at once, in call order (on the event loop)."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._serve, name="sqlite-store", daemon=True)
+            self._thread.start()
+        self._queue.put(_Job(operation, writes, future, loop))
+        return future
+
+    async def stop(self) -> None:
+        """Finish the queued jobs, then end the thread."""
+        if self._thread is None:
+            return
+        self._queue.put(None)
+        await asyncio.to_thread(self._thread.join)
+        self._thread = None
+
+    def _serve(self) -> None:
+        while True:
+            job = self._queue.get()
+            if job is None:
+                return
+            batch = [job]
+            stopping = False
+            while len(batch) < self._max_batch:
+                try:
+                    queued = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if queued is None:
+                    stopping = True
+                    break
+                batch.append(queued)
+            _deliver(self._execute(batch))
+            if stopping:
+                return
+
+    def _execute(self, batch: list[_Job]) -> list[_Outcome]:
+        outcomes: list[_Outcome] = []
+        group: list[_Job] = []
+        for job in batch:
+            if job.writes is None:
+                outcomes += self._transaction(group)
+                group = []
+                outcomes.append((job, *_call(job.operation)))
+            else:
+                group.append(job)
+        outcomes += self._transaction(group)
+        return outcomes
+
+    def _transaction(self, group: list[_Job]) -> list[_Outcome]:
+        """Run `group` as one transaction; nothing succeeds unless its COMMIT does."""
+        db = self.connection
+        if not group:
+            return []
+        if db is None:
+            return _all_failed(group, RuntimeError(_CLOSED))
+        if len(group) == 1 and not group[0].writes:  # a lone read needs no transaction
+            return [(group[0], *_call(group[0].operation, db))]
+        committed, outcomes = _in_transaction(db, group)
+        if committed:
+            self.transactions += 1
+            self.operations += len(group)
+        return outcomes
+
+
+def _in_transaction(db: sqlite3.Connection, group: list[_Job]) -> tuple[bool, list[_Outcome]]:
+    """(whether it committed, the outcomes) of `group` run in one transaction."""
+    try:
+        # IMMEDIATE takes the write lock first: of two processes, one waits (busy timeout)
+        # instead of both reading "absent". Reads alone take no lock.
+        db.execute("BEGIN IMMEDIATE" if any(job.writes for job in group) else "BEGIN")
+    except Exception as error:  # every caller in the group gets it
+        return False, _all_failed(group, error)
+    outcomes: list[_Outcome] = []
+    for job in group:
+        succeeded, value = _call(job.operation, db)
+        if not succeeded and not db.in_transaction:
+            # The error ended the whole transaction (disk full, I/O error): nothing in it was
+            # kept, so no job in it succeeded.
+            return False, _all_failed(group, value)
+        outcomes.append((job, succeeded, value))
+    try:
+        db.execute("COMMIT")
+    except Exception as error:  # every caller in the group gets it
+        if db.in_transaction:
+            with contextlib.suppress(Exception):
+                db.execute("ROLLBACK")
+        return False, _all_failed(group, error)
+    return True, outcomes
+
+
+def _call(operation: Callable[..., Any], *args: Any) -> tuple[bool, Any]:
+    try:
+        return True, operation(*args)
+    except Exception as error:  # handed to the caller, on its loop
+        return False, error
+
+
+def _all_failed(group: list[_Job], error: BaseException) -> list[_Outcome]:
+    return [(job, False, error) for job in group]
+
+
+def _deliver(outcomes: list[_Outcome]) -> None:
+    """Hand the outcomes to their event loops: one callback per loop per batch."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[_Outcome]] = {}
+    for outcome in outcomes:
+        by_loop.setdefault(outcome[0].loop, []).append(outcome)
+    for loop, settled in by_loop.items():
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody awaits these
+            loop.call_soon_threadsafe(_settle, settled)
+
+
+def _settle(outcomes: list[_Outcome]) -> None:
+    for job, succeeded, value in outcomes:
+        if job.future.done():  # the caller was cancelled; the operation ran anyway
+            continue
+        if succeeded:
+            job.future.set_result(value)
+        else:
+            job.future.set_exception(value)
 
 
 def _statements(script: str) -> list[str]:
