@@ -24,7 +24,6 @@ import grpc
 import structlog
 from google.protobuf.message import DecodeError
 from google.rpc import error_details_pb2, status_pb2
-from opentelemetry.sdk.trace import TracerProvider
 
 from fuzzing import oracle
 from payments_service.adapters.system import SystemClock
@@ -34,6 +33,7 @@ from payments_service.gen.payments.v1 import payments_pb2 as pb
 from payments_service.observability.logs import configure_logging
 from payments_service.observability.metrics import Metrics, new_registry
 from payments_service.observability.telemetry import Telemetry
+from payments_service.observability.tracing import ServiceTracerProvider
 from payments_service.transport.grpc_server import MAX_RECEIVE_MESSAGE_BYTES, start_server
 
 if TYPE_CHECKING:
@@ -189,7 +189,9 @@ class Harness:
 
     async def _start(self) -> None:
         telemetry = Telemetry(
-            tracer_provider=TracerProvider(), metrics=Metrics(new_registry()), access_log=True
+            tracer_provider=ServiceTracerProvider(),
+            metrics=Metrics(new_registry()),
+            access_log=True,
         )
         self._service = build_service(
             self.settings, telemetry=telemetry, clock=SystemClock(), ids=self.ids

@@ -110,11 +110,13 @@ def observe_store(store: Store, settings: Settings, telemetry: Telemetry) -> Pay
         metrics = StoreMetrics(telemetry.metrics.registry)
         if store.pool is not None:
             metrics.watch_pool(store.system, store.pool)
+        if store.transactions is not None:
+            metrics.watch_transactions(store.system, store.transactions)
     location = settings.store
     return ObservedRepository(
         store.repository,
         system=store.system,
-        tracer=telemetry.tracer(),
+        tracer_provider=telemetry.tracer_provider,
         metrics=metrics,
         namespace=location.database or location.path,
         server_address=location.host or None,

@@ -16,10 +16,14 @@ from payments_service.observability.metrics import (
     MetricsReporter,
     new_registry,
 )
-from payments_service.observability.tracing import SpanReporter, build_tracer_provider
+from payments_service.observability.tracing import (
+    ServiceTracerProvider,
+    SpanReporter,
+    build_tracer_provider,
+)
 
 if TYPE_CHECKING:
-    from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
+    from opentelemetry.sdk.trace import SpanProcessor
 
     from payments_service.config import Settings
     from payments_service.observability.logs import LogWriter
@@ -30,7 +34,7 @@ if TYPE_CHECKING:
 class Telemetry:
     """None / False switches a signal off; nothing is then installed for it."""
 
-    tracer_provider: TracerProvider | None = None
+    tracer_provider: ServiceTracerProvider | None = None
     metrics: Metrics | None = None
     access_log: bool = False
     observe_health_checks: bool = False

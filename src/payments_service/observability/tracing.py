@@ -11,21 +11,44 @@
   is configured. Otherwise nothing is exported,
   so a fresh `make run` prints no export errors.
 - Tracing off (OTEL_SDK_DISABLED=true): no provider; no tracing interceptor is installed.
+- Leaf spans (`ServiceTracerProvider.leaf_spans`): a span that has no children and whose name
+  and attributes are fixed (a database call) is recorded in one step when it ends, as the
+  SDK's own `ReadableSpan` handed to the provider's span processors, instead of through the
+  SDK's mutable `Span` (a lock, bounded attribute, event and link containers, then a copy at
+  `end`). Same sampler, ids, trace flags, resource, scope and attribute limits; the processors'
+  `on_start` is not called (none of this service's needs it). `make bench` measured it
+  (ARCHITECTURE.md, "Performance").
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.instrumentation.grpc import aio_server_interceptor
 from opentelemetry.sdk.resources import SERVICE_NAME, SERVICE_VERSION, Resource
-from opentelemetry.sdk.trace import SpanLimits, TracerProvider
-from opentelemetry.trace import Status, StatusCode, get_current_span
+from opentelemetry.sdk.trace import (
+    ReadableSpan,
+    SpanLimits,
+    SynchronousMultiSpanProcessor,
+    TracerProvider,
+)
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+from opentelemetry.trace import (
+    SpanContext,
+    SpanKind,
+    Status,
+    StatusCode,
+    TraceFlags,
+    get_current_span,
+)
 
 from payments_service import __version__
 from payments_service.calls import SERVER_FAULT_CODES
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     import grpc
     from opentelemetry.sdk.trace import SpanProcessor
     from opentelemetry.util.types import AttributeValue
@@ -34,6 +57,117 @@ if TYPE_CHECKING:
     from payments_service.config import Settings
 
 DEFAULT_SERVICE_NAME = "payments-service"
+SCOPE_NAME = "payments_service"
+_UNSET = Status(StatusCode.UNSET)
+_ERROR = Status(StatusCode.ERROR)
+
+
+class ServiceTracerProvider(TracerProvider):
+    """The SDK's TracerProvider, plus `leaf_spans`: finished leaf spans recorded in one step."""
+
+    def __init__(
+        self,
+        *,
+        resource: Resource | None = None,
+        span_limits: SpanLimits | None = None,
+        shutdown_on_exit: bool = True,
+    ) -> None:
+        self.span_limits = span_limits or SpanLimits()
+        self.span_processors = SynchronousMultiSpanProcessor()  # type: ignore[no-untyped-call]
+        super().__init__(
+            resource=resource,
+            span_limits=self.span_limits,
+            shutdown_on_exit=shutdown_on_exit,
+            active_span_processor=self.span_processors,
+        )
+        self.scope = InstrumentationScope(SCOPE_NAME, __version__)
+
+    def leaf_spans(
+        self, name: str, kind: SpanKind, attributes: Mapping[str, AttributeValue]
+    ) -> LeafSpans:
+        return LeafSpans(self, name, kind, attributes)
+
+    def limited(self, attributes: Mapping[str, AttributeValue]) -> BoundedAttributes:
+        """`attributes` under this provider's span limits (count and value length), frozen."""
+        return BoundedAttributes(
+            self.span_limits.max_span_attributes,
+            attributes,
+            immutable=True,
+            max_value_len=self.span_limits.max_span_attribute_length,
+        )
+
+
+class LeafSpans:
+    """Spans of one name, kind and attribute set that never have children (a database call).
+
+    `record` makes one finished span, a child of the current span (or a root), exactly as the
+    SDK's Tracer would decide it: the provider's sampler, id generator, trace flags, resource
+    and limits; on failure `error.type` and status ERROR. The attributes are limited once, here.
+    """
+
+    __slots__ = ("_attributes", "_kind", "_name", "_provider")
+
+    def __init__(
+        self,
+        provider: ServiceTracerProvider,
+        name: str,
+        kind: SpanKind,
+        attributes: Mapping[str, AttributeValue],
+    ) -> None:
+        self._provider = provider
+        self._name = name
+        self._kind = kind
+        self._attributes = provider.limited(attributes)
+
+    def record(self, start_ns: int, end_ns: int, error_type: str | None = None) -> None:
+        """One span from `start_ns` to `end_ns` (time.time_ns()); `error_type`: it failed."""
+        provider = self._provider
+        ids = provider.id_generator
+        parent: SpanContext | None = get_current_span().get_span_context()
+        if parent is not None and parent.is_valid:
+            trace_id = parent.trace_id
+            random_trace_id = parent.trace_flags.random_trace_id
+        else:
+            parent = None
+            trace_id = ids.generate_trace_id()
+            random_trace_id = ids.is_trace_id_random()
+        attributes = self._attributes
+        if error_type is not None:
+            attributes = provider.limited({**attributes, "error.type": error_type})
+        sampling = provider.sampler.should_sample(
+            None, trace_id, self._name, self._kind, attributes
+        )
+        if not sampling.decision.is_recording():  # type: ignore[no-untyped-call]
+            return
+        # A sampler hands back the attributes it was given (the SDK's built-in ones do), and
+        # may add some: only then is there a new set to limit.
+        added = sampling.attributes
+        if added and any(key not in attributes for key in added):
+            attributes = provider.limited({**added, **attributes})
+        sampled = sampling.decision.is_sampled()  # type: ignore[no-untyped-call]
+        flags = TraceFlags.SAMPLED if sampled else TraceFlags.DEFAULT
+        if random_trace_id:
+            flags |= TraceFlags.RANDOM_TRACE_ID
+        context = SpanContext(
+            trace_id,
+            ids.generate_span_id(),
+            is_remote=False,
+            trace_flags=TraceFlags(flags),
+            trace_state=sampling.trace_state,
+        )
+        span = ReadableSpan(
+            name=self._name,
+            context=context,
+            parent=parent,
+            resource=provider.resource,
+            attributes=attributes,
+            kind=self._kind,
+            status=_UNSET if error_type is None else _ERROR,
+            start_time=start_ns,
+            end_time=end_ns,
+            instrumentation_scope=provider.scope,
+        )
+        provider.span_processors.on_end(span)
 
 
 class _HashOnceResource(Resource):
@@ -62,7 +196,7 @@ def build_resource() -> Resource:
 
 def build_tracer_provider(
     settings: Settings, processors: tuple[SpanProcessor, ...] = ()
-) -> TracerProvider | None:
+) -> ServiceTracerProvider | None:
     """The provider, or None when tracing is off. `processors` are added before the OTLP one
     (tests pass an in-memory exporter's processor).
 
@@ -71,7 +205,7 @@ def build_tracer_provider(
     """
     if not settings.tracing:
         return None
-    provider = TracerProvider(
+    provider = ServiceTracerProvider(
         resource=build_resource(),
         span_limits=SpanLimits(max_attribute_length=settings.span_attribute_value_limit),
         shutdown_on_exit=False,

@@ -12,7 +12,7 @@ from typing import Any
 
 import grpc
 import pytest
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from prometheus_client.parser import text_string_to_metric_families
@@ -28,6 +28,7 @@ from payments_service.observability.metrics import (
     start_metrics_server,
 )
 from payments_service.observability.telemetry import Telemetry
+from payments_service.observability.tracing import ServiceTracerProvider
 from payments_service.security.authenticator import Authenticator
 from payments_service.transport.admission import ConcurrencyLimit
 from payments_service.transport.grpc_server import UNARY_METHODS, start_server
@@ -97,7 +98,7 @@ async def observed_factory(captured_logs: CapturedLogs) -> AsyncIterator[Any]:
         limit: ConcurrencyLimit | None = None,
     ) -> Observed:
         exporter = InMemorySpanExporter()
-        provider = TracerProvider()
+        provider = ServiceTracerProvider()
         provider.add_span_processor(SimpleSpanProcessor(exporter))
         metrics = Metrics(new_registry())
         metrics.initialize(UNARY_METHODS)

@@ -8,7 +8,6 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
@@ -23,6 +22,7 @@ from payments_service.domain.errors import PaymentNotFoundError
 from payments_service.domain.model import Outcome, Payment, PaymentRequest, PaymentStatus
 from payments_service.observability.metrics import Metrics
 from payments_service.observability.telemetry import Telemetry
+from payments_service.observability.tracing import ServiceTracerProvider
 from tests.fakes import FakeClock
 from tests.stores import postgres_schema
 
@@ -37,8 +37,8 @@ def exporter() -> InMemorySpanExporter:
 
 
 @pytest.fixture
-def provider(exporter: InMemorySpanExporter) -> TracerProvider:
-    provider = TracerProvider()
+def provider(exporter: InMemorySpanExporter) -> ServiceTracerProvider:
+    provider = ServiceTracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     return provider
 
@@ -63,7 +63,7 @@ def candidate(clock: FakeClock) -> Payment:
 
 async def test_each_operation_is_one_client_span_with_db_attributes_and_no_values(
     sqlite_store: SqlitePaymentRepository,
-    provider: TracerProvider,
+    provider: ServiceTracerProvider,
     exporter: InMemorySpanExporter,
     clock: FakeClock,
 ) -> None:
@@ -71,7 +71,7 @@ async def test_each_operation_is_one_client_span_with_db_attributes_and_no_value
     observed = ObservedRepository(
         sqlite_store,
         system="sqlite",
-        tracer=provider.get_tracer("test"),
+        tracer_provider=provider,
         metrics=StoreMetrics(registry),
         namespace="p.db",
     )
@@ -100,11 +100,11 @@ async def test_each_operation_is_one_client_span_with_db_attributes_and_no_value
 
 async def test_a_failed_operation_is_an_error_span_with_its_type_and_no_message(
     sqlite_store: SqlitePaymentRepository,
-    provider: TracerProvider,
+    provider: ServiceTracerProvider,
     exporter: InMemorySpanExporter,
     clock: FakeClock,
 ) -> None:
-    observed = ObservedRepository(sqlite_store, system="sqlite", tracer=provider.get_tracer("t"))
+    observed = ObservedRepository(sqlite_store, system="sqlite", tracer_provider=provider)
     with pytest.raises(PaymentNotFoundError):
         await observed.record(PAYMENT_ID, at=clock.now(), outcome=SUCCEEDED)
     (span,) = exporter.get_finished_spans()
@@ -115,7 +115,7 @@ async def test_a_failed_operation_is_an_error_span_with_its_type_and_no_message(
 
 
 async def test_observe_store_wraps_durable_stores_only(
-    sqlite_store: SqlitePaymentRepository, provider: TracerProvider
+    sqlite_store: SqlitePaymentRepository, provider: ServiceTracerProvider
 ) -> None:
     telemetry = Telemetry(tracer_provider=provider, metrics=Metrics(CollectorRegistry()))
     settings = Settings()
@@ -127,7 +127,7 @@ async def test_observe_store_wraps_durable_stores_only(
 
 
 async def test_postgresql_pool_gauges_show_idle_and_in_use_connections(
-    provider: TracerProvider, clock: FakeClock
+    provider: ServiceTracerProvider, clock: FakeClock
 ) -> None:
     async with postgres_schema() as location:
         settings = Settings(store=location, store_pool_size=3)
@@ -147,3 +147,26 @@ async def test_postgresql_pool_gauges_show_idle_and_in_use_connections(
             assert gauge("payments_store_operation_seconds_count", operation="claim") == 1
         finally:
             await store.close()
+
+
+async def test_sqlite_group_commit_counts_its_transactions_and_their_operations(
+    tmp_path: Path, provider: ServiceTracerProvider, clock: FakeClock
+) -> None:
+    settings = Settings.from_env({"PAYMENTS_STORE_URL": f"sqlite:///{tmp_path}/p.db"})
+    store = await open_store(settings, clock=clock)
+    registry = CollectorRegistry()
+    telemetry = Telemetry(tracer_provider=provider, metrics=Metrics(registry))
+    try:
+        repository = observe_store(store, settings, telemetry)
+        await repository.claim(candidate(clock))
+        await repository.get("default", PAYMENT_ID)
+
+        def counter(name: str) -> float | None:
+            return registry.get_sample_value(name, {"store": "sqlite"})
+
+        # Awaited one after the other: the claim is a transaction of one operation, the lone
+        # read needs none, and the migrations run outside any batch.
+        assert counter("payments_store_transactions_total") == 1
+        assert counter("payments_store_transaction_operations_total") == 1
+    finally:
+        await store.close()

@@ -7,31 +7,35 @@ Spans follow the OpenTelemetry database semantic conventions: name `{operation} 
 with status ERROR. Never a parameter value (no keys, ids or amounts), and never an exception
 message (a driver may quote values in one): only the exception's type.
 
-Metrics (on an injected registry): `payments_store_operation_seconds{store,operation}` and, for
+Metrics (on an injected registry): `payments_store_operation_seconds{store,operation}`; for
 a pool, `payments_store_pool_connections{store,state=idle|in_use}` and
-`payments_store_pool_max_connections{store}`.
+`payments_store_pool_max_connections{store}`; for SQLite's group commit,
+`payments_store_transactions_total{store}` and `payments_store_transaction_operations_total{store}`
+(operations / transactions is the mean batch size).
 """
 
 from __future__ import annotations
 
 import time
-from contextlib import contextmanager
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
-from opentelemetry.trace import SpanKind, Status, StatusCode
+from opentelemetry.trace import SpanKind
 from prometheus_client import Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.registry import Collector
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Awaitable, Callable, Iterator
     from datetime import datetime
 
-    from opentelemetry.trace import Tracer
     from opentelemetry.util.types import AttributeValue
     from prometheus_client import CollectorRegistry
 
     from payments_service.domain.model import Outcome, Payment
     from payments_service.domain.ports import Claim, PaymentRepository
+    from payments_service.observability.tracing import LeafSpans, ServiceTracerProvider
 
+T = TypeVar("T")
 TABLE = "payments"
 OPERATIONS = ("claim", "get", "record", "purge_expired")
 # Store calls are sub-millisecond (SQLite) to milliseconds (PostgreSQL over a network).
@@ -77,29 +81,54 @@ class StoreMetrics:
         )
         self.pool_max_connections.labels(store=store).set_function(pool.pool_max_size)
 
+    def watch_transactions(self, store: str, read: Callable[[], tuple[int, int]]) -> None:
+        """Group-commit counters read at scrape time from `read` (transactions, operations)."""
+        self.registry.register(_TransactionCounters(store, read))
+
+
+class _TransactionCounters(Collector):
+    def __init__(self, store: str, read: Callable[[], tuple[int, int]]) -> None:
+        self._store = store
+        self._read = read
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        transactions, operations = self._read()
+        committed = CounterMetricFamily(
+            "payments_store_transactions",
+            "Transactions the store committed; each carries one or more operations (group "
+            "commit: one COMMIT, one fsync, for every operation queued meanwhile).",
+            labels=("store",),
+        )
+        committed.add_metric((self._store,), transactions)
+        carried = CounterMetricFamily(
+            "payments_store_transaction_operations",
+            "Operations carried by committed transactions (divided by "
+            "payments_store_transactions_total: the mean batch size).",
+            labels=("store",),
+        )
+        carried.add_metric((self._store,), operations)
+        yield committed
+        yield carried
+
 
 class ObservedRepository:
-    """Wraps `inner`; behaviour unchanged, every operation spanned and timed."""
+    """Wraps `inner`; behaviour unchanged, every operation spanned and timed.
+
+    The spans are leaf spans (`ServiceTracerProvider.leaf_spans`): a store call has no child
+    span, and its name and attributes are known before it runs."""
 
     def __init__(
         self,
         inner: PaymentRepository,
         *,
         system: str,
-        tracer: Tracer,
+        tracer_provider: ServiceTracerProvider | None,
         metrics: StoreMetrics | None = None,
         namespace: str | None = None,
         server_address: str | None = None,
         server_port: int | None = None,
     ) -> None:
         self._inner = inner
-        self._tracer = tracer
-        self._system = system
-        self._timers = (
-            {op: metrics.operation_seconds.labels(store=system, operation=op) for op in OPERATIONS}
-            if metrics is not None
-            else {}
-        )
         base: dict[str, AttributeValue] = {
             "db.system.name": system,
             "db.collection.name": TABLE,
@@ -110,40 +139,42 @@ class ObservedRepository:
             base["server.address"] = server_address
         if server_port is not None:
             base["server.port"] = server_port
-        self._attributes = {op: {**base, "db.operation.name": op} for op in OPERATIONS}
+        self._operations = {
+            op: _Operation(
+                None
+                if tracer_provider is None
+                else tracer_provider.leaf_spans(
+                    f"{op} {TABLE}", SpanKind.CLIENT, {**base, "db.operation.name": op}
+                ),
+                None
+                if metrics is None
+                else metrics.operation_seconds.labels(store=system, operation=op),
+            )
+            for op in OPERATIONS
+        }
 
     @property
     def inner(self) -> PaymentRepository:
         return self._inner
 
-    @contextmanager
-    def _observe(self, operation: str) -> Iterator[None]:
-        started = time.perf_counter()
-        with self._tracer.start_span(
-            f"{operation} {TABLE}",
-            kind=SpanKind.CLIENT,
-            attributes=self._attributes[operation],
-            record_exception=False,  # its message may quote a value; the type is enough
-            set_status_on_exception=False,
-        ) as span:
-            try:
-                yield
-            except BaseException as exc:
-                span.set_attribute("error.type", type(exc).__qualname__)
-                span.set_status(Status(StatusCode.ERROR))
-                raise
-            finally:
-                timer = self._timers.get(operation)
-                if timer is not None:
-                    timer.observe(time.perf_counter() - started)
+    async def _observe(self, operation: str, call: Awaitable[T]) -> T:
+        observed = self._operations[operation]
+        start_ns = time.time_ns()
+        started = time.perf_counter_ns()
+        try:
+            result = await call
+        except BaseException as exc:
+            # Only the type: the message may quote a value (a key, an id).
+            observed.finish(start_ns, started, type(exc).__qualname__)
+            raise
+        observed.finish(start_ns, started, None)
+        return result
 
     async def claim(self, candidate: Payment) -> Claim:
-        with self._observe("claim"):
-            return await self._inner.claim(candidate)
+        return await self._observe("claim", self._inner.claim(candidate))
 
     async def get(self, merchant_id: str, payment_id: str) -> Payment | None:
-        with self._observe("get"):
-            return await self._inner.get(merchant_id, payment_id)
+        return await self._observe("get", self._inner.get(merchant_id, payment_id))
 
     async def record(
         self,
@@ -153,11 +184,27 @@ class ObservedRepository:
         outcome: Outcome | None = None,
         first_response: Outcome | None = None,
     ) -> Payment:
-        with self._observe("record"):
-            return await self._inner.record(
-                payment_id, at=at, outcome=outcome, first_response=first_response
-            )
+        return await self._observe(
+            "record",
+            self._inner.record(payment_id, at=at, outcome=outcome, first_response=first_response),
+        )
 
     async def purge_expired(self, *, limit: int) -> int:
-        with self._observe("purge_expired"):
-            return await self._inner.purge_expired(limit=limit)
+        return await self._observe("purge_expired", self._inner.purge_expired(limit=limit))
+
+
+class _Operation:
+    """One operation's span kind and latency histogram child (either may be off)."""
+
+    __slots__ = ("_spans", "_timer")
+
+    def __init__(self, spans: LeafSpans | None, timer: Histogram | None) -> None:
+        self._spans = spans
+        self._timer = timer
+
+    def finish(self, start_ns: int, started: int, error_type: str | None) -> None:
+        elapsed = time.perf_counter_ns() - started
+        if self._spans is not None:
+            self._spans.record(start_ns, start_ns + elapsed, error_type)
+        if self._timer is not None:
+            self._timer.observe(elapsed / 1e9)
