@@ -203,6 +203,18 @@ async def test_stop_finishes_what_is_queued(tmp_path: Path) -> None:
         assert db.execute("SELECT id FROM t").fetchall() == [(3,)]
 
 
+async def test_jobs_queued_before_the_queue_closes_run_in_the_last_batch(tmp_path: Path) -> None:
+    rig = await open_rig(tmp_path)
+    parked = rig.park()
+    queued = rig.insert(4)
+    disconnected = rig.thread.enqueue(lambda: _disconnect(rig.thread), writes=None)
+    rig.thread.close_queue()  # the stop marker is queued behind them
+    await rig.settle(parked, queued, disconnected)
+    await rig.thread.stop()
+    assert queued.result() == 1
+    assert rig.thread.transactions == 1
+
+
 async def test_operations_without_a_connection_fail_with_closed(tmp_path: Path) -> None:
     thread = GroupCommitThread(4)
     operation: Callable[[sqlite3.Connection], int] = lambda db: 1  # noqa: E731

@@ -15,9 +15,10 @@ the others in the batch intact; an error that ends the whole transaction fails t
 - WAL mode (readers never block the writer) and a busy timeout (a writer waits for another
   process's transaction instead of failing at once); synchronous=FULL by default, so a
   committed claim survives a power cut, not only a killed process (NORMAL is a setting).
-- claim: inside the batch's BEGIN IMMEDIATE transaction: delete the key's expired, finished
-  row if any; INSERT … ON CONFLICT DO NOTHING on the unique index over (merchant_id,
-  idempotency_key); SELECT the owner of the merchant's key.
+- claim: inside the batch's BEGIN IMMEDIATE transaction, INSERT … ON CONFLICT DO NOTHING on
+  the unique index over (merchant_id, idempotency_key). Inserted: done (one statement). Else
+  the key is taken: if its payment has expired and is finished it is deleted and the INSERT
+  repeated; otherwise SELECT the owner of the merchant's key (a replay).
 - get: by payment id AND merchant: another merchant's payment is not found.
 - record: one conditional UPDATE … RETURNING: the outcome only while PENDING, the first response
   only while NULL (first write wins).
@@ -188,14 +189,21 @@ class SqlitePaymentRepository:
         for index in rows.TIMESTAMP_COLUMNS:
             row_values[index] = to_micros(row_values[index])
 
-        def claim(db: sqlite3.Connection) -> sqlite3.Row:
-            db.execute(_DELETE_EXPIRED_KEY, (*scope, now))
-            db.execute(_INSERT, row_values)
-            row: sqlite3.Row = db.execute(_SELECT_BY_KEY, scope).fetchone()
-            return row
+        def claim(db: sqlite3.Connection) -> sqlite3.Row | None:
+            """None: `candidate` was inserted; else the row of the live payment owning the key.
+            A new key costs one statement (each statement is a GIL hand-off with the loop)."""
+            if db.execute(_INSERT, row_values).rowcount == 1:
+                return None
+            # The key is taken: by a live payment (a replay), or by an expired, finished one,
+            # which is replaced (the transaction holds the write lock throughout).
+            if db.execute(_DELETE_EXPIRED_KEY, (*scope, now)).rowcount == 1:
+                db.execute(_INSERT, row_values)
+                return None
+            owner: sqlite3.Row = db.execute(_SELECT_BY_KEY, scope).fetchone()
+            return owner
 
         row = await self._thread.submit(claim, writes=True)
-        if row["payment_id"] == candidate.payment_id:
+        if row is None:
             return Claim(candidate, created=True)
         return Claim(rows.payment(row, from_micros), created=False)
 
@@ -354,6 +362,7 @@ class GroupCommitThread:
         self._max_batch = max_batch
         self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
+        self._closing = False
 
     async def submit(self, operation: Callable[..., T], *, writes: bool | None) -> T:
         """Run `operation` on the thread: batched (called with the connection) when `writes`
@@ -370,13 +379,20 @@ class GroupCommitThread:
         self._queue.put(_Job(operation, writes, future, loop))
         return future
 
+    def close_queue(self) -> None:
+        """Take no more jobs: those queued so far still run, then the thread ends."""
+        if self._thread is not None and not self._closing:
+            self._closing = True
+            self._queue.put(None)
+
     async def stop(self) -> None:
         """Finish the queued jobs, then end the thread."""
         if self._thread is None:
             return
-        self._queue.put(None)
+        self.close_queue()
         await asyncio.to_thread(self._thread.join)
         self._thread = None
+        self._closing = False
 
     def _serve(self) -> None:
         while True:
