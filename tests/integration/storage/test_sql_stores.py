@@ -13,9 +13,11 @@ import asyncpg
 import pytest
 
 from payments_service.adapters.stores import migrations, rows
+from payments_service.adapters.stores.factory import open_store
 from payments_service.adapters.stores.migrations import SchemaTooNewError
 from payments_service.adapters.stores.postgres import PostgresPaymentRepository
 from payments_service.adapters.stores.sqlite import SqlitePaymentRepository, from_micros, to_micros
+from payments_service.config import Settings
 from payments_service.domain.model import Outcome, Payment, PaymentRequest, PaymentStatus
 from tests.fakes import FakeClock
 from tests.stores import SqlRepository, postgres_schema, replica_opener
@@ -80,7 +82,7 @@ async def _insert_future_version(repository: Repository, version: int) -> None:
             )
         )
     else:
-        await repository._pool.execute(
+        await repository._execute(
             "INSERT INTO schema_version (version, name) VALUES ($1, 'from_the_future')", version
         )
 
@@ -174,7 +176,7 @@ async def _insert_version_2_row(repository: Repository, payment: Payment, lease_
         values[rows.COLUMNS.index("lease_until")] = from_micros(lease_until)
         marks = ", ".join(f"${i}" for i in range(1, len(columns) + 1))
         sql = f"INSERT INTO payments ({names}) VALUES ({marks})"  # noqa: S608 - constant names
-        await repository._pool.execute(sql, *values)
+        await repository._execute(sql, *values)
 
 
 async def test_upgrading_a_populated_version_2_database_gives_its_rows_to_merchant_default(
@@ -216,3 +218,23 @@ async def test_after_0003_postgresql_refuses_a_row_without_a_merchant(clock: Fak
                 await _insert_version_2_row(repository, candidate(clock, "pay_1"), 0)
         finally:
             await repository.close()
+
+
+async def test_postgresql_reuses_a_connection_after_a_refused_statement_and_drops_a_cut_one(
+    clock: FakeClock,
+) -> None:
+    async with postgres_schema() as location:
+        store = await open_store(Settings(store=location, store_pool_size=1), clock=clock)
+        repository = store.repository
+        assert isinstance(repository, PostgresPaymentRepository)
+        try:
+            with pytest.raises(asyncpg.DivisionByZeroError):
+                await repository._execute("SELECT 1 / 0")
+            assert (repository.pool_size(), repository.pool_idle()) == (1, 1)  # kept
+            with pytest.raises(TimeoutError):  # cancelled mid-query: the session is unknown
+                await asyncio.wait_for(repository._execute("SELECT pg_sleep(30)"), timeout=0.2)
+            assert repository.pool_size() == 0  # dropped, not lent again
+            await repository.claim(candidate(clock, "pay_after"))  # a new connection serves
+            assert (repository.pool_size(), repository.pool_idle()) == (1, 1)
+        finally:
+            await store.close()

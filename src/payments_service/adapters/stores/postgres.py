@@ -1,5 +1,5 @@
-"""PostgreSQL payment repository (asyncpg, one pool per process): shared by any number of
-replicas.
+"""PostgreSQL payment repository (asyncpg connections lent by a `ConnectionLender`, one per
+process): shared by any number of replicas.
 
 - claim: INSERT … ON CONFLICT (merchant_id, idempotency_key) DO NOTHING RETURNING on the
   unique index. Of concurrent inserts of one merchant's key, PostgreSQL lets exactly one
@@ -14,26 +14,32 @@ replicas.
 - take_stalled: PENDING rows whose settlement lease ran out (their owner died), re-leased with
   FOR UPDATE SKIP LOCKED, so of several replicas recovering at once each row goes to one.
 - migrations run under pg_advisory_lock, one migration per transaction.
+- connections: a server error (asyncpg.PostgresError: the statement was refused, the session
+  is fine) returns the connection for reuse; any other failure (cancellation, a lost socket)
+  drops it.
 """
 
 from __future__ import annotations
 
-import asyncio
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from functools import partial
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import asyncpg
 
 from payments_service.adapters.stores import migrations, rows
+from payments_service.adapters.stores.connections import ConnectionLender
 from payments_service.domain.errors import PaymentNotFoundError
 from payments_service.domain.ports import Claim
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
     from datetime import datetime
 
     from payments_service.domain.model import Outcome, Payment
     from payments_service.domain.ports import Clock
 
+T = TypeVar("T")
 DEFAULT_POOL_SIZE = 10
 DEFAULT_LEASE = timedelta(seconds=36)  # Settings.settlement_lease_seconds with the defaults
 # pg_advisory_lock(classid, objid): classid says "payments-service migrations", objid is a hash
@@ -87,26 +93,18 @@ RETURNING {rows.SELECT_COLUMNS}
 _CLAIM_ATTEMPTS = 5
 
 
-class _NoSessionStateConnection(asyncpg.Connection):
-    """A pooled connection returned without asyncpg's reset query.
-
-    By default every release runs `SELECT pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *;
-    RESET ALL;`: a round trip per store operation, ~8 % of the server's GIL time on PostgreSQL
-    in a py-spy profile. This store leaves no session state behind: no LISTEN, cursors or SET,
-    and the migration lock is released explicitly. asyncpg still rolls back a transaction left
-    open and drops listeners on release (documented for a `get_reset_query` override)."""
-
-    def get_reset_query(self) -> str:
-        return ""
-
-
 class PostgresPaymentRepository:
     system = "postgresql"
 
     def __init__(
-        self, pool: asyncpg.Pool, *, ttl: timedelta, clock: Clock, lease: timedelta = DEFAULT_LEASE
+        self,
+        connections: ConnectionLender[asyncpg.Connection],
+        *,
+        ttl: timedelta,
+        clock: Clock,
+        lease: timedelta = DEFAULT_LEASE,
     ) -> None:
-        self._pool = pool
+        self._connections = connections
         self._ttl = ttl
         self._lease = lease
         self._clock = clock
@@ -124,17 +122,13 @@ class PostgresPaymentRepository:
         connect_timeout: float = 10.0,
         lease: timedelta = DEFAULT_LEASE,
     ) -> PostgresPaymentRepository:
-        """Open a pool (and by default migrate); the caller must `close()` it."""
-        pool = await asyncpg.create_pool(
-            dsn,
-            password=password,
-            min_size=1,
-            max_size=pool_size,
-            timeout=connect_timeout,
-            connection_class=_NoSessionStateConnection,
+        """Connect (and by default migrate); the caller must `close()` it."""
+        connect = partial(asyncpg.connect, dsn, password=password, timeout=connect_timeout)
+        repository = cls(
+            ConnectionLender(connect, max_size=pool_size), ttl=ttl, clock=clock, lease=lease
         )
-        repository = cls(pool, ttl=ttl, clock=clock, lease=lease)
         try:
+            await repository._use(_nothing)  # the first connection: is the database there?
             if migrate:
                 await repository.migrate()
         except BaseException:
@@ -143,55 +137,55 @@ class PostgresPaymentRepository:
         return repository
 
     async def close(self) -> None:
-        try:
-            await asyncio.wait_for(self._pool.close(), timeout=10)
-        except TimeoutError:
-            self._pool.terminate()
+        await self._connections.close(timeout=10)
 
     def pool_size(self) -> int:
-        """Connections open in the pool."""
-        return self._pool.get_size()
+        """Connections open, lent or idle."""
+        return self._connections.size
 
     def pool_idle(self) -> int:
         """Open connections not lent out."""
-        return self._pool.get_idle_size()
+        return self._connections.idle
 
     def pool_max_size(self) -> int:
-        return self._pool.get_max_size()
+        return self._connections.max_size
+
+    async def _use(self, work: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
+        """Run `work` on a lent connection; see the module's docstring for what is reused."""
+        connection = await self._connections.acquire()
+        try:
+            result = await work(connection)
+        except asyncpg.PostgresError:
+            self._connections.release(connection)
+            raise
+        except BaseException:
+            self._connections.release(connection, reusable=False)
+            raise
+        self._connections.release(connection)
+        return result
+
+    async def _fetchrow(self, query: str, *args: Any) -> asyncpg.Record | None:
+        connection = await self._connections.acquire()
+        try:
+            row = await connection.fetchrow(query, *args)
+        except asyncpg.PostgresError:
+            self._connections.release(connection)
+            raise
+        except BaseException:
+            self._connections.release(connection, reusable=False)
+            raise
+        self._connections.release(connection)
+        return row
 
     async def migrate(self) -> int:
         """Apply pending migrations under an advisory lock; return how many were applied."""
-        async with self._pool.acquire() as connection:
-            await connection.execute(f"SELECT pg_advisory_lock({_LOCK_ARGS})", MIGRATION_LOCK_CLASS)
-            try:
-                await connection.execute(
-                    f"CREATE TABLE IF NOT EXISTS {migrations.SCHEMA_VERSION_TABLE} ("
-                    "version integer PRIMARY KEY, name text NOT NULL, "
-                    "applied_at timestamptz NOT NULL DEFAULT now())"
-                )
-                current = await connection.fetchval(
-                    f"SELECT COALESCE(MAX(version), 0) FROM {migrations.SCHEMA_VERSION_TABLE}"
-                )
-                todo = migrations.pending(current, migrations.load("postgresql"))
-                for migration in todo:
-                    async with connection.transaction():
-                        await connection.execute(migration.sql)
-                        await connection.execute(
-                            f"INSERT INTO {migrations.SCHEMA_VERSION_TABLE} (version, name) "
-                            "VALUES ($1, $2)",
-                            migration.version,
-                            migration.name,
-                        )
-                return len(todo)
-            finally:
-                await connection.execute(
-                    f"SELECT pg_advisory_unlock({_LOCK_ARGS})", MIGRATION_LOCK_CLASS
-                )
+        return await self._use(_migrate)
 
     async def claim(self, candidate: Payment) -> Claim:
         now = candidate.created_at
         row_values = rows.values(candidate, now + self._ttl, now + self._lease)
-        async with self._pool.acquire() as connection:
+
+        async def claim(connection: asyncpg.Connection) -> Claim:
             for _ in range(_CLAIM_ATTEMPTS):
                 if await connection.fetchval(_INSERT, *row_values) is not None:
                     return Claim(candidate, created=True)
@@ -204,11 +198,12 @@ class PostgresPaymentRepository:
                 if not rows.expired(row["expires_at"], found, now):
                     return Claim(found, created=False)
                 await connection.execute(_DELETE_EXPIRED, found.payment_id, now)
-        raise RuntimeError("claim kept racing with deletions of its key; retry the request")
+            raise RuntimeError("claim kept racing with deletions of its key; retry the request")
+
+        return await self._use(claim)
 
     async def get(self, merchant_id: str, payment_id: str) -> Payment | None:
-        async with self._pool.acquire() as connection:
-            row = await connection.fetchrow(_SELECT_BY_ID, payment_id, merchant_id)
+        row = await self._fetchrow(_SELECT_BY_ID, payment_id, merchant_id)
         if row is None:
             return None
         found = rows.payment(row)
@@ -225,19 +220,55 @@ class PostgresPaymentRepository:
         first_response: Outcome | None = None,
     ) -> Payment:
         arguments: tuple[Any, ...] = rows.record_arguments(at, outcome, first_response)
-        async with self._pool.acquire() as connection:
-            row = await connection.fetchrow(_RECORD, payment_id, *arguments)
+        row = await self._fetchrow(_RECORD, payment_id, *arguments)
         if row is None:
             raise PaymentNotFoundError(payment_id)
         return rows.payment(row)
 
     async def take_stalled(self, *, limit: int) -> list[Payment]:
         now = self._clock.now()
-        async with self._pool.acquire() as connection:
-            found = await connection.fetch(_TAKE_STALLED, now, now + self._lease, limit)
-        return [rows.payment(row) for row in found]
+
+        async def take(connection: asyncpg.Connection) -> list[asyncpg.Record]:
+            return await connection.fetch(_TAKE_STALLED, now, now + self._lease, limit)
+
+        return [rows.payment(row) for row in await self._use(take)]
 
     async def purge_expired(self, *, limit: int) -> int:
-        async with self._pool.acquire() as connection:
-            status: str = await connection.execute(_PURGE, self._clock.now(), limit)
+        status = await self._execute(_PURGE, self._clock.now(), limit)
         return int(status.rsplit(" ", 1)[1])
+
+    async def _execute(self, query: str, *args: Any) -> str:
+        async def execute(connection: asyncpg.Connection) -> str:
+            return await connection.execute(query, *args)
+
+        return await self._use(execute)
+
+
+async def _nothing(_: asyncpg.Connection) -> None:
+    return None
+
+
+async def _migrate(connection: asyncpg.Connection) -> int:
+    await connection.execute(f"SELECT pg_advisory_lock({_LOCK_ARGS})", MIGRATION_LOCK_CLASS)
+    try:
+        await connection.execute(
+            f"CREATE TABLE IF NOT EXISTS {migrations.SCHEMA_VERSION_TABLE} ("
+            "version integer PRIMARY KEY, name text NOT NULL, "
+            "applied_at timestamptz NOT NULL DEFAULT now())"
+        )
+        current = await connection.fetchval(
+            f"SELECT COALESCE(MAX(version), 0) FROM {migrations.SCHEMA_VERSION_TABLE}"
+        )
+        todo = migrations.pending(current, migrations.load("postgresql"))
+        for migration in todo:
+            async with connection.transaction():
+                await connection.execute(migration.sql)
+                await connection.execute(
+                    f"INSERT INTO {migrations.SCHEMA_VERSION_TABLE} (version, name) "
+                    "VALUES ($1, $2)",
+                    migration.version,
+                    migration.name,
+                )
+        return len(todo)
+    finally:
+        await connection.execute(f"SELECT pg_advisory_unlock({_LOCK_ARGS})", MIGRATION_LOCK_CLASS)

@@ -1,0 +1,152 @@
+"""The PostgreSQL store's connection lender, with fake connections: bounded, fair to waiters,
+never losing a connection to a cancellation, and dropping what it cannot trust."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+
+import pytest
+
+from payments_service.adapters.stores.connections import ConnectionLender, LenderClosedError
+
+
+class FakeConnection:
+    def __init__(self, number: int) -> None:
+        self.number = number
+        self.closed = False
+        self.terminated = False
+
+    def is_closed(self) -> bool:
+        return self.closed or self.terminated
+
+    def terminate(self) -> None:
+        self.terminated = True
+
+    async def close(self, *, timeout: float | None = None) -> None:
+        self.closed = True
+
+
+class FakeDatabase:
+    """Opens numbered fake connections; `refuse` makes the next opens fail."""
+
+    def __init__(self) -> None:
+        self.numbers = itertools.count(1)
+        self.opened: list[FakeConnection] = []
+        self.refuse = 0
+
+    async def connect(self) -> FakeConnection:
+        if self.refuse:
+            self.refuse -= 1
+            raise ConnectionRefusedError("database down")
+        connection = FakeConnection(next(self.numbers))
+        self.opened.append(connection)
+        return connection
+
+
+def lender(database: FakeDatabase, max_size: int) -> ConnectionLender[FakeConnection]:
+    return ConnectionLender(database.connect, max_size=max_size)
+
+
+async def queue_waiters(
+    pool: ConnectionLender[FakeConnection], count: int
+) -> list[asyncio.Task[FakeConnection]]:
+    """Start `count` acquires and return once each is queued as a waiter. asyncio runs ready
+    callbacks in FIFO order, so a callback scheduled after the tasks runs after their first
+    steps: a deterministic hand-over, not a timed wait."""
+    tasks = [asyncio.ensure_future(pool.acquire()) for _ in range(count)]
+    loop = asyncio.get_running_loop()
+    started = loop.create_future()
+    loop.call_soon(started.set_result, None)
+    await started
+    assert pool.waiting == count
+    return tasks
+
+
+async def test_connections_open_on_demand_up_to_max_size_and_are_reused_lifo() -> None:
+    database = FakeDatabase()
+    pool = lender(database, max_size=2)
+    first, second = await pool.acquire(), await pool.acquire()
+    assert (pool.size, pool.idle) == (2, 0)
+    pool.release(first)
+    pool.release(second)
+    assert (pool.size, pool.idle) == (2, 2)
+    assert await pool.acquire() is second  # the most recently used
+    assert len(database.opened) == 2
+
+
+async def test_a_released_connection_goes_to_the_longest_waiter() -> None:
+    pool = lender(FakeDatabase(), max_size=1)
+    only = await pool.acquire()
+    early, late = await queue_waiters(pool, 2)
+    pool.release(only)
+    assert await early is only
+    assert not late.done()
+    pool.release(only)
+    assert await late is only
+
+
+@pytest.mark.parametrize("closed_by_server", [False, True])
+async def test_an_untrusted_connection_is_dropped_and_its_slot_goes_to_a_waiter(
+    closed_by_server: bool,
+) -> None:
+    database = FakeDatabase()
+    pool = lender(database, max_size=1)
+    broken = await pool.acquire()
+    (waiter,) = await queue_waiters(pool, 1)
+    if closed_by_server:
+        broken.closed = True
+        pool.release(broken)
+    else:
+        pool.release(broken, reusable=False)
+    replacement = await waiter
+    assert replacement is not broken
+    assert broken.is_closed()
+    assert (pool.size, len(database.opened)) == (1, 2)
+
+
+async def test_a_cancelled_waiter_loses_nobody_a_connection() -> None:
+    pool = lender(FakeDatabase(), max_size=1)
+    only = await pool.acquire()
+    (waiter,) = await queue_waiters(pool, 1)
+    pool.release(only)  # handed to the waiter ...
+    waiter.cancel()  # ... which is cancelled before it runs
+    with pytest.raises(asyncio.CancelledError):
+        await waiter
+    assert (pool.size, pool.idle) == (1, 1)
+    assert await pool.acquire() is only
+
+
+async def test_a_failed_open_frees_its_slot() -> None:
+    database = FakeDatabase()
+    pool = lender(database, max_size=1)
+    database.refuse = 1
+    with pytest.raises(ConnectionRefusedError):
+        await pool.acquire()
+    assert pool.size == 0
+    assert (await pool.acquire()).number == 1
+
+
+async def test_close_closes_idle_connections_now_and_lent_ones_on_return() -> None:
+    pool = lender(FakeDatabase(), max_size=2)
+    lent, idle = await pool.acquire(), await pool.acquire()
+    pool.release(idle)
+    waiter_pool = lender(FakeDatabase(), max_size=1)
+    await waiter_pool.acquire()
+    (waiter,) = await queue_waiters(waiter_pool, 1)
+    await pool.close()
+    await waiter_pool.close()
+    assert idle.closed
+    assert not lent.is_closed()
+    pool.release(lent)
+    assert lent.terminated
+    assert pool.size == 0
+    with pytest.raises(LenderClosedError):
+        await pool.acquire()
+    with pytest.raises(LenderClosedError):
+        await waiter
+
+
+def test_max_size_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="at least 1"):
+        lender(FakeDatabase(), max_size=0)
