@@ -142,6 +142,7 @@ async def test_postgresql_pool_gauges_show_idle_and_in_use_connections(
                 return registry.get_sample_value(name, {"store": "postgresql", **labels})
 
             assert gauge("payments_store_pool_max_connections") == 3
+            assert gauge("payments_store_pool_waiting") == 0
             assert gauge("payments_store_pool_connections", state="in_use") == 0
             assert (gauge("payments_store_pool_connections", state="idle") or 0) >= 1
             assert gauge("payments_store_operation_seconds_count", operation="claim") == 1

@@ -8,8 +8,9 @@ with status ERROR. Never a parameter value (no keys, ids or amounts), and never 
 message (a driver may quote values in one): only the exception's type.
 
 Metrics (on an injected registry): `payments_store_operation_seconds{store,operation}`; for
-a pool, `payments_store_pool_connections{store,state=idle|in_use}` and
-`payments_store_pool_max_connections{store}`; for SQLite's group commit,
+a pool, `payments_store_pool_connections{store,state=idle|in_use}`,
+`payments_store_pool_max_connections{store}` and `payments_store_pool_waiting{store}` (operations
+waiting for a connection: the pool is the bottleneck); for SQLite's group commit,
 `payments_store_transactions_total{store}` and `payments_store_transaction_operations_total{store}`
 (operations / transactions is the mean batch size).
 """
@@ -46,6 +47,7 @@ class PoolStats(Protocol):
     def pool_size(self) -> int: ...
     def pool_idle(self) -> int: ...
     def pool_max_size(self) -> int: ...
+    def pool_waiting(self) -> int: ...
 
 
 class StoreMetrics:
@@ -72,6 +74,12 @@ class StoreMetrics:
             ("store",),
             registry=registry,
         )
+        self.pool_waiting = Gauge(
+            "payments_store_pool_waiting",
+            "Store operations waiting for a database connection (every one is lent out).",
+            ("store",),
+            registry=registry,
+        )
 
     def watch_pool(self, store: str, pool: PoolStats) -> None:
         """Gauges read at scrape time from `pool`."""
@@ -80,6 +88,7 @@ class StoreMetrics:
             lambda: pool.pool_size() - pool.pool_idle()
         )
         self.pool_max_connections.labels(store=store).set_function(pool.pool_max_size)
+        self.pool_waiting.labels(store=store).set_function(pool.pool_waiting)
 
     def watch_transactions(self, store: str, read: Callable[[], tuple[int, int]]) -> None:
         """Group-commit counters read at scrape time from `read` (transactions, operations)."""

@@ -150,6 +150,10 @@ class PostgresPaymentRepository:
     def pool_max_size(self) -> int:
         return self._connections.max_size
 
+    def pool_waiting(self) -> int:
+        """Operations waiting for a connection."""
+        return self._connections.waiting
+
     async def _use(self, work: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
         """Run `work` on a lent connection; see the module's docstring for what is reused."""
         connection = await self._connections.acquire()
