@@ -11,12 +11,15 @@ import asyncio
 import sqlite3
 import threading
 from collections.abc import AsyncIterator, Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from payments_service.adapters.stores.sqlite import GroupCommitThread
+from payments_service.adapters.stores.sqlite import GroupCommitThread, SqlitePaymentRepository
+from payments_service.domain.model import Outcome, Payment, PaymentRequest, PaymentStatus
+from tests.fakes import FakeClock
 
 INSERT = "INSERT INTO t (id, v) VALUES (?, 'x')"
 
@@ -228,3 +231,78 @@ async def test_operations_without_a_connection_fail_with_closed(tmp_path: Path) 
 def test_max_batch_must_be_positive() -> None:
     with pytest.raises(ValueError, match="at least 1"):
         GroupCommitThread(0)
+
+
+async def test_a_read_queued_with_writes_never_waits_for_another_processes_write_lock(
+    tmp_path: Path,
+) -> None:
+    rig = await open_rig(tmp_path, busy_timeout=0.0)  # a lock conflict fails at once
+    other = sqlite3.connect(rig.path, isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")  # another process holds the write lock
+        parked = rig.park()
+        write = rig.insert(1)
+        read = rig.thread.enqueue(
+            lambda db: db.execute("SELECT count(*) FROM t").fetchone()[0], writes=False
+        )
+        _, write_outcome, read_outcome = await rig.settle(parked, write, read)
+        assert isinstance(write_outcome, sqlite3.OperationalError)  # "database is locked"
+        assert read_outcome == 0
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+        await close_rig(rig)
+
+
+async def test_a_job_submitted_once_the_queue_is_closed_fails_at_once(tmp_path: Path) -> None:
+    rig = await open_rig(tmp_path)
+    await rig.thread.submit(lambda: _disconnect(rig.thread), writes=None)
+    rig.thread.close_queue()
+    with pytest.raises(RuntimeError, match="closed"):
+        await rig.insert(5)  # not queued behind the stop marker, where nothing would run it
+    await rig.thread.stop()
+    with pytest.raises(RuntimeError, match="closed"):
+        await rig.insert(6)  # and no new thread is started
+
+
+def _interrupt(db: sqlite3.Connection) -> None:
+    raise SystemExit(3)
+
+
+async def test_an_interrupted_operation_fails_alone_and_the_thread_lives_on(rig: Rig) -> None:
+    with pytest.raises(RuntimeError, match="interrupted: SystemExit"):
+        await rig.thread.submit(_interrupt, writes=True)
+    assert await rig.insert(8) == 1
+    assert await rig.ids() == [8]
+
+
+async def test_a_failed_replacement_of_an_expired_key_keeps_the_old_payment(
+    tmp_path: Path,
+) -> None:
+    """The claim's DELETE of an expired owner and its INSERT are one unit (a SAVEPOINT): when
+    the INSERT fails, the DELETE is undone too, although the batch commits."""
+    clock = FakeClock()
+    repository = await SqlitePaymentRepository.open(
+        str(tmp_path / "p.db"), ttl=timedelta(seconds=1), clock=clock
+    )
+    done = Outcome(PaymentStatus.SUCCEEDED, "ok")
+
+    def candidate(payment_id: str, key: str) -> Payment:
+        request = PaymentRequest(1250, "EUR", "o", key, merchant_id="default")
+        now = clock.now()
+        pending = Outcome(PaymentStatus.PENDING, "processing")
+        return Payment(payment_id, request, request.fingerprint(), now, now, pending)
+
+    try:
+        await repository.claim(candidate("pay_old", "k1"))
+        await repository.record("pay_old", at=clock.now(), outcome=done, first_response=done)
+        await repository.claim(candidate("pay_two", "k2"))
+        clock.advance(5)  # pay_old has expired and is finished: k1 may be replaced
+        with pytest.raises(sqlite3.IntegrityError):  # the new row's id is taken
+            await repository.claim(candidate("pay_two", "k1"))
+        with sqlite3.connect(tmp_path / "p.db") as db:
+            ids = {row[0] for row in db.execute("SELECT payment_id FROM payments")}
+        assert ids == {"pay_old", "pay_two"}  # the failed claim changed nothing
+        assert (await repository.claim(candidate("pay_new", "k1"))).created
+    finally:
+        await repository.close()

@@ -4,13 +4,16 @@ Never on the event loop: the connection lives on one dedicated worker thread and
 operation runs there, so the loop only awaits. One thread also serialises this process's
 operations on its one connection.
 
-Group commit. Operations queue for the thread; each time it wakes it takes everything queued (up
-to MAX_BATCH operations) and runs it as ONE transaction with one COMMIT, hence one WAL fsync,
-then hands every result back to the event loop in one callback. No operation's result is
+Group commit. Operations queue for the thread; each time it wakes it takes everything queued
+(up to MAX_BATCH operations) and runs its writes as ONE transaction with one COMMIT, hence one
+WAL fsync, then hands every result back to the event loop in one callback. No operation's result is
 delivered before that COMMIT returned, so an acknowledged claim is as durable as before; under
 load a batch carries many calls, and the fsync and the thread hand-off are paid once for all of
-them (a statement that fails rolls back only itself in SQLite, so one operation's error leaves
-the others in the batch intact; an error that ends the whole transaction fails them all).
+them. A statement that fails rolls back only itself in SQLite, and an operation of several
+statements runs them under a SAVEPOINT, so one operation's error undoes that operation alone and
+leaves the others of the batch intact; an error that ends the whole transaction, or a failed
+COMMIT, fails them all. Reads run on their own, outside the batch's transaction, so a read never
+waits behind another process's write lock.
 
 - WAL mode (readers never block the writer) and a busy timeout (a writer waits for another
   process's transaction instead of failing at once); synchronous=FULL by default, so a
@@ -18,15 +21,15 @@ the others in the batch intact; an error that ends the whole transaction fails t
 - claim: inside the batch's BEGIN IMMEDIATE transaction, INSERT … ON CONFLICT DO NOTHING on
   the unique index over (merchant_id, idempotency_key). Inserted: done (one statement). Else
   the key is taken: if its payment has expired and is finished it is deleted and the INSERT
-  repeated; otherwise SELECT the owner of the merchant's key (a replay).
+  repeated (both under a SAVEPOINT); otherwise SELECT the owner of the merchant's key (a replay).
 - get: by payment id AND merchant: another merchant's payment is not found.
 - record: one conditional UPDATE … RETURNING: the outcome only while PENDING, the first response
   only while NULL (first write wins).
 - purge_expired: deletes up to `limit` finished rows in expiry order through their index.
 - take_stalled: PENDING rows whose settlement lease ran out (their owner died), re-leased to
   this process in the same BEGIN IMMEDIATE transaction, so two processes never take one.
-- a batch that writes starts with BEGIN IMMEDIATE (the write lock first, so two processes
-  cannot both read "absent"); a batch of reads only with BEGIN (no lock).
+- the writes of a batch run in one BEGIN IMMEDIATE transaction (the write lock first, so two
+  processes cannot both read "absent").
 """
 
 from __future__ import annotations
@@ -195,12 +198,17 @@ class SqlitePaymentRepository:
             if db.execute(_INSERT, row_values).rowcount == 1:
                 return None
             # The key is taken: by a live payment (a replay), or by an expired, finished one,
-            # which is replaced (the transaction holds the write lock throughout).
-            if db.execute(_DELETE_EXPIRED_KEY, (*scope, now)).rowcount == 1:
-                db.execute(_INSERT, row_values)
+            # which is replaced: DELETE and INSERT together or not at all.
+            if _atomically(db, replace_expired_owner):
                 return None
             owner: sqlite3.Row = db.execute(_SELECT_BY_KEY, scope).fetchone()
             return owner
+
+        def replace_expired_owner(db: sqlite3.Connection) -> bool:
+            if db.execute(_DELETE_EXPIRED_KEY, (*scope, now)).rowcount == 0:
+                return False
+            db.execute(_INSERT, row_values)
+            return True
 
         row = await self._thread.submit(claim, writes=True)
         if row is None:
@@ -262,9 +270,12 @@ class SqlitePaymentRepository:
             )
             return found
 
+        def take_atomically(db: sqlite3.Connection) -> list[sqlite3.Row]:
+            return _atomically(db, take)  # no lease moves unless all of them do
+
         # In the batch's BEGIN IMMEDIATE transaction: another process taking stalled payments
         # waits for the write lock, then sees the new leases.
-        found = await self._thread.submit(take, writes=True)
+        found = await self._thread.submit(take_atomically, writes=True)
         return [rows.payment(row, from_micros) for row in found]
 
     async def _run(self, function: Callable[[], T]) -> T:
@@ -373,6 +384,9 @@ class GroupCommitThread:
         """`submit` without awaiting: queued at once, in call order (on the event loop)."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
+        if self._closing:  # the stop marker is queued (or the thread is gone): nothing would run it
+            future.set_exception(RuntimeError(_CLOSED))
+            return future
         if self._thread is None:
             self._thread = threading.Thread(target=self._serve, name="sqlite-store", daemon=True)
             self._thread.start()
@@ -380,19 +394,21 @@ class GroupCommitThread:
         return future
 
     def close_queue(self) -> None:
-        """Take no more jobs: those queued so far still run, then the thread ends."""
-        if self._thread is not None and not self._closing:
+        """Take no more jobs (a later one fails at once with "closed"): those queued so far
+        still run, then the thread ends. Final: the thread is not started again."""
+        if not self._closing:
             self._closing = True
-            self._queue.put(None)
+            if self._thread is not None:
+                self._queue.put(None)
 
     async def stop(self) -> None:
         """Finish the queued jobs, then end the thread."""
         if self._thread is None:
+            self.close_queue()
             return
         self.close_queue()
         await asyncio.to_thread(self._thread.join)
         self._thread = None
-        self._closing = False
 
     def _serve(self) -> None:
         while True:
@@ -415,27 +431,36 @@ class GroupCommitThread:
                 return
 
     def _execute(self, batch: list[_Job]) -> list[_Outcome]:
+        """Unbatched jobs run in their place; between them, the reads run first, each on its
+        own (no transaction, so never behind another process's write lock), then the writes
+        as one transaction. Reordering is safe: operations of one batch were all submitted
+        before any of their results was delivered, so they are concurrent."""
         outcomes: list[_Outcome] = []
-        group: list[_Job] = []
+        writes: list[_Job] = []
         for job in batch:
             if job.writes is None:
-                outcomes += self._transaction(group)
-                group = []
+                outcomes += self._transaction(writes)
+                writes = []
                 outcomes.append((job, *_call(job.operation)))
+            elif job.writes:
+                writes.append(job)
             else:
-                group.append(job)
-        outcomes += self._transaction(group)
+                outcomes.append(self._read(job))
+        outcomes += self._transaction(writes)
         return outcomes
 
+    def _read(self, job: _Job) -> _Outcome:
+        if self.connection is None:
+            return job, False, RuntimeError(_CLOSED)
+        return (job, *_call(job.operation, self.connection))
+
     def _transaction(self, group: list[_Job]) -> list[_Outcome]:
-        """Run `group` as one transaction; nothing succeeds unless its COMMIT does."""
+        """Run the writes of `group` as one transaction; none succeeds unless its COMMIT does."""
         db = self.connection
         if not group:
             return []
         if db is None:
             return _all_failed(group, RuntimeError(_CLOSED))
-        if len(group) == 1 and not group[0].writes:  # a lone read needs no transaction
-            return [(group[0], *_call(group[0].operation, db))]
         committed, outcomes = _in_transaction(db, group)
         if committed:
             self.transactions += 1
@@ -447,8 +472,8 @@ def _in_transaction(db: sqlite3.Connection, group: list[_Job]) -> tuple[bool, li
     """(whether it committed, the outcomes) of `group` run in one transaction."""
     try:
         # IMMEDIATE takes the write lock first: of two processes, one waits (busy timeout)
-        # instead of both reading "absent". Reads alone take no lock.
-        db.execute("BEGIN IMMEDIATE" if any(job.writes for job in group) else "BEGIN")
+        # instead of both reading "absent".
+        db.execute("BEGIN IMMEDIATE")
     except Exception as error:  # every caller in the group gets it
         return False, _all_failed(group, error)
     outcomes: list[_Outcome] = []
@@ -474,6 +499,23 @@ def _call(operation: Callable[..., Any], *args: Any) -> tuple[bool, Any]:
         return True, operation(*args)
     except Exception as error:  # handed to the caller, on its loop
         return False, error
+    except BaseException as error:  # not re-raised on the loop (asyncio lets these escape it)
+        return False, RuntimeError(f"the store operation was interrupted: {type(error).__name__}")
+
+
+def _atomically(db: sqlite3.Connection, body: Callable[[sqlite3.Connection], T]) -> T:
+    """`body`'s statements all kept or all undone, inside the batch's transaction (a failing
+    statement undoes only itself, so an operation of several statements needs a SAVEPOINT)."""
+    db.execute("SAVEPOINT operation")
+    try:
+        result = body(db)
+    except BaseException:
+        if db.in_transaction:
+            db.execute("ROLLBACK TO operation")
+            db.execute("RELEASE operation")
+        raise
+    db.execute("RELEASE operation")
+    return result
 
 
 def _all_failed(group: list[_Job], error: BaseException) -> list[_Outcome]:
