@@ -150,3 +150,53 @@ async def test_close_closes_idle_connections_now_and_lent_ones_on_return() -> No
 def test_max_size_must_be_positive() -> None:
     with pytest.raises(ValueError, match="at least 1"):
         lender(FakeDatabase(), max_size=0)
+
+
+async def test_a_connection_closed_while_idle_is_never_lent() -> None:
+    database = FakeDatabase()
+    pool = lender(database, max_size=2)
+    connection = await pool.acquire()
+    pool.release(connection)
+    connection.closed = True  # the server restarted, or cut the idle socket
+    replacement = await pool.acquire()
+    assert replacement is not connection
+    assert connection.terminated
+    assert (pool.size, len(database.opened)) == (1, 2)  # opened in the dead one's slot
+
+
+async def test_a_freed_slot_is_reserved_for_the_longest_waiter() -> None:
+    pool = lender(FakeDatabase(), max_size=1)
+    broken = await pool.acquire()
+    (waiter,) = await queue_waiters(pool, 1)
+    newcomer = asyncio.ensure_future(pool.acquire())  # arrives in the same loop turn
+    pool.release(broken, reusable=False)  # the slot goes to the waiter ...
+    replacement = await waiter
+    assert not newcomer.done()  # ... and the newcomer did not overtake it
+    assert pool.waiting == 1
+    pool.release(replacement)
+    assert await newcomer is replacement
+
+
+async def test_a_connection_handed_to_a_waiter_cancelled_after_close_is_closed() -> None:
+    pool = lender(FakeDatabase(), max_size=1)
+    connection = await pool.acquire()
+    (waiter,) = await queue_waiters(pool, 1)
+    pool.release(connection)  # handed to the waiter ...
+    await pool.close()  # ... the store closes ...
+    waiter.cancel()  # ... and the waiter is cancelled before it runs
+    with pytest.raises(asyncio.CancelledError):
+        await waiter
+    assert connection.terminated
+    assert (pool.size, pool.idle) == (0, 0)
+
+
+async def test_a_waiter_handed_a_slot_just_before_close_gets_closed() -> None:
+    database = FakeDatabase()
+    pool = lender(database, max_size=1)
+    broken = await pool.acquire()
+    (waiter,) = await queue_waiters(pool, 1)
+    pool.release(broken, reusable=False)  # a slot handed to the waiter ...
+    await pool.close()  # ... the store closes before the waiter runs
+    with pytest.raises(LenderClosedError):
+        await waiter
+    assert (pool.size, len(database.opened)) == (0, 1)  # nothing opened after close

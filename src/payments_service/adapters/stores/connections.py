@@ -11,8 +11,9 @@ cannot trust is dropped, not repaired. What is kept:
 - a released connection goes straight to the longest waiter, else back to the idle stack (LIFO:
   the most recently used, warm connection is lent next);
 - a connection released as not reusable (an operation was cancelled or failed mid-protocol), or
-  found closed, is terminated, and its slot goes to a waiter, who opens a new one;
-- a cancelled waiter never loses a connection it was handed as it was cancelled;
+  found closed when released or lent, is terminated; its slot goes to the longest waiter, who
+  opens a new connection in it (reserved: a caller arriving meanwhile does not take it);
+- a cancelled waiter never loses a connection or slot it was handed as it was cancelled;
 - `close()` closes idle connections at once and lent ones when they come back; lending after
   that raises `LenderClosedError`.
 
@@ -73,28 +74,29 @@ class ConnectionLender(Generic[C]):
         return len(self._waiters)
 
     async def acquire(self) -> C:
-        while True:
-            if self._closed:
-                raise LenderClosedError("the PostgreSQL store is closed")
-            if self._idle:
-                return self._idle.pop()
-            if self._size < self._max_size:
-                self._size += 1
-                try:
-                    return await self._connect()
-                except BaseException:
-                    self._size -= 1
-                    self._hand(None)
-                    raise
-            connection = await self._wait()
-            if connection is not None:
+        if self._closed:
+            raise LenderClosedError("the PostgreSQL store is closed")
+        while self._idle:
+            connection = self._idle.pop()
+            if not connection.is_closed():
                 return connection
+            connection.terminate()  # closed while idle (server restart, idle timeout)
+            return await self._open()  # in its slot
+        if self._size < self._max_size:
+            self._size += 1
+            return await self._open()
+        handed = await self._wait()
+        if handed is not None:
+            return handed
+        if self._closed:  # handed a slot just before close()
+            self._free_slot()
+            raise LenderClosedError("the PostgreSQL store is closed")
+        return await self._open()  # a slot, already counted in size
 
     def release(self, connection: C, *, reusable: bool = True) -> None:
-        if not reusable or self._closed or connection.is_closed():
+        if not reusable or connection.is_closed():
             connection.terminate()
-            self._size -= 1
-            self._hand(None)
+            self._free_slot()
             return
         self._hand(connection)
 
@@ -112,27 +114,52 @@ class ConnectionLender(Generic[C]):
             except Exception:  # a connection that cannot close cleanly is cut
                 connection.terminate()
 
+    async def _open(self) -> C:
+        """A new connection in a slot the caller holds (counted in size)."""
+        try:
+            return await self._connect()
+        except BaseException:
+            self._free_slot()
+            raise
+
     async def _wait(self) -> C | None:
         waiter: asyncio.Future[C | None] = asyncio.get_running_loop().create_future()
         self._waiters.append(waiter)
         try:
             return await waiter
         except asyncio.CancelledError:
-            # Handed a connection (or a slot) in the same loop turn as the cancellation: pass
-            # it on, or it would be lost.
+            # Handed a connection or a slot in the same loop turn as the cancellation: pass it
+            # on, or it would be lost.
             if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
-                self._hand(waiter.result())
+                handed = waiter.result()
+                if handed is None:
+                    self._free_slot()
+                else:
+                    self._hand(handed)
             raise
         finally:
             with contextlib.suppress(ValueError):
                 self._waiters.remove(waiter)
 
-    def _hand(self, connection: C | None) -> None:
-        """Give `connection` (or, for None, a free slot) to the longest waiter; else keep it."""
+    def _hand(self, connection: C) -> None:
+        """Give `connection` to the longest waiter; else keep it idle (closed: close it)."""
+        if self._closed:
+            connection.terminate()
+            self._size -= 1
+            return
         while self._waiters:
             waiter = self._waiters.popleft()
             if not waiter.done():
                 waiter.set_result(connection)
                 return
-        if connection is not None:
-            self._idle.append(connection)
+        self._idle.append(connection)
+
+    def _free_slot(self) -> None:
+        """A slot whose connection is gone: to the longest waiter, who opens a connection in it
+        (it stays counted, so nobody arriving meanwhile takes it); else it is free."""
+        while self._waiters and not self._closed:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+        self._size -= 1
