@@ -25,6 +25,7 @@ from opentelemetry.trace import (
     NonRecordingSpan,
     SpanContext,
     SpanKind,
+    Status,
     StatusCode,
     TraceFlags,
     use_span,
@@ -90,13 +91,22 @@ def test_without_a_current_span_it_is_the_root_of_a_new_trace() -> None:
     assert span.context.trace_flags.sampled
 
 
-def test_a_failure_is_an_error_span_with_its_type() -> None:
+@pytest.mark.parametrize("max_attributes", [128, 2])
+def test_a_failure_is_an_error_span_like_the_sdks(max_attributes: int) -> None:
     exporter = InMemorySpanExporter()
-    leaf = provider_with(exporter).leaf_spans("get payments", SpanKind.CLIENT, ATTRIBUTES)
-    leaf.record(1, 2, error_type="OperationalError")
-    span = only_span(exporter)
-    assert span.status.status_code is StatusCode.ERROR
-    assert dict(span.attributes or {}) == {**ATTRIBUTES, "error.type": "OperationalError"}
+    provider = provider_with(exporter, limits=SpanLimits(max_span_attributes=max_attributes))
+    attributes = {**ATTRIBUTES, "db.collection.name": "payments"}
+    provider.leaf_spans("get payments", SpanKind.CLIENT, attributes).record(
+        1, 2, error_type="OperationalError"
+    )
+    with provider.get_tracer("t").start_span("get payments", attributes=attributes) as sdk_span:
+        sdk_span.set_attribute("error.type", "OperationalError")  # as the SDK path did it
+        sdk_span.set_status(Status(StatusCode.ERROR))
+    ours, sdk = exporter.get_finished_spans()
+    assert ours.status.status_code is sdk.status.status_code is StatusCode.ERROR
+    assert dict(ours.attributes or {}) == dict(sdk.attributes or {})
+    assert ours.dropped_attributes == sdk.dropped_attributes
+    assert (ours.attributes or {})["error.type"] == "OperationalError"
 
 
 def _parent(sampled: bool) -> NonRecordingSpan:
@@ -158,8 +168,48 @@ class _AddingSampler(Sampler):
         return "adding"
 
 
-def test_attributes_a_sampler_adds_are_kept() -> None:
+class _RewritingSampler(_AddingSampler):
+    """Samples everything, and replaces one value; remembers what it was asked with."""
+
+    def __init__(self) -> None:
+        self.asked: list[dict[str, Any]] = []
+
+    def should_sample(  # noqa: PLR0917 - the SDK's signature
+        self,
+        parent_context: Context | None,
+        trace_id: int,
+        name: str,
+        kind: SpanKind | None = None,
+        attributes: Mapping[str, Any] | None = None,
+        links: Sequence[Any] | None = None,
+        trace_state: Any = None,
+    ) -> SamplingResult:
+        self.asked.append(dict(attributes or {}))
+        return SamplingResult(
+            Decision.RECORD_AND_SAMPLE, {**(attributes or {}), "db.system.name": "hidden"}
+        )
+
+
+@pytest.mark.parametrize(
+    ("sampler", "expected"),
+    [
+        (_AddingSampler(), {**ATTRIBUTES, "sampled.by": "x"}),
+        (_RewritingSampler(), {**ATTRIBUTES, "db.system.name": "hidden"}),
+    ],
+)
+def test_the_span_has_the_attributes_the_sampler_returns(
+    sampler: Sampler, expected: dict[str, str]
+) -> None:
     exporter = InMemorySpanExporter()
-    provider = provider_with(exporter, sampler=_AddingSampler())
+    provider = provider_with(exporter, sampler=sampler)
     provider.leaf_spans("x", SpanKind.CLIENT, ATTRIBUTES).record(1, 2)
-    assert dict(only_span(exporter).attributes or {}) == {**ATTRIBUTES, "sampled.by": "x"}
+    assert dict(only_span(exporter).attributes or {}) == expected
+
+
+def test_the_sampler_is_asked_with_the_spans_attributes_not_its_outcome() -> None:
+    sampler = _RewritingSampler()
+    exporter = InMemorySpanExporter()
+    provider = provider_with(exporter, sampler=sampler)
+    provider.leaf_spans("x", SpanKind.CLIENT, ATTRIBUTES).record(1, 2, error_type="Boom")
+    assert sampler.asked == [ATTRIBUTES]  # as at the start of an SDK span: no error.type yet
+    assert (only_span(exporter).attributes or {})["error.type"] == "Boom"

@@ -100,12 +100,15 @@ class ServiceTracerProvider(TracerProvider):
 class LeafSpans:
     """Spans of one name, kind and attribute set that never have children (a database call).
 
-    `record` makes one finished span, a child of the current span (or a root), exactly as the
-    SDK's Tracer would decide it: the provider's sampler, id generator, trace flags, resource
-    and limits; on failure `error.type` and status ERROR. The attributes are limited once, here.
+    `record` makes one finished span, a child of the current span (or a root), as the SDK's
+    Tracer would: the provider's sampler (asked with the span's attributes, which become the
+    sampler's result), id generator, trace flags, resource and limits; on failure `error.type`
+    set after creation and status ERROR. Limited once, here, while a sampler hands the
+    attributes back unchanged (the SDK's built-in samplers do). Not done: the processors'
+    `on_start`, the SDK's experimental per-tracer configurator and its own span metrics.
     """
 
-    __slots__ = ("_attributes", "_kind", "_name", "_provider")
+    __slots__ = ("_attributes", "_kind", "_name", "_provider", "_raw")
 
     def __init__(
         self,
@@ -117,7 +120,8 @@ class LeafSpans:
         self._provider = provider
         self._name = name
         self._kind = kind
-        self._attributes = provider.limited(attributes)
+        self._raw = dict(attributes)
+        self._attributes = provider.limited(self._raw)
 
     def record(self, start_ns: int, end_ns: int, error_type: str | None = None) -> None:
         """One span from `start_ns` to `end_ns` (time.time_ns()); `error_type`: it failed."""
@@ -131,19 +135,23 @@ class LeafSpans:
             parent = None
             trace_id = ids.generate_trace_id()
             random_trace_id = ids.is_trace_id_random()
-        attributes = self._attributes
-        if error_type is not None:
-            attributes = provider.limited({**attributes, "error.type": error_type})
-        sampling = provider.sampler.should_sample(
-            None, trace_id, self._name, self._kind, attributes
-        )
+        raw = self._raw
+        sampling = provider.sampler.should_sample(None, trace_id, self._name, self._kind, raw)
         if not sampling.decision.is_recording():  # type: ignore[no-untyped-call]
             return
-        # A sampler hands back the attributes it was given (the SDK's built-in ones do), and
-        # may add some: only then is there a new set to limit.
-        added = sampling.attributes
-        if added and any(key not in attributes for key in added):
-            attributes = provider.limited({**added, **attributes})
+        given = sampling.attributes
+        attributes: Mapping[str, AttributeValue] = self._attributes
+        if error_type is not None or not _same(given, raw):
+            limits = provider.span_limits
+            bounded = BoundedAttributes(
+                limits.max_span_attributes,
+                given,
+                immutable=False,
+                max_value_len=limits.max_span_attribute_length,
+            )
+            if error_type is not None:
+                bounded["error.type"] = error_type
+            attributes = bounded
         sampled = sampling.decision.is_sampled()  # type: ignore[no-untyped-call]
         flags = TraceFlags.SAMPLED if sampled else TraceFlags.DEFAULT
         if random_trace_id:
@@ -168,6 +176,16 @@ class LeafSpans:
             instrumentation_scope=provider.scope,
         )
         provider.span_processors.on_end(span)
+
+
+def _same(given: Mapping[str, Any], raw: Mapping[str, Any]) -> bool:
+    """Whether a sampler handed back exactly the attributes it was asked with."""
+    return len(given) == len(raw) and all(
+        raw.get(key, _ABSENT) is value for key, value in given.items()
+    )
+
+
+_ABSENT = object()
 
 
 class _HashOnceResource(Resource):
