@@ -131,11 +131,7 @@ async def test_close_closes_idle_connections_now_and_lent_ones_on_return() -> No
     pool = lender(FakeDatabase(), max_size=2)
     lent, idle = await pool.acquire(), await pool.acquire()
     pool.release(idle)
-    waiter_pool = lender(FakeDatabase(), max_size=1)
-    await waiter_pool.acquire()
-    (waiter,) = await queue_waiters(waiter_pool, 1)
     await pool.close()
-    await waiter_pool.close()
     assert idle.closed
     assert not lent.is_closed()
     pool.release(lent)
@@ -143,6 +139,13 @@ async def test_close_closes_idle_connections_now_and_lent_ones_on_return() -> No
     assert pool.size == 0
     with pytest.raises(LenderClosedError):
         await pool.acquire()
+
+
+async def test_close_fails_the_waiters() -> None:
+    pool = lender(FakeDatabase(), max_size=1)
+    await pool.acquire()
+    (waiter,) = await queue_waiters(pool, 1)
+    await pool.close()
     with pytest.raises(LenderClosedError):
         await waiter
 

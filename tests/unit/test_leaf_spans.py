@@ -149,29 +149,12 @@ def test_the_span_limits_apply_to_its_attributes() -> None:
     assert dict(ours.attributes or {}) == dict(sdk.attributes or {}) == {"b": "short", "c": "over "}
 
 
-class _AddingSampler(Sampler):
-    """Samples everything and adds one attribute, as a custom sampler may."""
+class _EditingSampler(Sampler):
+    """Samples everything and returns the attributes it was asked with, updated by `changes`
+    (adding or replacing values, as a custom sampler may); remembers what it was asked with."""
 
-    def should_sample(  # noqa: PLR0917 - the SDK's signature
-        self,
-        parent_context: Context | None,
-        trace_id: int,
-        name: str,
-        kind: SpanKind | None = None,
-        attributes: Mapping[str, Any] | None = None,
-        links: Sequence[Any] | None = None,
-        trace_state: Any = None,
-    ) -> SamplingResult:
-        return SamplingResult(Decision.RECORD_AND_SAMPLE, {**(attributes or {}), "sampled.by": "x"})
-
-    def get_description(self) -> str:
-        return "adding"
-
-
-class _RewritingSampler(_AddingSampler):
-    """Samples everything, and replaces one value; remembers what it was asked with."""
-
-    def __init__(self) -> None:
+    def __init__(self, changes: dict[str, str]) -> None:
+        self.changes = changes
         self.asked: list[dict[str, Any]] = []
 
     def should_sample(  # noqa: PLR0917 - the SDK's signature
@@ -185,29 +168,24 @@ class _RewritingSampler(_AddingSampler):
         trace_state: Any = None,
     ) -> SamplingResult:
         self.asked.append(dict(attributes or {}))
-        return SamplingResult(
-            Decision.RECORD_AND_SAMPLE, {**(attributes or {}), "db.system.name": "hidden"}
-        )
+        return SamplingResult(Decision.RECORD_AND_SAMPLE, {**(attributes or {}), **self.changes})
+
+    def get_description(self) -> str:
+        return "editing"
 
 
 @pytest.mark.parametrize(
-    ("sampler", "expected"),
-    [
-        (_AddingSampler(), {**ATTRIBUTES, "sampled.by": "x"}),
-        (_RewritingSampler(), {**ATTRIBUTES, "db.system.name": "hidden"}),
-    ],
+    "changes", [{"sampled.by": "x"}, {"db.system.name": "hidden"}], ids=["adds", "replaces"]
 )
-def test_the_span_has_the_attributes_the_sampler_returns(
-    sampler: Sampler, expected: dict[str, str]
-) -> None:
+def test_the_span_has_the_attributes_the_sampler_returns(changes: dict[str, str]) -> None:
     exporter = InMemorySpanExporter()
-    provider = provider_with(exporter, sampler=sampler)
+    provider = provider_with(exporter, sampler=_EditingSampler(changes))
     provider.leaf_spans("x", SpanKind.CLIENT, ATTRIBUTES).record(1, 2)
-    assert dict(only_span(exporter).attributes or {}) == expected
+    assert dict(only_span(exporter).attributes or {}) == {**ATTRIBUTES, **changes}
 
 
 def test_the_sampler_is_asked_with_the_spans_attributes_not_its_outcome() -> None:
-    sampler = _RewritingSampler()
+    sampler = _EditingSampler({"db.system.name": "hidden"})
     exporter = InMemorySpanExporter()
     provider = provider_with(exporter, sampler=sampler)
     provider.leaf_spans("x", SpanKind.CLIENT, ATTRIBUTES).record(1, 2, error_type="Boom")

@@ -28,7 +28,7 @@ from payments_service.calls import GO_CODE_NAMES
 from payments_service.domain.model import PaymentStatus
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Iterator
+    from collections.abc import Callable, Iterable, Iterator, Mapping
     from wsgiref.simple_server import WSGIServer
 
     from prometheus_client import Metric
@@ -197,15 +197,28 @@ class MetricsReporter:
 
 class CallbackCounter(Collector):
     """A counter whose value is read from a callable at scrape time: for counts kept by code
-    that must not depend on prometheus_client on its hot path (the log writer's drops)."""
+    that must not depend on prometheus_client on its hot path (the log writer's drops, the
+    SQLite store's transactions). `labels`: the one labelled sample's label values."""
 
-    def __init__(self, name: str, documentation: str, read: Callable[[], float]) -> None:
+    def __init__(
+        self,
+        name: str,
+        documentation: str,
+        read: Callable[[], float],
+        labels: Mapping[str, str] | None = None,
+    ) -> None:
         self._name = name
         self._documentation = documentation
         self._read = read
+        self._labels = dict(labels or {})
 
     def collect(self) -> Iterator[Metric]:
-        yield CounterMetricFamily(self._name, self._documentation, value=self._read())
+        if not self._labels:
+            yield CounterMetricFamily(self._name, self._documentation, value=self._read())
+            return
+        family = CounterMetricFamily(self._name, self._documentation, labels=tuple(self._labels))
+        family.add_metric(tuple(self._labels.values()), self._read())
+        yield family
 
 
 IN_FLIGHT_HELP = "Unary RPCs running now (health checks excluded), of PAYMENTS_MAX_CONCURRENT_RPCS."

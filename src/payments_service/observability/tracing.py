@@ -87,12 +87,14 @@ class ServiceTracerProvider(TracerProvider):
     ) -> LeafSpans:
         return LeafSpans(self, name, kind, attributes)
 
-    def limited(self, attributes: Mapping[str, AttributeValue]) -> BoundedAttributes:
-        """`attributes` under this provider's span limits (count and value length), frozen."""
+    def limited(
+        self, attributes: Mapping[str, AttributeValue], *, immutable: bool = True
+    ) -> BoundedAttributes:
+        """`attributes` under this provider's span limits (count and value length)."""
         return BoundedAttributes(
             self.span_limits.max_span_attributes,
             attributes,
-            immutable=True,
+            immutable=immutable,
             max_value_len=self.span_limits.max_span_attribute_length,
         )
 
@@ -142,15 +144,9 @@ class LeafSpans:
         given = sampling.attributes
         attributes: Mapping[str, AttributeValue] = self._attributes
         if error_type is not None or not _same(given, raw):
-            limits = provider.span_limits
-            bounded = BoundedAttributes(
-                limits.max_span_attributes,
-                given,
-                immutable=False,
-                max_value_len=limits.max_span_attribute_length,
-            )
+            bounded = provider.limited(given, immutable=False)
             if error_type is not None:
-                bounded["error.type"] = error_type
+                bounded["error.type"] = error_type  # after creation, as an SDK span sets it
             attributes = bounded
         sampled = sampling.decision.is_sampled()  # type: ignore[no-untyped-call]
         flags = TraceFlags.SAMPLED if sampled else TraceFlags.DEFAULT

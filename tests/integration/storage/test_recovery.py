@@ -52,6 +52,13 @@ def recovery_of(
     )
 
 
+async def stored(repository: Repository, payment: Payment) -> Payment:
+    """`payment` as the store holds it now (it must be there)."""
+    found = await repository.get(payment.merchant_id, payment.payment_id)
+    assert found is not None
+    return found
+
+
 def candidate(clock: FakeClock, number: int) -> Payment:
     request = PaymentRequest(100, "EUR", "o", f"key-{number}", merchant_id="default")
     now = clock.now()
@@ -98,8 +105,7 @@ async def test_recovery_resumes_a_stalled_payment_and_records_its_first_response
     assert await recovery.recover_once() == 0  # the owner's lease is still running
     clock.advance(LEASE.total_seconds())
     assert await recovery.recover_once() == 1
-    resumed = await repository.get("default", stalled.payment_id)
-    assert resumed is not None
+    resumed = await stored(repository, stalled)
     assert (resumed.outcome, resumed.first_response) == (SUCCEEDED, SUCCEEDED)
     await processor.charge(stalled)  # charging again returns the same charge
     assert processor.charges_made == 1
@@ -115,8 +121,7 @@ async def test_recovery_fails_a_stalled_payment_whose_deadline_passed(
     recovery = recovery_of(repository, clock, processor=processor, deadline=LEASE)
     clock.advance(LEASE.total_seconds())
     assert await recovery.recover_once() == 1
-    failed = await repository.get("default", stalled.payment_id)
-    assert failed is not None
+    failed = await stored(repository, stalled)
     assert (failed.outcome, failed.first_response) == (DEADLINE_PASSED, DEADLINE_PASSED)
     assert processor.charges_made == 0
 
@@ -130,13 +135,11 @@ async def test_a_processor_failure_leaves_the_payment_for_a_later_round_never_pe
     recovery = recovery_of(repository, clock, processor=FailingProcessor(), deadline=LEASE * 3)
     clock.advance(LEASE.total_seconds())
     assert await recovery.recover_once() == 1
-    still = await repository.get("default", stalled.payment_id)
-    assert still is not None
+    still = await stored(repository, stalled)
     assert still.status is PaymentStatus.PENDING
     clock.advance(LEASE.total_seconds() * 2)  # the new lease ran out, and so did the deadline
     assert await recovery.recover_once() == 1
-    final = await repository.get("default", stalled.payment_id)
-    assert final is not None
+    final = await stored(repository, stalled)
     assert final.outcome == DEADLINE_PASSED
 
 

@@ -159,26 +159,39 @@ async def test_a_failed_commit_fails_every_operation_and_keeps_nothing(rig: Rig)
     assert rig.thread.transactions == 0
 
 
-@pytest.mark.parametrize(("writes", "blocked"), [(False, False), (True, True)])
-async def test_only_a_batch_that_writes_takes_the_write_lock(
-    tmp_path: Path, writes: bool, blocked: bool
+LOCKED = "locked"
+
+
+@pytest.mark.parametrize(
+    ("queued", "expected"),
+    [
+        (["read", "read"], [0, 0]),
+        (["write", "write"], [LOCKED, LOCKED]),
+        (["write", "read"], [LOCKED, 0]),  # the read is not held up by the batch's writes
+    ],
+    ids=["reads", "writes", "a read queued with a write"],
+)
+async def test_only_writes_wait_for_another_processes_write_lock(
+    tmp_path: Path, queued: list[str], expected: list[object]
 ) -> None:
     rig = await open_rig(tmp_path, busy_timeout=0.0)  # a lock conflict fails at once
     other = sqlite3.connect(rig.path, isolation_level=None)
     try:
         other.execute("BEGIN IMMEDIATE")  # another process holds the write lock
         parked = rig.park()
-        reads = [
-            rig.thread.enqueue(
-                lambda db: db.execute("SELECT count(*) FROM t").fetchone()[0], writes=writes
+        jobs = [
+            rig.insert(number)
+            if kind == "write"
+            else rig.thread.enqueue(
+                lambda db: db.execute("SELECT count(*) FROM t").fetchone()[0], writes=False
             )
-            for _ in range(2)
+            for number, kind in enumerate(queued)
         ]
-        _, *outcomes = await rig.settle(parked, *reads)
-        if blocked:
-            assert all(isinstance(o, sqlite3.OperationalError) for o in outcomes), outcomes
-        else:
-            assert outcomes == [0, 0]
+        _, *outcomes = await rig.settle(parked, *jobs)
+        assert [
+            LOCKED if isinstance(o, sqlite3.OperationalError) and "locked" in str(o) else o
+            for o in outcomes
+        ] == expected
     finally:
         other.execute("ROLLBACK")
         other.close()
@@ -231,27 +244,6 @@ async def test_operations_without_a_connection_fail_with_closed(tmp_path: Path) 
 def test_max_batch_must_be_positive() -> None:
     with pytest.raises(ValueError, match="at least 1"):
         GroupCommitThread(0)
-
-
-async def test_a_read_queued_with_writes_never_waits_for_another_processes_write_lock(
-    tmp_path: Path,
-) -> None:
-    rig = await open_rig(tmp_path, busy_timeout=0.0)  # a lock conflict fails at once
-    other = sqlite3.connect(rig.path, isolation_level=None)
-    try:
-        other.execute("BEGIN IMMEDIATE")  # another process holds the write lock
-        parked = rig.park()
-        write = rig.insert(1)
-        read = rig.thread.enqueue(
-            lambda db: db.execute("SELECT count(*) FROM t").fetchone()[0], writes=False
-        )
-        _, write_outcome, read_outcome = await rig.settle(parked, write, read)
-        assert isinstance(write_outcome, sqlite3.OperationalError)  # "database is locked"
-        assert read_outcome == 0
-    finally:
-        other.execute("ROLLBACK")
-        other.close()
-        await close_rig(rig)
 
 
 async def test_a_job_submitted_once_the_queue_is_closed_fails_at_once(tmp_path: Path) -> None:

@@ -3,6 +3,7 @@ values, a latency histogram per store and operation, and PostgreSQL pool gauges.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
@@ -20,6 +21,7 @@ from payments_service.bootstrap import observe_store
 from payments_service.config import Settings
 from payments_service.domain.errors import PaymentNotFoundError
 from payments_service.domain.model import Outcome, Payment, PaymentRequest, PaymentStatus
+from payments_service.domain.ports import PaymentRepository
 from payments_service.observability.metrics import Metrics
 from payments_service.observability.telemetry import Telemetry
 from payments_service.observability.tracing import ServiceTracerProvider
@@ -126,16 +128,26 @@ async def test_observe_store_wraps_durable_stores_only(
     assert durable.inner is sqlite_store
 
 
+@contextlib.asynccontextmanager
+async def observed_store(
+    settings: Settings, provider: ServiceTracerProvider, clock: FakeClock
+) -> AsyncIterator[tuple[PaymentRepository, CollectorRegistry]]:
+    """The configured store opened and wrapped as the server wraps it, and its registry."""
+    store = await open_store(settings, clock=clock)
+    registry = CollectorRegistry()
+    telemetry = Telemetry(tracer_provider=provider, metrics=Metrics(registry))
+    try:
+        yield observe_store(store, settings, telemetry), registry
+    finally:
+        await store.close()
+
+
 async def test_postgresql_pool_gauges_show_idle_and_in_use_connections(
     provider: ServiceTracerProvider, clock: FakeClock
 ) -> None:
     async with postgres_schema() as location:
         settings = Settings(store=location, store_pool_size=3)
-        store = await open_store(settings, clock=clock)
-        registry = CollectorRegistry()
-        telemetry = Telemetry(tracer_provider=provider, metrics=Metrics(registry))
-        try:
-            repository = observe_store(store, settings, telemetry)
+        async with observed_store(settings, provider, clock) as (repository, registry):
             await repository.claim(candidate(clock))
 
             def gauge(name: str, **labels: str) -> float | None:
@@ -146,19 +158,13 @@ async def test_postgresql_pool_gauges_show_idle_and_in_use_connections(
             assert gauge("payments_store_pool_connections", state="in_use") == 0
             assert (gauge("payments_store_pool_connections", state="idle") or 0) >= 1
             assert gauge("payments_store_operation_seconds_count", operation="claim") == 1
-        finally:
-            await store.close()
 
 
 async def test_sqlite_group_commit_counts_its_transactions_and_their_operations(
     tmp_path: Path, provider: ServiceTracerProvider, clock: FakeClock
 ) -> None:
     settings = Settings.from_env({"PAYMENTS_STORE_URL": f"sqlite:///{tmp_path}/p.db"})
-    store = await open_store(settings, clock=clock)
-    registry = CollectorRegistry()
-    telemetry = Telemetry(tracer_provider=provider, metrics=Metrics(registry))
-    try:
-        repository = observe_store(store, settings, telemetry)
+    async with observed_store(settings, provider, clock) as (repository, registry):
         await repository.claim(candidate(clock))
         await repository.get("default", PAYMENT_ID)
 
@@ -169,5 +175,3 @@ async def test_sqlite_group_commit_counts_its_transactions_and_their_operations(
         # read needs none, and the migrations run outside any batch.
         assert counter("payments_store_transactions_total") == 1
         assert counter("payments_store_transaction_operations_total") == 1
-    finally:
-        await store.close()

@@ -76,7 +76,7 @@ class ConnectionLender(Generic[C]):
     async def acquire(self) -> C:
         if self._closed:
             raise LenderClosedError("the PostgreSQL store is closed")
-        while self._idle:
+        if self._idle:
             connection = self._idle.pop()
             if not connection.is_closed():
                 return connection

@@ -22,11 +22,11 @@ from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from opentelemetry.trace import SpanKind
 from prometheus_client import Gauge, Histogram
-from prometheus_client.core import CounterMetricFamily
-from prometheus_client.registry import Collector
+
+from payments_service.observability.metrics import CallbackCounter
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable, Iterator
+    from collections.abc import Awaitable, Callable
     from datetime import datetime
 
     from opentelemetry.util.types import AttributeValue
@@ -92,32 +92,25 @@ class StoreMetrics:
 
     def watch_transactions(self, store: str, read: Callable[[], tuple[int, int]]) -> None:
         """Group-commit counters read at scrape time from `read` (transactions, operations)."""
-        self.registry.register(_TransactionCounters(store, read))
-
-
-class _TransactionCounters(Collector):
-    def __init__(self, store: str, read: Callable[[], tuple[int, int]]) -> None:
-        self._store = store
-        self._read = read
-
-    def collect(self) -> Iterator[CounterMetricFamily]:
-        transactions, operations = self._read()
-        committed = CounterMetricFamily(
-            "payments_store_transactions",
-            "Transactions the store committed; each carries one or more operations (group "
-            "commit: one COMMIT, one fsync, for every operation queued meanwhile).",
-            labels=("store",),
+        labels = {"store": store}
+        self.registry.register(
+            CallbackCounter(
+                "payments_store_transactions",
+                "Transactions the store committed; each carries one or more operations (group "
+                "commit: one COMMIT, one fsync, for every operation queued meanwhile).",
+                lambda: read()[0],
+                labels,
+            )
         )
-        committed.add_metric((self._store,), transactions)
-        carried = CounterMetricFamily(
-            "payments_store_transaction_operations",
-            "Operations carried by committed transactions (divided by "
-            "payments_store_transactions_total: the mean batch size).",
-            labels=("store",),
+        self.registry.register(
+            CallbackCounter(
+                "payments_store_transaction_operations",
+                "Operations carried by committed transactions (divided by "
+                "payments_store_transactions_total: the mean batch size).",
+                lambda: read()[1],
+                labels,
+            )
         )
-        carried.add_metric((self._store,), operations)
-        yield committed
-        yield carried
 
 
 class ObservedRepository:

@@ -14,9 +14,7 @@ process): shared by any number of replicas.
 - take_stalled: PENDING rows whose settlement lease ran out (their owner died), re-leased with
   FOR UPDATE SKIP LOCKED, so of several replicas recovering at once each row goes to one.
 - migrations run under pg_advisory_lock, one migration per transaction.
-- connections: a server error (asyncpg.PostgresError: the statement was refused, the session
-  is fine) returns the connection for reuse; any other failure (cancellation, a lost socket)
-  drops it.
+- connections: lent by a `ConnectionLender`; `_use` says which are reused after a failure.
 """
 
 from __future__ import annotations
@@ -154,32 +152,19 @@ class PostgresPaymentRepository:
         """Operations waiting for a connection."""
         return self._connections.waiting
 
-    async def _use(self, work: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
-        """Run `work` on a lent connection; see the module's docstring for what is reused."""
+    async def _use(self, work: Callable[..., Awaitable[T]], *args: Any) -> T:
+        """`work(connection, *args)` on a lent connection. A statement the server refused
+        (asyncpg.PostgresError) leaves the session usable, so the connection is reused; any
+        other failure (a cancellation, a lost socket) leaves it unknown, so it is dropped."""
         connection = await self._connections.acquire()
         try:
-            result = await work(connection)
-        except asyncpg.PostgresError:
-            self._connections.release(connection)
-            raise
-        except BaseException:
-            self._connections.release(connection, reusable=False)
+            result = await work(connection, *args)
+        except BaseException as error:
+            reusable = isinstance(error, asyncpg.PostgresError)
+            self._connections.release(connection, reusable=reusable)
             raise
         self._connections.release(connection)
         return result
-
-    async def _fetchrow(self, query: str, *args: Any) -> asyncpg.Record | None:
-        connection = await self._connections.acquire()
-        try:
-            row = await connection.fetchrow(query, *args)
-        except asyncpg.PostgresError:
-            self._connections.release(connection)
-            raise
-        except BaseException:
-            self._connections.release(connection, reusable=False)
-            raise
-        self._connections.release(connection)
-        return row
 
     async def migrate(self) -> int:
         """Apply pending migrations under an advisory lock; return how many were applied."""
@@ -207,7 +192,7 @@ class PostgresPaymentRepository:
         return await self._use(claim)
 
     async def get(self, merchant_id: str, payment_id: str) -> Payment | None:
-        row = await self._fetchrow(_SELECT_BY_ID, payment_id, merchant_id)
+        row = await self._use(asyncpg.Connection.fetchrow, _SELECT_BY_ID, payment_id, merchant_id)
         if row is None:
             return None
         found = rows.payment(row)
@@ -224,28 +209,24 @@ class PostgresPaymentRepository:
         first_response: Outcome | None = None,
     ) -> Payment:
         arguments: tuple[Any, ...] = rows.record_arguments(at, outcome, first_response)
-        row = await self._fetchrow(_RECORD, payment_id, *arguments)
+        row = await self._use(asyncpg.Connection.fetchrow, _RECORD, payment_id, *arguments)
         if row is None:
             raise PaymentNotFoundError(payment_id)
         return rows.payment(row)
 
     async def take_stalled(self, *, limit: int) -> list[Payment]:
         now = self._clock.now()
-
-        async def take(connection: asyncpg.Connection) -> list[asyncpg.Record]:
-            return await connection.fetch(_TAKE_STALLED, now, now + self._lease, limit)
-
-        return [rows.payment(row) for row in await self._use(take)]
+        found = await self._use(
+            asyncpg.Connection.fetch, _TAKE_STALLED, now, now + self._lease, limit
+        )
+        return [rows.payment(row) for row in found]
 
     async def purge_expired(self, *, limit: int) -> int:
         status = await self._execute(_PURGE, self._clock.now(), limit)
         return int(status.rsplit(" ", 1)[1])
 
     async def _execute(self, query: str, *args: Any) -> str:
-        async def execute(connection: asyncpg.Connection) -> str:
-            return await connection.execute(query, *args)
-
-        return await self._use(execute)
+        return await self._use(asyncpg.Connection.execute, query, *args)
 
 
 async def _nothing(_: asyncpg.Connection) -> None:

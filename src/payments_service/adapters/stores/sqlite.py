@@ -197,18 +197,19 @@ class SqlitePaymentRepository:
             A new key costs one statement (each statement is a GIL hand-off with the loop)."""
             if db.execute(_INSERT, row_values).rowcount == 1:
                 return None
+
             # The key is taken: by a live payment (a replay), or by an expired, finished one,
             # which is replaced: DELETE and INSERT together or not at all.
+            def replace_expired_owner(db: sqlite3.Connection) -> bool:
+                if db.execute(_DELETE_EXPIRED_KEY, (*scope, now)).rowcount == 0:
+                    return False
+                db.execute(_INSERT, row_values)
+                return True
+
             if _atomically(db, replace_expired_owner):
                 return None
             owner: sqlite3.Row = db.execute(_SELECT_BY_KEY, scope).fetchone()
             return owner
-
-        def replace_expired_owner(db: sqlite3.Connection) -> bool:
-            if db.execute(_DELETE_EXPIRED_KEY, (*scope, now)).rowcount == 0:
-                return False
-            db.execute(_INSERT, row_values)
-            return True
 
         row = await self._thread.submit(claim, writes=True)
         if row is None:
