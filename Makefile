@@ -12,7 +12,7 @@ GEN := src/payments_service/gen
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help install lock proto proto-check lint lint-imports format format-check typecheck test check e2e run clean
+.PHONY: help install lock proto proto-check docs lint lint-imports format format-check typecheck test check e2e run clean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -39,6 +39,9 @@ proto-check: $(STAMP) ## Fail if the committed generated code differs from what 
 	tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
 	$(BIN)/python scripts/gen_proto.py "$$tmp/gen" && \
 	diff -r -x __pycache__ "$$tmp/gen" $(GEN) && echo "generated code is up to date"
+
+docs: $(STAMP) ## Regenerate the reference tables in README, ARCHITECTURE.md and docs/ from the code
+	$(BIN)/python scripts/render_docs.py
 
 lint: $(STAMP) ## ruff check
 	$(BIN)/ruff check .

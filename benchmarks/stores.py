@@ -28,12 +28,16 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
 from benchmarks.procs import cpu_seconds
-from payments_service.config import ConfigError, Settings, StoreLocation
+from payments_service.config import ConfigError, Settings
+
+if TYPE_CHECKING:
+    from payments_service.adapters.stores.location import StoreLocation
 
 STORES = ("memory", "sqlite", "postgresql")
 SYNCHRONOUS = ("full", "normal")

@@ -34,7 +34,7 @@ from payments_service.observability.logs import configure_logging
 from payments_service.observability.metrics import Metrics, new_registry
 from payments_service.observability.telemetry import Telemetry
 from payments_service.observability.tracing import ServiceTracerProvider
-from payments_service.transport.grpc_server import MAX_RECEIVE_MESSAGE_BYTES, start_server
+from payments_service.transport.grpc_server import start_server
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Coroutine
@@ -155,9 +155,7 @@ class Harness:
     def __enter__(self) -> Self:
         root = logging.getLogger()
         self._saved_logging = (root.handlers[:], root.level)
-        self._writer = configure_logging(
-            level="info", fmt="json", stream=self.logs, cache_loggers=False
-        )
+        self._writer = configure_logging(self.settings, stream=self.logs, cache_loggers=False)
         self._runner.__enter__()
         try:
             self.run(self._start())
@@ -197,7 +195,10 @@ class Harness:
             self.settings, telemetry=telemetry, clock=SystemClock(), ids=self.ids
         )
         self._server = await start_server(
-            self._service, self.settings.grpc_address, self._interceptors(telemetry)
+            self._service,
+            self.settings.grpc_address,
+            self._interceptors(telemetry),
+            settings=self.settings,
         )
         self._channel = grpc.aio.insecure_channel(f"127.0.0.1:{self._server.port}")
         self._calls = {
@@ -249,7 +250,7 @@ class Harness:
         request = _decode(pb.RequestPaymentRequest, body)
         expected = oracle.expect_request_payment(request, self.model, simulation=self.simulation)
         answer = await self.send(REQUEST_PAYMENT, body, source)
-        if len(body) > MAX_RECEIVE_MESSAGE_BYTES:  # refused by grpc-core before any handler
+        if len(body) > self.settings.max_request_bytes:  # refused by grpc-core before any handler
             require(answer.code is grpc.StatusCode.RESOURCE_EXHAUSTED, answer)
             self.outcomes[source, "too large"] += 1
             await self._assert_not_stored(candidate, before)

@@ -26,6 +26,7 @@ from payments_service.adapters.stores.memory import (
 )
 from payments_service.adapters.system import RandomPaymentIds, SystemClock
 from payments_service.application.service import PaymentService
+from payments_service.config import Settings
 from payments_service.gen.payments.v1 import payments_pb2 as pb
 from payments_service.observability.logs import configure_logging
 
@@ -96,7 +97,7 @@ async def submit(service: PaymentService, request: pb.RequestPaymentRequest) -> 
 def main() -> None:
     count = int(sys.argv[1]) if len(sys.argv) > 1 else 5_000
     if len(sys.argv) > 2:  # one measurement, in a fresh process: python ... N SHAPE MODE
-        configure_logging(level="warning", fmt="json")
+        configure_logging(Settings(log_level="warning"))
         kept, accounted, _ = asyncio.run(measure(sys.argv[2], count, trace=sys.argv[3] == "trace"))
         print(f"{kept:.0f} {accounted:.0f}")
         return

@@ -56,7 +56,7 @@ def captured_logs() -> Iterator[CapturedLogs]:
     stream = io.StringIO()
     root = logging.getLogger()
     saved = root.handlers[:], root.level
-    writer = configure_logging(level="debug", fmt="json", stream=stream, cache_loggers=False)
+    writer = configure_logging(Settings(log_level="debug"), stream=stream, cache_loggers=False)
     yield CapturedLogs(stream, writer)
     writer.close(5)
     root.handlers[:], level = saved

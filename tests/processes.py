@@ -64,3 +64,16 @@ class ServerProcess:
         if self.proc.poll() is None:
             self.proc.kill()
         self.proc.wait(timeout=10)
+
+
+def run_server(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """`payments-server ARGS` to completion, in a clean environment plus `env`."""
+    assert SERVER is not None, "payments-server is not installed in this environment"
+    return subprocess.run(
+        [SERVER, *args],
+        env={"PATH": "/usr/bin:/bin", "PAYMENTS_LOG_LEVEL": "debug", **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )

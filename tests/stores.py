@@ -19,10 +19,11 @@ from typing import Any
 import asyncpg
 import pytest
 
+from payments_service.adapters.stores.location import StoreLocation
 from payments_service.adapters.stores.memory import InMemoryPaymentRepository
 from payments_service.adapters.stores.postgres import PostgresPaymentRepository
 from payments_service.adapters.stores.sqlite import SqlitePaymentRepository
-from payments_service.config import Settings, StoreLocation
+from payments_service.config import Settings
 from payments_service.domain.ports import Clock, PaymentRepository
 
 DATABASE_URL_VARIABLE = "PAYMENTS_TEST_DATABASE_URL"

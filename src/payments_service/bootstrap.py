@@ -1,35 +1,48 @@
 """Composition root: the one place that chooses adapters and wires them together.
 
-`build_app` builds everything a running service is made of (telemetry, the metrics server, the
-application service, the interceptor chain and the started gRPC server); the entry point's
-`serve()` only runs the lifecycle.
+`build_app` builds everything a running service is made of, each adapter once: telemetry and
+the metrics server, the processor, the store (a durable store is opened after the server
+listens, so probes get NOT_SERVING meanwhile), the application service, the background work
+(crash recovery, the expiry sweeper), the interceptor chain and the started gRPC server. The
+entry point (`main.serve`) only runs the lifecycle. `build_service` and `build_interceptors`
+are the same wiring for tests, which pass their own ports.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import asyncio
+import contextlib
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 import structlog
 
 from payments_service.adapters.simulated_processor import SimulatedProcessor
-from payments_service.adapters.stores.factory import open_store
-from payments_service.adapters.stores.memory import MIB, InMemoryPaymentRepository
-from payments_service.adapters.stores.observed import ObservedRepository, StoreMetrics
+from payments_service.adapters.stores.factory import Store, memory_store, open_store
+from payments_service.adapters.stores.memory import InMemoryPaymentRepository
+from payments_service.adapters.stores.observed import ObservedRepository
 from payments_service.adapters.stores.pending import PendingRepository
 from payments_service.adapters.system import RandomPaymentIds, SystemClock
 from payments_service.adapters.traced_processor import TracedProcessor
+from payments_service.application.expiry import ExpirySweeper
 from payments_service.application.recovery import SettlementRecovery
 from payments_service.application.service import PaymentService
-from payments_service.observability.metrics import LoadGauges, start_metrics_server
+from payments_service.observability.metrics import (
+    StoreMetrics,
+    load_series,
+    pool_series,
+    register_sampled,
+    start_metrics_server,
+    store_size_series,
+    transaction_series,
+)
 from payments_service.observability.observer import TelemetryObserver
-from payments_service.observability.store_gauges import register_store_gauges
 from payments_service.observability.telemetry import Telemetry, build_telemetry
 from payments_service.observability.tracing import library_server_interceptor
 from payments_service.security.authenticator import DEFAULT_MERCHANT, Authenticator
 from payments_service.transport.admission import ConcurrencyLimit, ShutdownGate
-from payments_service.transport.grpc_server import UNARY_METHODS, ConnectionPolicy, start_server
+from payments_service.transport.grpc_server import UNARY_METHODS, start_server
 from payments_service.transport.interceptors.auth import AuthInterceptor
 from payments_service.transport.interceptors.observation import (
     HEALTH_CHECK_PREFIXES,
@@ -44,7 +57,6 @@ if TYPE_CHECKING:
     import grpc
     from opentelemetry.sdk.trace import SpanProcessor
 
-    from payments_service.adapters.stores.factory import Store
     from payments_service.config import Settings
     from payments_service.domain.ports import (
         Clock,
@@ -57,6 +69,41 @@ if TYPE_CHECKING:
     from payments_service.transport.grpc_server import RunningServer
 
 
+def build_processor(settings: Settings, telemetry: Telemetry) -> PaymentProcessor:
+    """The payment processor adapter (simulated), traced when tracing is on."""
+    processor: PaymentProcessor = SimulatedProcessor(slow_delay=settings.simulated_slow_seconds)
+    if telemetry.tracer_provider is not None:
+        processor = TracedProcessor(processor, telemetry.tracer(), name="simulated-processor")
+    return processor
+
+
+def observe_store(store: Store, settings: Settings, telemetry: Telemetry) -> PaymentRepository:
+    """The store's repository as the service uses it: for durable stores, wrapped for database
+    spans and latency (recovery included); the in-memory store does no I/O and gets no spans,
+    only its size gauges. Registers the store's scrape-time metrics."""
+    registry = None if telemetry.metrics is None else telemetry.metrics.registry
+    if store.system == "memory":
+        if registry is not None and isinstance(store.repository, InMemoryPaymentRepository):
+            register_sampled(registry, store_size_series(store.repository.stats))
+        return store.repository
+    if registry is not None:
+        if store.pool is not None:
+            register_sampled(registry, pool_series(store.system, store.pool))
+        if store.transactions is not None:
+            register_sampled(registry, transaction_series(store.system, store.transactions))
+    location = settings.store
+    return ObservedRepository(
+        store.repository,
+        stalled=store.stalled,
+        system=store.system,
+        tracer_provider=telemetry.tracer_provider,
+        metrics=None if registry is None else StoreMetrics(registry),
+        namespace=location.database or location.path,
+        server_address=location.host or None,
+        server_port=location.port,
+    )
+
+
 def build_service(
     settings: Settings,
     *,
@@ -66,83 +113,22 @@ def build_service(
     repository: PaymentRepository | None = None,
     processor: PaymentProcessor | None = None,
 ) -> PaymentService:
-    """The application service with the default adapters; tests pass their own ports."""
+    """The application service. Ports not given are the defaults `build_app` uses: the memory
+    store, the simulated processor, the system clock and random ids (tests pass their own)."""
     telemetry = telemetry or Telemetry()
-    # `is None`, not `or`: an empty repository is falsy (it has __len__).
-    if clock is None:
-        clock = SystemClock()
-    if repository is None:
-        ttl = timedelta(seconds=settings.idempotency_ttl_seconds)
-        store = InMemoryPaymentRepository(
-            ttl=ttl, clock=clock, max_bytes=settings.memory_store_max_mib * MIB
-        )
-        if telemetry.metrics is not None:
-            register_store_gauges(store.stats, telemetry.metrics.registry)
-        repository = store
-    if processor is None:
-        processor = SimulatedProcessor(slow_delay=settings.simulated_slow_seconds)
-    tracer = telemetry.tracer()
-    if telemetry.tracer_provider is not None:
-        processor = TracedProcessor(processor, tracer, name="simulated-processor")
+    clock = SystemClock() if clock is None else clock
+    if repository is None:  # `is None`, not `or`: an empty repository is falsy (__len__)
+        repository = observe_store(memory_store(settings, clock=clock), settings, telemetry)
     return PaymentService(
         repository=repository,
-        processor=processor,
+        processor=build_processor(settings, telemetry) if processor is None else processor,
         clock=clock,
         ids=RandomPaymentIds() if ids is None else ids,
         processor_timeout=settings.processor_timeout_seconds,
         settlement_timeout=settings.settlement_timeout_seconds,
         observer=TelemetryObserver(telemetry.metrics),
-        tracer=tracer,
+        tracer=telemetry.tracer(),
         simulation=settings.simulation,
-    )
-
-
-def observe_store(store: Store, settings: Settings, telemetry: Telemetry) -> PaymentRepository:
-    """The store's repository, wrapped for database spans and the store metrics (durable stores;
-    the in-memory store does no I/O and gets no spans)."""
-    if store.system == "memory":
-        repository = store.repository
-        if telemetry.metrics is not None and isinstance(repository, InMemoryPaymentRepository):
-            register_store_gauges(repository.stats, telemetry.metrics.registry)
-        return repository
-    metrics = None
-    if telemetry.metrics is not None:
-        metrics = StoreMetrics(telemetry.metrics.registry)
-        if store.pool is not None:
-            metrics.watch_pool(store.system, store.pool)
-        if store.transactions is not None:
-            metrics.watch_transactions(store.system, store.transactions)
-    location = settings.store
-    return ObservedRepository(
-        store.repository,
-        system=store.system,
-        tracer_provider=telemetry.tracer_provider,
-        metrics=metrics,
-        namespace=location.database or location.path,
-        server_address=location.host or None,
-        server_port=location.port,
-    )
-
-
-def build_recovery(
-    settings: Settings,
-    store: Store,
-    *,
-    repository: PaymentRepository,
-    processor: PaymentProcessor,
-    clock: Clock,
-) -> SettlementRecovery | None:
-    """Crash recovery of interrupted settlements; None for the memory store (nothing survives
-    a crash there to recover)."""
-    if store.stalled is None:
-        return None
-    return SettlementRecovery(
-        stalled=store.stalled,
-        repository=repository,
-        processor=processor,
-        clock=clock,
-        deadline=timedelta(seconds=settings.settlement_deadline_seconds),
-        charge_timeout=settings.settlement_timeout_seconds,
     )
 
 
@@ -158,14 +144,14 @@ def build_interceptors(
        continuing the caller's traceparent, so everything inside, logs included, is in it.
     2. ObservationInterceptor: the one observation point. It records, times and answers every
        call (errors through the one error table) and hands the completed record to the
-       reporters. Innermost, so nothing below it can bypass the error mapping, and right inside
-       the library, so its span reporter finishes the library's span. It also sheds calls past
+       reporters, so nothing inside it can bypass the error mapping; right inside the
+       library, so its span reporter finishes the library's span. It also sheds calls past
        `limit` (RESOURCE_EXHAUSTED), and parks then refuses (UNAVAILABLE) new calls once
        `gate` closes at shutdown, so those calls are counted, logged and traced too.
-    3. AuthInterceptor (only when API keys are configured): the caller's merchant from its key,
-       inside the observation point, so a refused key becomes UNAUTHENTICATED through the one
-       error table and is counted, logged and traced like any call. Without keys, the
-       observation interceptor gives every call merchant `default` (no extra frame per call).
+    3. AuthInterceptor: the caller's principal (`security.principal`) from its API key, or the
+       `default` merchant with authentication off; inside the observation point, so a refused
+       key becomes UNAUTHENTICATED through the one error table and is counted, logged and
+       traced like any call.
     """
     telemetry = telemetry or Telemetry()
     every_call, health_checks = telemetry.reporters()
@@ -173,19 +159,37 @@ def build_interceptors(
     if telemetry.tracer_provider is not None:
         untraced = () if telemetry.observe_health_checks else HEALTH_CHECK_PREFIXES
         chain.append(library_server_interceptor(telemetry.tracer_provider, untraced))
-    authenticator = authenticator or Authenticator(None)
     chain.append(
-        ObservationInterceptor(
-            every_call,
-            health_reporters=health_checks,
-            merchant=None if authenticator.enabled else DEFAULT_MERCHANT,
-            limit=limit,
-            gate=gate,
-        )
+        ObservationInterceptor(every_call, health_reporters=health_checks, limit=limit, gate=gate)
     )
-    if authenticator.enabled:
-        chain.append(AuthInterceptor(authenticator))
+    chain.append(AuthInterceptor(authenticator or Authenticator(None)))
     return chain
+
+
+@dataclass(slots=True)
+class Background:
+    """The work a running app does besides calls: crash recovery (durable stores) and the
+    expiry sweeper. `stop` cancels both and waits for them."""
+
+    sweeper: ExpirySweeper
+    recovery: SettlementRecovery | None = None
+    recovery_interval: float = 5.0
+    _recovering: asyncio.Task[None] | None = field(default=None, init=False)
+
+    def start(self) -> None:
+        self.sweeper.start()
+        if self.recovery is not None:
+            self._recovering = asyncio.get_running_loop().create_task(
+                self.recovery.run(self.recovery_interval)
+            )
+
+    async def stop(self) -> None:
+        await self.sweeper.stop()
+        recovering, self._recovering = self._recovering, None
+        if recovering is not None:
+            recovering.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await recovering
 
 
 @dataclass(slots=True)
@@ -197,7 +201,7 @@ class App:
     store: Store
     service: PaymentService
     server: RunningServer
-    recovery: SettlementRecovery | None = None
+    background: Background
     metrics_http: WSGIServer | None = None
     metrics_port: int | None = None
 
@@ -212,61 +216,61 @@ async def build_app(
 ) -> App:
     """Build and start everything `settings` asks for. `keys` None: authentication off;
     `credentials` None: plaintext; `span_processors` are added to the tracer provider (tests
-    pass an in-memory exporter's)."""
+    pass an in-memory exporter's). The background work is built, not started."""
     telemetry = build_telemetry(settings, log_writer=log_writer, span_processors=span_processors)
     metrics_http, metrics_port = None, None
+    limit = ConcurrencyLimit(settings.max_concurrent_rpcs)
     if telemetry.metrics is not None and settings.metrics_address is not None:
         telemetry.metrics.initialize(UNARY_METHODS)
         # The configured merchants' domain series, at zero (more appear after a SIGHUP reload).
         telemetry.metrics.initialize_merchants(
             keys.merchants() if keys is not None else (DEFAULT_MERCHANT,)
         )
+        register_sampled(telemetry.metrics.registry, load_series(limit))
         metrics_http, metrics_port = start_metrics_server(
-            settings.metrics_address, telemetry.metrics.registry
+            settings.metrics_address,
+            telemetry.metrics.registry,
+            workers=settings.metrics_max_connections,
+            timeout=settings.metrics_read_timeout_seconds,
         )
     clock = SystemClock()
-    processor = SimulatedProcessor(slow_delay=settings.simulated_slow_seconds)
-    pending = None
-    store: Store | None = None
-    repository: PaymentRepository
-    if settings.store.kind == "memory":  # opens at once
-        store = await open_store(settings, clock=clock)
-        repository = observe_store(store, settings, telemetry)
-    else:  # listen first (health NOT_SERVING), then connect: probes get an answer meanwhile
-        pending = PendingRepository()
-        repository = pending
+    processor = build_processor(settings, telemetry)
+    pending = PendingRepository()  # until the store is open: UNAVAILABLE, health NOT_SERVING
     service = build_service(
-        settings, telemetry=telemetry, clock=clock, repository=repository, processor=processor
+        settings, telemetry=telemetry, clock=clock, repository=pending, processor=processor
     )
-    limit = ConcurrencyLimit(settings.max_concurrent_rpcs)
-    if telemetry.metrics is not None:
-        telemetry.metrics.registry.register(
-            LoadGauges(lambda: limit.in_flight, lambda: limit.rejected, limit.limit)
-        )
     gate = ShutdownGate()
-    interceptors = build_interceptors(telemetry, Authenticator(keys), limit, gate)
     server = await start_server(
         service,
         settings.grpc_address,
-        interceptors,
+        build_interceptors(telemetry, Authenticator(keys), limit, gate),
         credentials,
-        policy=ConnectionPolicy.from_settings(settings),
+        settings=settings,
         gate=gate,
-        serving=pending is None,
+        serving=False,
     )
-    if pending is not None:
+    if settings.store.kind != "memory":
         log.info("store_connecting", store=settings.store.redacted, port=server.port)
-        try:
-            opened = await open_store(settings, clock=clock)
-        except BaseException:
-            await server.stop(0)
-            raise
-        store, repository = opened, observe_store(opened, settings, telemetry)
-        pending.attach(repository)
-        await server.serving()
-    assert store is not None  # noqa: S101 - opened on both paths above
+    try:
+        store = await open_store(settings, clock=clock)
+    except BaseException:
+        await server.stop(0)
+        raise
+    repository = observe_store(store, settings, telemetry)
+    pending.attach(repository)
+    await server.serving()
     log.info("store_opened", store=settings.store.redacted)
-    recovery = build_recovery(
-        settings, store, repository=repository, processor=processor, clock=clock
+    recovery = None
+    if store.stalled is not None and isinstance(repository, ObservedRepository):
+        recovery = SettlementRecovery(
+            stalled=repository,
+            repository=repository,
+            processor=processor,
+            clock=clock,
+            deadline=timedelta(seconds=settings.settlement_deadline_seconds),
+            charge_timeout=settings.settlement_timeout_seconds,
+        )
+    background = Background(
+        ExpirySweeper(service), recovery, recovery_interval=settings.recovery_interval_seconds
     )
-    return App(settings, telemetry, store, service, server, recovery, metrics_http, metrics_port)
+    return App(settings, telemetry, store, service, server, background, metrics_http, metrics_port)

@@ -1,29 +1,35 @@
-"""Settings, parsed once from the environment into a frozen object at startup.
+"""Settings: every environment variable the service reads, declared once, here.
+
+Each field of `Settings` (and of `ProbeSettings`, which only `payments-healthcheck` reads) is
+declared with `setting(...)`: the variable, its parser, its default *as written in the
+environment* (parsed by the same parser, so the documented default is the real one), a one-line
+meaning, and for a limit what a client sees when it is hit. `from_env` is a loop over these
+declarations; `payments-server config` prints them with their effective values, and the README's
+configuration table and docs/limits.md are rendered from them (`payments_service.reference`,
+`make docs`). Nothing else in src/ reads the environment or repeats a default.
 
 Nothing reads the environment at import time. An invalid value raises `ConfigError` naming the
-variable; the entry point turns it into one line on stderr and exit status 2.
+variable; the entry points turn it into one line on stderr and exit status 2.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import re
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
-from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
+from typing import Any, TypeVar, overload
+
+from payments_service.adapters.stores.location import StoreLocation, parse_store_url
 
 T = TypeVar("T")
+S = TypeVar("S", bound="_FromEnv")
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
 LOG_FORMATS = ("json", "console")
-OTLP_ENDPOINT_VARIABLES = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+SQLITE_SYNCHRONOUS = ("full", "normal")
 _HOST_PORT = re.compile(r"(?P<host>\[[0-9a-fA-F:.]*\]|[A-Za-z0-9.-]*):(?P<port>\d{1,5})")
-
-
-STORE_URL = "PAYMENTS_STORE_URL"
-STORE_PASSWORD_FILE = "PAYMENTS_STORE_PASSWORD_FILE"  # noqa: S105 - a variable name
-POSTGRES_SCHEMES = ("postgresql", "postgres")
 
 
 class ConfigError(ValueError):
@@ -31,354 +37,109 @@ class ConfigError(ValueError):
 
 
 @dataclass(frozen=True, slots=True)
-class StoreLocation:
-    """Where payments are stored, parsed from `PAYMENTS_STORE_URL` (SQLAlchemy's URL forms).
+class Limit:
+    """What a setting bounds, for the limits table (docs/limits.md).
 
-    `kind` is memory, sqlite or postgresql. The password is kept out of `repr` and out of
-    `redacted`; only `password` itself holds it, for the driver.
+    `reason`: the `ErrorInfo.reason` of the error-table row a client gets when the limit is hit
+    (its code and details are rendered from that row), or None when hitting it is not an error
+    of ours; `effect`: what happens, in words; `metrics`: the series that show it.
     """
 
-    kind: str = "memory"
-    path: str = ""  # sqlite: the database file
-    host: str = ""
-    port: int | None = None
-    user: str = ""
-    database: str = ""
-    params: tuple[tuple[str, str], ...] = ()  # postgresql: passed to the driver (e.g. sslmode)
-    password: str | None = field(default=None, repr=False)
-
-    @property
-    def redacted(self) -> str:
-        """The URL with the password replaced by ***: safe for logs and error messages."""
-        if self.kind == "memory":
-            return "memory://"
-        if self.kind == "sqlite":
-            return f"sqlite:///{self.path}"
-        return self._postgres_url("***" if self.password is not None else None)
-
-    @property
-    def dsn(self) -> str:
-        """The PostgreSQL DSN without the password (the driver gets that separately)."""
-        return self._postgres_url(None)
-
-    def _postgres_url(self, password: str | None) -> str:
-        user = quote(self.user, safe="")
-        auth = f"{user}:{password}@" if password is not None else (f"{user}@" if user else "")
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        port = f":{self.port}" if self.port is not None else ""
-        query = f"?{urlencode(self.params)}" if self.params else ""
-        return f"postgresql://{auth}{host}{port}/{quote(self.database, safe='')}{query}"
+    what: str
+    effect: str
+    metrics: tuple[str, ...] = ()
+    reason: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
-class Settings:
-    grpc_address: str = "[::]:50051"
-    metrics_address: str | None = "0.0.0.0:9464"
-    log_level: str = "info"
-    log_format: str = "json"
-    idempotency_ttl_seconds: float = 86_400.0
-    shutdown_grace_seconds: float = 10.0
-    processor_timeout_seconds: float = 1.0
-    simulated_slow_seconds: float = 2.0
-    access_log: bool = True
-    observe_health_checks: bool = False
-    log_queue_records: int = 10_000
-    # The OpenTelemetry switches the service itself acts on (the SDK reads the rest, e.g.
-    # OTEL_BSP_*, OTEL_EXPORTER_OTLP_* and the sampler, from the environment as usual).
-    tracing: bool = True  # OTEL_SDK_DISABLED=true turns it off
-    otlp_export: bool = False  # an OTLP endpoint is configured
-    span_attribute_value_limit: int = 256
-    # OTEL_BSP_MAX_EXPORT_BATCH_SIZE with this service's default (the SDK's is 512): a smaller
-    # batch holds the GIL for less time per export and keeps fewer finished spans in memory.
-    span_export_batch_size: int = 128
-    api_keys_file: str | None = None  # unset: authentication off, every caller is `default`
-    tls_cert_file: str | None = None  # with tls_key_file: serve TLS on the gRPC port
-    tls_key_file: str | None = None
-    tls_client_ca_file: str | None = None  # also require client certificates (mutual TLS)
-    simulation: bool = True  # off: the `simulate` metadata key is refused (production)
-    store: StoreLocation = StoreLocation()
-    store_connect_timeout_seconds: float = 30.0
-    store_pool_size: int = 10
-    store_sqlite_synchronous: str = "full"
-    settlement_timeout_seconds: float = 30.0
-    settlement_deadline_seconds: float = 600.0
-    recovery_interval_seconds: float = 5.0
+class Variable:
+    """One environment variable: the declaration behind one settings field."""
+
+    names: tuple[str, ...]  # the variable, then the ones it falls back to when unset
+    parse: Callable[[str], Any]
+    default: str | None  # as written in the environment; None: unset
+    meaning: str
+    secret: bool = False
+    limit: Limit | None = None
 
     @property
-    def settlement_lease_seconds(self) -> float:
-        """How long a payment's settlement belongs to the process that started it: one attempt
-        (processor deadline + settlement timeout) plus a margin. After that, a durable store's
-        recovery may take the payment over (its owner died)."""
-        return self.processor_timeout_seconds + self.settlement_timeout_seconds + 5.0
+    def name(self) -> str:
+        return self.names[0]
 
-    memory_store_max_mib: int = 256
-    # The edges (docs/limits.md): load shedding, connection policy, the shutdown drain.
-    max_concurrent_rpcs: int = 1000
-    max_connection_idle_seconds: float = 300.0
-    max_connection_age_seconds: float = 300.0
-    max_connection_age_grace_seconds: float = 30.0
-    keepalive_time_seconds: float = 60.0
-    shutdown_drain_seconds: float = 2.0
+    def read(self, env: Mapping[str, str]) -> Any:
+        """The value `env` gives this variable, else its default; ConfigError names it."""
+        for name in self.names:
+            raw = env.get(name, "").strip()
+            if raw:
+                try:
+                    return self.parse(raw)
+                except ValueError as exc:
+                    shown = "" if self.secret else f"={raw!r}"
+                    raise ConfigError(f"invalid {name}{shown}: {exc}") from None
+        return self.default_value()
 
-    @classmethod
-    def from_env(cls, env: Mapping[str, str]) -> Settings:
-        defaults = cls()
+    def default_value(self) -> Any:
+        return None if self.default is None else self.parse(self.default)
 
-        def read(name: str, parse: Callable[[str], T], default: T) -> T:
-            raw = env.get(name)
-            if raw is None or raw.strip() == "":
-                return default
-            try:
-                return parse(raw.strip())
-            except ValueError as exc:
-                raise ConfigError(f"invalid {name}={raw!r}: {exc}") from None
-
-        settings = cls(
-            grpc_address=read("PAYMENTS_GRPC_ADDRESS", _address, defaults.grpc_address),
-            metrics_address=read(
-                "PAYMENTS_METRICS_ADDRESS", _optional_address, defaults.metrics_address
-            ),
-            log_level=read("PAYMENTS_LOG_LEVEL", _choice(LOG_LEVELS), defaults.log_level),
-            log_format=read("PAYMENTS_LOG_FORMAT", _choice(LOG_FORMATS), defaults.log_format),
-            idempotency_ttl_seconds=read(
-                "PAYMENTS_IDEMPOTENCY_TTL_SECONDS",
-                _positive_float,
-                defaults.idempotency_ttl_seconds,
-            ),
-            shutdown_grace_seconds=read(
-                "PAYMENTS_SHUTDOWN_GRACE_SECONDS",
-                _non_negative_float,
-                defaults.shutdown_grace_seconds,
-            ),
-            processor_timeout_seconds=read(
-                "PAYMENTS_PROCESSOR_TIMEOUT_SECONDS",
-                _positive_float,
-                defaults.processor_timeout_seconds,
-            ),
-            simulated_slow_seconds=read(
-                "PAYMENTS_SIMULATED_SLOW_SECONDS",
-                _non_negative_float,
-                defaults.simulated_slow_seconds,
-            ),
-            access_log=read("PAYMENTS_ACCESS_LOG", _switch, defaults.access_log),
-            observe_health_checks=read(
-                "PAYMENTS_OBSERVE_HEALTH_CHECKS", _switch, defaults.observe_health_checks
-            ),
-            log_queue_records=read(
-                "PAYMENTS_LOG_QUEUE_RECORDS", _positive_int, defaults.log_queue_records
-            ),
-            tracing=not read("OTEL_SDK_DISABLED", _otel_boolean, False),
-            otlp_export=any(env.get(name, "").strip() for name in OTLP_ENDPOINT_VARIABLES),
-            span_export_batch_size=read(
-                "OTEL_BSP_MAX_EXPORT_BATCH_SIZE",
-                _positive_int,
-                defaults.span_export_batch_size,
-            ),
-            span_attribute_value_limit=read(
-                "OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT",
-                _positive_int,
-                read(
-                    "OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT",
-                    _positive_int,
-                    defaults.span_attribute_value_limit,
-                ),
-            ),
-            api_keys_file=read("PAYMENTS_API_KEYS_FILE", str, defaults.api_keys_file),
-            tls_cert_file=read("PAYMENTS_TLS_CERT_FILE", str, None),
-            tls_key_file=read("PAYMENTS_TLS_KEY_FILE", str, None),
-            tls_client_ca_file=read("PAYMENTS_TLS_CLIENT_CA_FILE", str, None),
-            simulation=read("PAYMENTS_SIMULATION", _switch, defaults.simulation),
-            store=_store_location(env),
-            store_connect_timeout_seconds=read(
-                "PAYMENTS_STORE_CONNECT_TIMEOUT_SECONDS",
-                _positive_float,
-                defaults.store_connect_timeout_seconds,
-            ),
-            store_pool_size=read("PAYMENTS_STORE_POOL_SIZE", _pool_size, defaults.store_pool_size),
-            store_sqlite_synchronous=read(
-                "PAYMENTS_STORE_SQLITE_SYNCHRONOUS",
-                _choice(("full", "normal")),
-                defaults.store_sqlite_synchronous,
-            ),
-            settlement_timeout_seconds=read(
-                "PAYMENTS_SETTLEMENT_TIMEOUT_SECONDS",
-                _positive_float,
-                defaults.settlement_timeout_seconds,
-            ),
-            settlement_deadline_seconds=read(
-                "PAYMENTS_SETTLEMENT_DEADLINE_SECONDS",
-                _positive_float,
-                defaults.settlement_deadline_seconds,
-            ),
-            recovery_interval_seconds=read(
-                "PAYMENTS_RECOVERY_INTERVAL_SECONDS",
-                _positive_float,
-                defaults.recovery_interval_seconds,
-            ),
-            memory_store_max_mib=read(
-                "PAYMENTS_MEMORY_STORE_MAX_MIB", _positive_int, defaults.memory_store_max_mib
-            ),
-            max_concurrent_rpcs=read(
-                "PAYMENTS_MAX_CONCURRENT_RPCS", _positive_int, defaults.max_concurrent_rpcs
-            ),
-            max_connection_idle_seconds=read(
-                "PAYMENTS_MAX_CONNECTION_IDLE_SECONDS",
-                _positive_float,
-                defaults.max_connection_idle_seconds,
-            ),
-            max_connection_age_seconds=read(
-                "PAYMENTS_MAX_CONNECTION_AGE_SECONDS",
-                _positive_float,
-                defaults.max_connection_age_seconds,
-            ),
-            max_connection_age_grace_seconds=read(
-                "PAYMENTS_MAX_CONNECTION_AGE_GRACE_SECONDS",
-                _positive_float,
-                defaults.max_connection_age_grace_seconds,
-            ),
-            keepalive_time_seconds=read(
-                "PAYMENTS_KEEPALIVE_TIME_SECONDS", _positive_float, defaults.keepalive_time_seconds
-            ),
-            shutdown_drain_seconds=read(
-                "PAYMENTS_SHUTDOWN_DRAIN_SECONDS",
-                _non_negative_float,
-                defaults.shutdown_drain_seconds,
-            ),
-        )
-        _check_tls_files(settings)
-        return settings
+    def source(self, env: Mapping[str, str]) -> str | None:
+        """The variable `env` sets for this setting, or None: the default applies."""
+        return next((name for name in self.names if env.get(name, "").strip()), None)
 
 
-def _check_tls_files(settings: Settings) -> None:
-    """Certificate and key come together; mutual TLS needs TLS. (Their contents are checked
-    by `security.tls` when the server starts.)"""
-    if settings.tls_cert_file is not None and settings.tls_key_file is None:
-        raise ConfigError("invalid PAYMENTS_TLS_KEY_FILE='': required with PAYMENTS_TLS_CERT_FILE")
-    if settings.tls_key_file is not None and settings.tls_cert_file is None:
-        raise ConfigError("invalid PAYMENTS_TLS_CERT_FILE='': required with PAYMENTS_TLS_KEY_FILE")
-    if settings.tls_client_ca_file is not None and settings.tls_cert_file is None:
-        raise ConfigError(
-            f"invalid PAYMENTS_TLS_CLIENT_CA_FILE={settings.tls_client_ca_file!r}: client "
-            "certificates need TLS: set PAYMENTS_TLS_CERT_FILE and PAYMENTS_TLS_KEY_FILE too"
-        )
-
-
-def _otel_boolean(raw: str) -> bool:
-    """OpenTelemetry's boolean: only a case-insensitive "true" is true (the spec's rule)."""
-    return raw.lower() == "true"
-
-
-def _positive_int(raw: str) -> int:
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ValueError("expected a whole number") from None
-    if value < 1:
-        raise ValueError("expected a whole number greater than 0")
+@overload
+def setting(
+    names: str | tuple[str, ...],
+    parse: Callable[[str], T],
+    default: str,
+    meaning: str,
+    *,
+    secret: bool = False,
+    limit: Limit | None = None,
+) -> T: ...
+@overload
+def setting(
+    names: str | tuple[str, ...],
+    parse: Callable[[str], T],
+    default: None,
+    meaning: str,
+    *,
+    secret: bool = False,
+    limit: Limit | None = None,
+) -> T | None: ...
+def setting(
+    names: str | tuple[str, ...],
+    parse: Callable[[str], T],
+    default: str | None,
+    meaning: str,
+    *,
+    secret: bool = False,
+    limit: Limit | None = None,
+) -> T | None:
+    """Declare a settings field: the dataclass default is `parse(default)`."""
+    variable = Variable(
+        (names,) if isinstance(names, str) else names, parse, default, meaning, secret, limit
+    )
+    value: T | None = dataclasses.field(  # the dataclass machinery sees a Field
+        default=variable.default_value(), repr=not secret, metadata={"variable": variable}
+    )
     return value
 
 
-def _store_location(env: Mapping[str, str]) -> StoreLocation:
-    """Parse PAYMENTS_STORE_URL. Unlike the other variables, an error never echoes the raw
-    value: it may hold a password."""
-    raw = (env.get(STORE_URL) or "").strip()
-    if not raw:
-        return StoreLocation()
-    try:
-        location = _parse_store_url(raw)
-    except ValueError as exc:
-        raise ConfigError(f"invalid {STORE_URL}: {exc}") from None
-    if location.kind != "postgresql" or location.password is not None:
-        return location
-    password_file = (env.get(STORE_PASSWORD_FILE) or "").strip()
-    if password_file:
-        try:
-            password = Path(password_file).read_text(encoding="utf-8").rstrip("\r\n")
-        except (OSError, UnicodeError) as exc:
-            detail = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
-            raise ConfigError(
-                f"invalid {STORE_PASSWORD_FILE}={password_file!r}: cannot read it ({detail})"
-            ) from None
-        return _with_password(location, password)
-    if env.get("PGPASSWORD"):
-        return _with_password(location, env["PGPASSWORD"])
-    return location
+# Parsers: each raises ValueError with what it expected (ConfigError adds the variable).
 
 
-def _with_password(location: StoreLocation, password: str) -> StoreLocation:
-    return StoreLocation(
-        kind=location.kind,
-        host=location.host,
-        port=location.port,
-        user=location.user,
-        database=location.database,
-        params=location.params,
-        password=password,
-    )
-
-
-def _parse_store_url(raw: str) -> StoreLocation:
-    scheme, sep, rest = raw.partition("://")
-    scheme = scheme.lower()
-    expected = "expected memory://, sqlite:///PATH or postgresql://USER@HOST:PORT/DBNAME"
-    if not sep:
-        raise ValueError(expected)
-    if scheme == "memory":
-        if rest:
-            raise ValueError("memory:// takes no path")
-        return StoreLocation()
-    if scheme == "sqlite":
-        # sqlite:///relative.db -> "relative.db"; sqlite:////abs/file.db -> "/abs/file.db"
-        if not rest.startswith("/") or rest == "/" or "?" in rest:
-            raise ValueError("expected sqlite:///relative/path.db or sqlite:////absolute/path.db")
-        return StoreLocation(kind="sqlite", path=unquote(rest[1:]))
-    if scheme in POSTGRES_SCHEMES:
-        return _parse_postgres_url(raw)
-    raise ValueError(f"unknown scheme; {expected}")
-
-
-def _parse_postgres_url(raw: str) -> StoreLocation:
-    try:
-        parts = urlsplit(raw)
-        port = parts.port
-        params = parse_qsl(parts.query, keep_blank_values=True, strict_parsing=bool(parts.query))
-    except ValueError:
-        raise ValueError("malformed postgresql URL (check the port and the query)") from None
-    database = unquote(parts.path.lstrip("/"))
-    if not database or "/" in database:
-        raise ValueError("expected postgresql://USER@HOST:PORT/DBNAME with a database name")
-    if parts.fragment:
-        raise ValueError("a postgresql URL takes no #fragment")
-    password = unquote(parts.password) if parts.password is not None else None
-    kept: list[tuple[str, str]] = []
-    for key, value in params:
-        if key == "password":  # libpq allows it in the query too; keep it out of the DSN
-            password = value
-        else:
-            kept.append((key, value))
-    return StoreLocation(
-        kind="postgresql",
-        host=parts.hostname or "",
-        port=port,
-        user=unquote(parts.username or ""),
-        database=database,
-        params=tuple(kept),
-        password=password,
-    )
-
-
-def _address(raw: str) -> str:
+def address(raw: str) -> str:
     match = _HOST_PORT.fullmatch(raw)
     if match is None or int(match["port"]) > 65535:
         raise ValueError("expected HOST:PORT, e.g. [::]:50051 or 127.0.0.1:50051")
     return raw
 
 
-def _optional_address(raw: str) -> str | None:
-    return None if raw.lower() == "off" else _address(raw)
+def optional_address(raw: str) -> str | None:
+    return None if raw.lower() == "off" else address(raw)
 
 
-def _switch(raw: str) -> bool:
+def switch(raw: str) -> bool:
     value = raw.lower()
     if value in ("on", "true", "1", "yes"):
         return True
@@ -387,7 +148,12 @@ def _switch(raw: str) -> bool:
     raise ValueError("expected on or off")
 
 
-def _choice(options: tuple[str, ...]) -> Callable[[str], str]:
+def otel_boolean(raw: str) -> bool:
+    """OpenTelemetry's boolean: only a case-insensitive "true" is true (the spec's rule)."""
+    return raw.lower() == "true"
+
+
+def choice(options: tuple[str, ...]) -> Callable[[str], str]:
     def parse(raw: str) -> str:
         value = raw.lower()
         if value not in options:
@@ -397,21 +163,22 @@ def _choice(options: tuple[str, ...]) -> Callable[[str], str]:
     return parse
 
 
-def _pool_size(raw: str) -> int:
-    value = _positive_int(raw)
-    if value > 1000:
-        raise ValueError("expected a whole number from 1 to 1000")
-    return value
+def whole(low: int, high: int | None = None) -> Callable[[str], int]:
+    def parse(raw: str) -> int:
+        try:
+            value = int(raw)
+        except ValueError:
+            raise ValueError("expected a whole number") from None
+        if value < low or (high is not None and value > high):
+            bound = f"from {low} to {high}" if high is not None else f"of at least {low}"
+            raise ValueError(f"expected a whole number {bound}")
+        return value
+
+    return parse
 
 
-def _positive_float(raw: str) -> float:
-    value = _non_negative_float(raw)
-    if value == 0:
-        raise ValueError("expected a number of seconds greater than 0")
-    return value
-
-
-def _non_negative_float(raw: str) -> float:
+def seconds(raw: str) -> float:
+    """A finite number of seconds, 0 allowed."""
     try:
         value = float(raw)
     except ValueError:
@@ -419,3 +186,477 @@ def _non_negative_float(raw: str) -> float:
     if not 0 <= value < float("inf"):
         raise ValueError("expected a finite, non-negative number of seconds")
     return value
+
+
+def positive_seconds(raw: str) -> float:
+    value = seconds(raw)
+    if value == 0:
+        raise ValueError("expected a number of seconds greater than 0")
+    return value
+
+
+def text(raw: str) -> str:
+    return raw
+
+
+positive = whole(1)
+
+
+class _FromEnv:
+    """`from_env` and the declarations of a settings dataclass."""
+
+    __slots__ = ()
+
+    @classmethod
+    def variables(cls) -> Iterator[tuple[str, Variable]]:
+        """(field name, its variable), in declaration order."""
+        for spec in dataclasses.fields(cls):  # type: ignore[arg-type]
+            variable = spec.metadata.get("variable")
+            if variable is not None:
+                yield spec.name, variable
+
+    @classmethod
+    def from_env(cls: type[S], env: Mapping[str, str]) -> S:
+        values = {name: variable.read(env) for name, variable in cls.variables()}
+        return cls(**values)._checked()
+
+    def _checked(self: S) -> S:
+        return self
+
+
+@dataclass(frozen=True, slots=True)
+class Settings(_FromEnv):
+    """What the server reads at startup (`payments-server`)."""
+
+    grpc_address: str = setting(
+        "PAYMENTS_GRPC_ADDRESS",
+        address,
+        "[::]:50051",
+        "gRPC listen address (`HOST:PORT`; port 0 picks a free one)",
+    )
+    metrics_address: str | None = setting(
+        "PAYMENTS_METRICS_ADDRESS",
+        optional_address,
+        "0.0.0.0:9464",
+        "Prometheus `/metrics` listen address; `off` disables metrics",
+    )
+    log_level: str = setting(
+        "PAYMENTS_LOG_LEVEL", choice(LOG_LEVELS), "info", "`debug`, `info`, `warning`, `error`"
+    )
+    log_format: str = setting(
+        "PAYMENTS_LOG_FORMAT",
+        choice(LOG_FORMATS),
+        "json",
+        "`json` (one object per line on stdout) or `console`",
+    )
+    access_log: bool = setting(
+        "PAYMENTS_ACCESS_LOG", switch, "on", "`off` drops the per-call access line"
+    )
+    observe_health_checks: bool = setting(
+        "PAYMENTS_OBSERVE_HEALTH_CHECKS", switch, "off", "`on` traces and logs health checks too"
+    )
+    log_queue_records: int = setting(
+        "PAYMENTS_LOG_QUEUE_RECORDS",
+        positive,
+        "10000",
+        "log lines waiting for stdout; calls never wait for stdout",
+        limit=Limit(
+            "log lines queued for stdout",
+            "nothing for the client: lines past the queue are dropped",
+            ("payments_log_records_dropped_total",),
+        ),
+    )
+    idempotency_ttl_seconds: float = setting(
+        "PAYMENTS_IDEMPOTENCY_TTL_SECONDS",
+        positive_seconds,
+        "86400",
+        "how long keys (and payments) are remembered",
+    )
+    processor_timeout_seconds: float = setting(
+        "PAYMENTS_PROCESSOR_TIMEOUT_SECONDS",
+        positive_seconds,
+        "1",
+        "how long RequestPayment waits for the processor before answering PENDING",
+        limit=Limit(
+            "processor deadline",
+            "not an error: RequestPayment answers PENDING, the payment settles in the background",
+            ("grpc_server_handling_seconds", "payments_settled_total"),
+        ),
+    )
+    simulated_slow_seconds: float = setting(
+        "PAYMENTS_SIMULATED_SLOW_SECONDS",
+        seconds,
+        "2",
+        "how long the simulated processor takes for `simulate=slow`",
+    )
+    simulation: bool = setting(
+        "PAYMENTS_SIMULATION",
+        switch,
+        "on",
+        "`off` refuses the `simulate` metadata key with INVALID_ARGUMENT (production)",
+    )
+    settlement_timeout_seconds: float = setting(
+        "PAYMENTS_SETTLEMENT_TIMEOUT_SECONDS",
+        positive_seconds,
+        "30",
+        "one settlement attempt's bound (the processor call); after it the payment is FAILED",
+    )
+    settlement_deadline_seconds: float = setting(
+        "PAYMENTS_SETTLEMENT_DEADLINE_SECONDS",
+        positive_seconds,
+        "600",
+        "durable stores: a payment a crash left PENDING is resumed until `created_at` + this, "
+        "then FAILED",
+    )
+    recovery_interval_seconds: float = setting(
+        "PAYMENTS_RECOVERY_INTERVAL_SECONDS",
+        positive_seconds,
+        "5",
+        "durable stores: how often each process looks for settlements whose lease ran out",
+    )
+    store: StoreLocation = setting(
+        "PAYMENTS_STORE_URL",
+        parse_store_url,
+        "memory://",
+        "which store: `memory://`, `sqlite:///relative.db`, `sqlite:////absolute.db`, "
+        "`postgresql://user@host:5432/db` (docs/storage.md)",
+        secret=True,  # it may carry a password: never echoed, shown redacted
+    )
+    store_password_file: str | None = setting(
+        "PAYMENTS_STORE_PASSWORD_FILE",
+        text,
+        None,
+        "file holding the PostgreSQL password (when the URL has none; wins over `PGPASSWORD`)",
+    )
+    store_pgpassword: str | None = setting(
+        "PGPASSWORD",
+        text,
+        None,
+        "libpq's variable: the PostgreSQL password when neither the URL nor the file has one",
+        secret=True,
+    )
+    store_connect_timeout_seconds: float = setting(
+        "PAYMENTS_STORE_CONNECT_TIMEOUT_SECONDS",
+        positive_seconds,
+        "30",
+        "how long startup retries an unreachable store (backoff 0.1 s doubling to 2 s)",
+        limit=Limit(
+            "store connect at startup",
+            "calls get UNAVAILABLE while the store connects (health NOT_SERVING); past the "
+            "timeout the process exits 1 with one line",
+            ("grpc_server_handled_total",),
+            reason="STORE_UNAVAILABLE",
+        ),
+    )
+    store_pool_size: int = setting(
+        "PAYMENTS_STORE_POOL_SIZE",
+        whole(1, 1000),
+        "10",
+        "PostgreSQL connections per process",
+        limit=Limit(
+            "PostgreSQL connections per process",
+            "store operations wait for a connection (latency grows; nothing fails)",
+            ("payments_store_pool_waiting", "payments_store_pool_connections"),
+        ),
+    )
+    store_sqlite_synchronous: str = setting(
+        "PAYMENTS_STORE_SQLITE_SYNCHRONOUS",
+        choice(SQLITE_SYNCHRONOUS),
+        "full",
+        "SQLite durability: `full` survives power loss; `normal` survives a killed process but "
+        "may lose the last commits to an OS crash, for a higher write rate",
+    )
+    memory_store_max_mib: int = setting(
+        "PAYMENTS_MEMORY_STORE_MAX_MIB",
+        positive,
+        "256",
+        "cap on the in-memory store's accounted size (docs/memory-store.md)",
+        limit=Limit(
+            "memory store size",
+            "a new payment is refused and nothing is stored; replays and GetPayment still work",
+            (
+                "payments_store_bytes",
+                "payments_store_max_bytes",
+                "payments_store_rejected_full_total",
+            ),
+            reason="STORE_FULL",
+        ),
+    )
+    max_concurrent_rpcs: int = setting(
+        "PAYMENTS_MAX_CONCURRENT_RPCS",
+        positive,
+        "1000",
+        "unary calls running at once in this process (health checks excluded)",
+        limit=Limit(
+            "concurrent unary calls",
+            "the call is refused before any work (health checks are never refused)",
+            ("payments_rpcs_shed_total", "payments_rpcs_in_flight", "payments_rpcs_max_in_flight"),
+            reason="OVERLOADED",
+        ),
+    )
+    max_request_bytes: int = setting(
+        "PAYMENTS_MAX_REQUEST_BYTES",
+        whole(1024),
+        "65536",
+        "largest request message accepted (the largest valid RequestPayment is ~15 KiB)",
+        limit=Limit(
+            "request message size",
+            "RESOURCE_EXHAUSTED `Received message larger than max` from grpc-core, before any "
+            "interceptor: no request id, no details",
+        ),
+    )
+    max_metadata_bytes: int = setting(
+        "PAYMENTS_MAX_METADATA_BYTES",
+        whole(1024),
+        "8192",
+        "request metadata (headers) size grpc-core accepts (its soft limit; the hard limit is "
+        "twice it)",
+        limit=Limit(
+            "request metadata size",
+            "between the soft and the hard limit grpc-core refuses some calls, past the hard "
+            "limit every call, with RESOURCE_EXHAUSTED before any interceptor",
+        ),
+    )
+    max_connection_idle_seconds: float = setting(
+        "PAYMENTS_MAX_CONNECTION_IDLE_SECONDS",
+        positive_seconds,
+        "300",
+        "a connection without calls for this long gets GOAWAY",
+        limit=Limit(
+            "connection idle time",
+            "GOAWAY; the channel reconnects on its next call (no call fails)",
+        ),
+    )
+    max_connection_age_seconds: float = setting(
+        "PAYMENTS_MAX_CONNECTION_AGE_SECONDS",
+        positive_seconds,
+        "300",
+        "every connection gets GOAWAY after this age (+/-10 % jitter), so clients re-resolve "
+        "DNS and new replicas get traffic",
+        limit=Limit("connection age", "GOAWAY; new calls go on a new connection (no call fails)"),
+    )
+    max_connection_age_grace_seconds: float = setting(
+        "PAYMENTS_MAX_CONNECTION_AGE_GRACE_SECONDS",
+        positive_seconds,
+        "30",
+        "calls still open this long after the age GOAWAY are cancelled (this frees calls "
+        "whose client never sends)",
+        limit=Limit(
+            "connection age grace",
+            "calls still open are cancelled: the client sees UNAVAILABLE `max connection age`",
+        ),
+    )
+    keepalive_time_seconds: float = setting(
+        "PAYMENTS_KEEPALIVE_TIME_SECONDS",
+        positive_seconds,
+        "60",
+        "the server pings a connection idle this long",
+    )
+    keepalive_timeout_seconds: float = setting(
+        "PAYMENTS_KEEPALIVE_TIMEOUT_SECONDS",
+        positive_seconds,
+        "20",
+        "a connection whose ping is not acknowledged this long is closed",
+        limit=Limit(
+            "keepalive ack",
+            "a dead peer's connection is closed and its calls cancelled",
+        ),
+    )
+    min_client_ping_interval_seconds: float = setting(
+        "PAYMENTS_MIN_CLIENT_PING_INTERVAL_SECONDS",
+        positive_seconds,
+        "10",
+        "clients may ping this often, with or without calls",
+        limit=Limit(
+            "client keepalive pings",
+            "a client pinging more often gets GOAWAY `too_many_pings`",
+        ),
+    )
+    shutdown_drain_seconds: float = setting(
+        "PAYMENTS_SHUTDOWN_DRAIN_SECONDS",
+        seconds,
+        "2",
+        "on SIGTERM/SIGINT health goes NOT_SERVING at once and calls are still served this "
+        "long, so balancers move away",
+    )
+    shutdown_grace_seconds: float = setting(
+        "PAYMENTS_SHUTDOWN_GRACE_SECONDS",
+        seconds,
+        "10",
+        "after the drain, how long in-flight calls and settlements get; the process exits "
+        "within drain + grace + 2 s",
+        limit=Limit(
+            "shutdown grace",
+            "after the drain new calls are refused; calls still running past the grace are "
+            "cancelled (CANCELLED)",
+            ("grpc_server_handled_total",),
+            reason="SHUTTING_DOWN",
+        ),
+    )
+    metrics_max_connections: int = setting(
+        "PAYMENTS_METRICS_MAX_CONNECTIONS",
+        whole(1, 64),
+        "4",
+        "`/metrics` connections served at once; more are closed at once",
+        limit=Limit(
+            "metrics HTTP connections",
+            "a scraper arriving while all are busy is closed at once (it retries)",
+            ("payments_metrics_http_refused_total",),
+        ),
+    )
+    metrics_read_timeout_seconds: float = setting(
+        "PAYMENTS_METRICS_READ_TIMEOUT_SECONDS",
+        positive_seconds,
+        "5",
+        "a `/metrics` request not fully read within this is closed",
+    )
+    api_keys_file: str | None = setting(
+        "PAYMENTS_API_KEYS_FILE",
+        text,
+        None,
+        "the API keys file (docs/security.md); unset: authentication off; re-read on SIGHUP",
+    )
+    tls_cert_file: str | None = setting(
+        "PAYMENTS_TLS_CERT_FILE",
+        text,
+        None,
+        "PEM server certificate (chain); with the key, the gRPC port serves TLS",
+    )
+    tls_key_file: str | None = setting(
+        "PAYMENTS_TLS_KEY_FILE", text, None, "PEM private key of that certificate (unencrypted)"
+    )
+    tls_client_ca_file: str | None = setting(
+        "PAYMENTS_TLS_CLIENT_CA_FILE",
+        text,
+        None,
+        "PEM CA certificate(s); when set, clients must present a certificate it signed (mTLS)",
+    )
+    sdk_disabled: bool = setting(
+        "OTEL_SDK_DISABLED", otel_boolean, "false", "`true` turns tracing off (no spans at all)"
+    )
+    otlp_endpoint: str | None = setting(
+        ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT"),
+        text,
+        None,
+        "where spans are exported (OTLP/gRPC); unset: not exported. The SDK reads the other "
+        "`OTEL_*` variables itself",
+    )
+    span_export_batch_size: int = setting(
+        "OTEL_BSP_MAX_EXPORT_BATCH_SIZE",
+        positive,
+        "128",
+        "spans per OTLP export (the SDK's own default is 512)",
+    )
+    span_attribute_value_limit: int = setting(
+        ("OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT", "OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT"),
+        positive,
+        "256",
+        "span attribute values are cut to this many characters",
+        limit=Limit(
+            "span attribute value length",
+            "nothing for the client: longer values (a 6 KB `user-agent`) are cut in the span",
+        ),
+    )
+
+    @property
+    def tracing(self) -> bool:
+        return not self.sdk_disabled
+
+    @property
+    def otlp_export(self) -> bool:
+        return self.otlp_endpoint is not None
+
+    @property
+    def settlement_lease_seconds(self) -> float:
+        """How long a payment's settlement belongs to the process that started it: one attempt
+        (processor deadline + settlement timeout) plus a margin. After that, a durable store's
+        recovery may take the payment over (its owner died)."""
+        return self.processor_timeout_seconds + self.settlement_timeout_seconds + 5.0
+
+    def _checked(self) -> Settings:
+        """The checks that span variables: TLS files come in pairs, and the store password is
+        read from its file or `PGPASSWORD` when the URL has none."""
+        if self.tls_cert_file is not None and self.tls_key_file is None:
+            raise ConfigError(f"invalid {_name('tls_key_file')}='': required with the certificate")
+        if self.tls_key_file is not None and self.tls_cert_file is None:
+            raise ConfigError(f"invalid {_name('tls_cert_file')}='': required with the key")
+        if self.tls_client_ca_file is not None and self.tls_cert_file is None:
+            raise ConfigError(
+                f"invalid {_name('tls_client_ca_file')}={self.tls_client_ca_file!r}: client "
+                f"certificates need TLS: set {_name('tls_cert_file')} and {_name('tls_key_file')}"
+            )
+        store = self.store
+        if store.kind != "postgresql" or store.password is not None:
+            return self
+        if self.store_password_file is not None:
+            password = _read_secret_file(_name("store_password_file"), self.store_password_file)
+            return dataclasses.replace(self, store=store.with_password(password))
+        if self.store_pgpassword is not None:
+            return dataclasses.replace(self, store=store.with_password(self.store_pgpassword))
+        return self
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeSettings(_FromEnv):
+    """What `payments-healthcheck` reads besides the server's own settings."""
+
+    target: str | None = setting(
+        "PAYMENTS_HEALTHCHECK_TARGET",
+        address,
+        None,
+        "where `payments-healthcheck` asks; unset: 127.0.0.1 and the port of "
+        "`PAYMENTS_GRPC_ADDRESS`",
+    )
+    ca_file: str | None = setting(
+        "PAYMENTS_HEALTHCHECK_CA_FILE",
+        text,
+        None,
+        "the CA that signed the server certificate: turns TLS on for the probe (required when "
+        "`PAYMENTS_TLS_CERT_FILE` is set)",
+    )
+    cert_file: str | None = setting(
+        "PAYMENTS_HEALTHCHECK_CERT_FILE",
+        text,
+        None,
+        "under mutual TLS, the probe's client certificate",
+    )
+    key_file: str | None = setting("PAYMENTS_HEALTHCHECK_KEY_FILE", text, None, "its private key")
+    server_name: str | None = setting(
+        "PAYMENTS_HEALTHCHECK_SERVER_NAME",
+        text,
+        None,
+        "the name the probe verifies in the server certificate, when it does not list 127.0.0.1",
+    )
+    timeout_seconds: float = setting(
+        "PAYMENTS_HEALTHCHECK_TIMEOUT_SECONDS",
+        positive_seconds,
+        "3",
+        "how long the probe waits for an answer",
+    )
+
+
+SETTINGS_CLASSES: tuple[type[_FromEnv], ...] = (Settings, ProbeSettings)
+
+
+def variable(settings_class: type[_FromEnv], field_name: str) -> Variable:
+    """The declaration of one field (its variable name, default, meaning...)."""
+    return dict(settings_class.variables())[field_name]
+
+
+def all_variables() -> Iterator[Variable]:
+    """Every variable any command of this package reads, in declaration order."""
+    for settings_class in SETTINGS_CLASSES:
+        for _, declared in settings_class.variables():
+            yield declared
+
+
+def _name(field_name: str) -> str:
+    return variable(Settings, field_name).name
+
+
+def _read_secret_file(name: str, path: str) -> str:
+    try:
+        return Path(path).read_text(encoding="utf-8").rstrip("\r\n")
+    except (OSError, UnicodeError) as exc:
+        detail = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        raise ConfigError(f"invalid {name}={path!r}: cannot read it ({detail})") from None

@@ -2,8 +2,9 @@
 
 `payments-healthcheck` (or `python -m payments_service.healthcheck`) exits 0 when the server at
 PAYMENTS_HEALTHCHECK_TARGET (default 127.0.0.1:<port of PAYMENTS_GRPC_ADDRESS>) answers SERVING
-for payments.v1.PaymentService within the timeout, and 1 otherwise. A bare TCP connect would
-pass while the server drains or before the servicer is registered; this does not.
+for payments.v1.PaymentService within PAYMENTS_HEALTHCHECK_TIMEOUT_SECONDS, and 1 otherwise. A
+bare TCP connect would pass while the server drains or before the servicer is registered; this
+does not.
 
 With TLS on (PAYMENTS_TLS_CERT_FILE set) the probe needs PAYMENTS_HEALTHCHECK_CA_FILE, the CA
 that signed the server's certificate, and PAYMENTS_HEALTHCHECK_SERVER_NAME when the certificate
@@ -16,24 +17,22 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Mapping
 from dataclasses import dataclass
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from payments_service.config import ConfigError, Settings
+from payments_service.config import ConfigError, ProbeSettings, Settings, variable
 from payments_service.security.tls import read_pem
 
 SERVICE = "payments.v1.PaymentService"
 
 
-def default_target(env: dict[str, str] | os._Environ[str]) -> str:
-    explicit = env.get("PAYMENTS_HEALTHCHECK_TARGET")
-    if explicit:
-        return explicit
-    address = Settings.from_env(env).grpc_address
-    return f"127.0.0.1:{address.rsplit(':', 1)[1]}"
+def target_of(server: Settings, probe: ProbeSettings) -> str:
+    """The probe's target: `PAYMENTS_HEALTHCHECK_TARGET`, else 127.0.0.1 and the server's port."""
+    if probe.target is not None:
+        return probe.target
+    return f"127.0.0.1:{server.grpc_address.rsplit(':', 1)[1]}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,35 +41,31 @@ class ProbeTls:
     server_name: str | None = None  # the name to verify, when not the target's host
 
 
-def probe_tls(env: Mapping[str, str]) -> ProbeTls | None:
+def probe_tls(server: Settings, probe: ProbeSettings) -> ProbeTls | None:
     """TLS settings for the probe, or None for plaintext; ConfigError names a bad variable."""
-    ca_file = env.get("PAYMENTS_HEALTHCHECK_CA_FILE") or None
-    if ca_file is None:
-        if env.get("PAYMENTS_TLS_CERT_FILE"):
+
+    def name(field: str) -> str:
+        return variable(ProbeSettings, field).name
+
+    if probe.ca_file is None:
+        if server.tls_cert_file is not None:
             raise ConfigError(
-                "invalid PAYMENTS_HEALTHCHECK_CA_FILE='': required when the server serves TLS "
-                "(PAYMENTS_TLS_CERT_FILE is set): the CA that signed the server certificate"
+                f"invalid {name('ca_file')}='': required when the server serves TLS "
+                f"({variable(Settings, 'tls_cert_file').name} is set): the CA that signed the "
+                "server certificate"
             )
         return None
-    cert_file = env.get("PAYMENTS_HEALTHCHECK_CERT_FILE") or None
-    key_file = env.get("PAYMENTS_HEALTHCHECK_KEY_FILE") or None
-    if (cert_file is None) != (key_file is None):
-        missing = (
-            "PAYMENTS_HEALTHCHECK_KEY_FILE"
-            if key_file is None
-            else "PAYMENTS_HEALTHCHECK_CERT_FILE"
-        )
+    if (probe.cert_file is None) != (probe.key_file is None):
+        missing = name("key_file") if probe.key_file is None else name("cert_file")
         raise ConfigError(f"invalid {missing}='': the client certificate needs both files")
     credentials = grpc.ssl_channel_credentials(
-        root_certificates=read_pem("PAYMENTS_HEALTHCHECK_CA_FILE", ca_file),
-        private_key=None
-        if key_file is None
-        else read_pem("PAYMENTS_HEALTHCHECK_KEY_FILE", key_file),
+        root_certificates=read_pem(name("ca_file"), probe.ca_file),
+        private_key=None if probe.key_file is None else read_pem(name("key_file"), probe.key_file),
         certificate_chain=(
-            None if cert_file is None else read_pem("PAYMENTS_HEALTHCHECK_CERT_FILE", cert_file)
+            None if probe.cert_file is None else read_pem(name("cert_file"), probe.cert_file)
         ),
     )
-    return ProbeTls(credentials, env.get("PAYMENTS_HEALTHCHECK_SERVER_NAME") or None)
+    return ProbeTls(credentials, probe.server_name)
 
 
 def _channel(target: str, tls: ProbeTls | None) -> grpc.Channel:
@@ -82,7 +77,7 @@ def _channel(target: str, tls: ProbeTls | None) -> grpc.Channel:
     return grpc.secure_channel(target, tls.credentials, options)
 
 
-def check(target: str, timeout: float = 3.0, tls: ProbeTls | None = None) -> bool:
+def check(target: str, timeout: float, tls: ProbeTls | None = None) -> bool:
     with _channel(target, tls) as channel:
         try:
             reply = health_pb2_grpc.HealthStub(channel).Check(
@@ -95,12 +90,14 @@ def check(target: str, timeout: float = 3.0, tls: ProbeTls | None = None) -> boo
 
 def main() -> None:
     try:
-        target = default_target(os.environ)
-        tls = probe_tls(os.environ)
+        server = Settings.from_env(os.environ)
+        probe = ProbeSettings.from_env(os.environ)
+        target = target_of(server, probe)
+        tls = probe_tls(server, probe)
     except ConfigError as exc:
         print(f"payments-healthcheck: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
-    healthy = check(target, tls=tls)
+    healthy = check(target, probe.timeout_seconds, tls)
     print(f"{target}: {'SERVING' if healthy else 'NOT SERVING'}")
     raise SystemExit(0 if healthy else 1)
 

@@ -15,6 +15,7 @@ A second SIGTERM or SIGINT during the shutdown exits at once with status 1 and o
 SIGHUP re-reads the API keys file.
 
 `payments-server migrate` applies the store's pending migrations and exits;
+`payments-server config [--markdown]` prints the effective settings (secrets redacted);
 `payments-server keys new MERCHANT_ID` makes an API key.
 """
 
@@ -30,13 +31,13 @@ from typing import TYPE_CHECKING
 import structlog
 
 from payments_service import __version__
-from payments_service.adapters.stores.factory import StoreUnavailableError, open_store
+from payments_service.adapters.stores.factory import StoreOpenTimeoutError, open_store
 from payments_service.adapters.stores.migrations import SchemaTooNewError
 from payments_service.adapters.system import SystemClock
-from payments_service.application.expiry import ExpirySweeper
 from payments_service.bootstrap import build_app
 from payments_service.config import ConfigError, Settings
 from payments_service.observability.logs import configure_logging
+from payments_service.reference import effective_settings
 from payments_service.security.api_keys import KeyRing
 from payments_service.security.keys_cli import keys_main
 from payments_service.security.tls import server_credentials, tls_mode
@@ -63,13 +64,7 @@ async def serve(
     app = await build_app(settings, log_writer=log_writer, keys=keys, credentials=credentials)
     if keys is None:
         log.warning("authentication_disabled", reason="PAYMENTS_API_KEYS_FILE is not set")
-    recovering = (
-        asyncio.create_task(app.recovery.run(settings.recovery_interval_seconds))
-        if app.recovery is not None
-        else None
-    )
-    sweeper = ExpirySweeper(app.service)
-    sweeper.start()
+    app.background.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -83,6 +78,7 @@ async def serve(
         port=app.server.port,
         metrics_port=app.metrics_port,
         tracing=app.telemetry.tracer_provider is not None,
+        otlp_endpoint=settings.otlp_endpoint,
         api_keys=None if keys is None else len(keys),
         tls=tls_mode(settings),
         pid=os.getpid(),
@@ -96,12 +92,11 @@ async def serve(
     await app.server.not_serving()
     if drain > 0:
         await asyncio.sleep(drain)  # still serving: the drain is a duration, not a wait for
+        # anything (load balancers and health-checking clients move away meanwhile)
     deadline = time.monotonic() + grace
     log.info("shutdown_stopping_server", grace_seconds=grace)
     await app.server.stop(grace)
-    await sweeper.stop()
-    if recovering is not None:
-        recovering.cancel()
+    await app.background.stop()
     unsettled = await app.service.drain(max(0.0, deadline - time.monotonic()))
     flush_budget = max(FLUSH_FLOOR_SECONDS, deadline - time.monotonic())
     spans_flushed = await asyncio.to_thread(app.telemetry.shutdown, flush_budget)
@@ -136,31 +131,37 @@ async def migrate(settings: Settings) -> None:
     log.info("store_migrated", store=settings.store.redacted)
 
 
+USAGE = "usage: payments-server [serve | migrate | config [--markdown] | keys new MERCHANT_ID]"
+
+
 def main() -> None:
     if sys.argv[1:2] == ["keys"]:  # `payments-server keys new MERCHANT_ID`
         raise SystemExit(keys_main(sys.argv[2:]))
     command = sys.argv[1:]
-    if command not in ([], ["serve"], ["migrate"]):
-        print("usage: payments-server [serve | migrate | keys new MERCHANT_ID]", file=sys.stderr)
+    if command not in ([], ["serve"], ["migrate"], ["config"], ["config", "--markdown"]):
+        print(USAGE, file=sys.stderr)
         raise SystemExit(2)
     try:
+        if command[:1] == ["config"]:  # the effective settings, secrets redacted
+            print(effective_settings(os.environ, markdown=command[1:] == ["--markdown"]), end="")
+            return
         settings = Settings.from_env(os.environ)
         keys = KeyRing.load(settings.api_keys_file) if settings.api_keys_file else None
         credentials = server_credentials(settings)
     except ConfigError as exc:
         print(f"payments-server: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
-    writer = configure_logging(
-        level=settings.log_level,
-        fmt=settings.log_format,
-        max_queued_records=settings.log_queue_records,
-    )
+    writer = configure_logging(settings)
     try:
         if command == ["migrate"]:
             asyncio.run(migrate(settings))
         else:
             asyncio.run(serve(settings, log_writer=writer, keys=keys, credentials=credentials))
-    except (StoreUnavailableError, SchemaTooNewError) as exc:
+    except ConfigError as exc:  # found only when serving: an address already in use
+        writer.close(FLUSH_FLOOR_SECONDS)
+        print(f"payments-server: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    except (StoreOpenTimeoutError, SchemaTooNewError) as exc:
         writer.close(FLUSH_FLOOR_SECONDS)
         print(f"payments-server: {exc}", file=sys.stderr)
         raise SystemExit(1) from None

@@ -9,8 +9,6 @@ stored, NOT_FOUND for ids nobody issued, INVALID_ARGUMENT for malformed ids."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
 import grpc
 import pytest
 from hypothesis import given
@@ -19,15 +17,12 @@ from fuzzing.harness import Harness, PropertyFailedError
 from fuzzing.oracle import expected_violations
 from fuzzing.properties import get_fields, request_fields
 from fuzzing.strategies import payment_requests
-from payments_service.calls import CallRecord, MethodInfo, enter_call
 from payments_service.domain.errors import ValidationError
 from payments_service.domain.validation import validate_payment_request
 from payments_service.gen.payments.v1 import payments_pb2 as pb
-from payments_service.transport.interceptors.base import UnaryBehaviorInterceptor
+from payments_service.security.authenticator import Authenticator
+from payments_service.transport.interceptors.auth import AuthInterceptor
 from tests.fuzz.conftest import budget
-
-if TYPE_CHECKING:
-    from payments_service.transport.interceptors.base import Behavior
 
 
 def codes(harness: Harness, source: str, rpc: str) -> set[str]:
@@ -167,22 +162,10 @@ def test_the_harness_fails_when_the_server_disagrees_with_the_oracle() -> None:
             harness.run(harness.request_payment(request.SerializeToString(), "fields"))
 
 
-class MerchantOnly(UnaryBehaviorInterceptor):
-    """What calls need besides observation (a record with merchant `default`); grpc decodes
-    the request itself, before any interceptor, as it did before issue 10."""
-
-    def wrap(self, method: str, behavior: Behavior) -> Behavior:
-        async def with_merchant(request: Any, context: Any) -> Any:
-            enter_call(CallRecord(MethodInfo.parse(method), 0.0, merchant_id="default"))
-            return await behavior(request, context)
-
-        return with_merchant
-
-
 def test_the_harness_fails_on_unknown() -> None:
-    """Without the observation interceptor (grpc decodes the body itself, as before issue 10),
-    garbage is answered UNKNOWN, and the harness reports it."""
-    with Harness(interceptors=lambda _telemetry: [MerchantOnly()]) as harness:
+    """Without the observation interceptor (only the auth step, which the handlers need; grpc
+    decodes the body itself), garbage is answered UNKNOWN, and the harness reports it."""
+    with Harness(interceptors=lambda _telemetry: [AuthInterceptor(Authenticator(None))]) as harness:
         with pytest.raises(PropertyFailedError, match="UNKNOWN"):
             harness.run(harness.request_payment(b"\xff\xff\xff", "bytes"))
         assert harness.histogram["bytes", "RequestPayment", grpc.StatusCode.UNKNOWN.name] == 1

@@ -16,13 +16,13 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from payments_service.application.service import PaymentService
 from payments_service.bootstrap import build_interceptors
-from payments_service.domain.errors import UNAUTHENTICATED_MESSAGE
 from payments_service.gen.payments.v1 import payments_pb2 as pb
 from payments_service.gen.payments.v1 import payments_pb2_grpc as pb_grpc
 from payments_service.security.api_keys import KeyRing
-from payments_service.security.authenticator import Authenticator
+from payments_service.security.authenticator import UNAUTHENTICATED_MESSAGE, Authenticator
+from payments_service.security.principal import Principal, current_principal
 from payments_service.transport.grpc_server import start_server
-from payments_service.transport.interceptors.auth import AuthInterceptor, current_merchant
+from payments_service.transport.interceptors.auth import AuthInterceptor
 from payments_service.transport.interceptors.observation import ObservationInterceptor
 from tests.conftest import Api, payment_request
 from tests.fakes import SequentialIds
@@ -147,12 +147,13 @@ async def test_health_checks_and_reflection_need_no_key(secured: Api) -> None:
 async def test_the_authenticated_merchant_is_bound_for_the_handler_and_only_during_the_call(
     ring: KeyRing,
 ) -> None:
-    """`current_merchant()` is what the handlers will scope their queries by."""
-    seen: list[str | None] = []
+    """`current_principal()` is what the handlers scope their queries by."""
+    seen: list[Principal | None] = []
 
     async def whoami(request: bytes, context: Any) -> bytes:
-        seen.append(current_merchant())
-        return (current_merchant() or "").encode()
+        principal = current_principal()
+        seen.append(principal)
+        return b"" if principal is None else principal.merchant_id.encode()
 
     server = grpc.aio.server(
         interceptors=[ObservationInterceptor(), AuthInterceptor(Authenticator(ring))]
@@ -178,8 +179,11 @@ async def test_the_authenticated_merchant_is_bound_for_the_handler_and_only_duri
             assert raised.value.code() == grpc.StatusCode.UNAUTHENTICATED
     finally:
         await server.stop(0)
-    assert seen == ["alice", "bob"]
-    assert current_merchant() is None
+    assert [p.merchant_id for p in seen if p is not None] == ["alice", "bob"]
+    assert len(seen) == 2
+    assert seen[0] is not None
+    assert seen[0].key_id == hashlib.sha256(ALICE_KEY.encode()).hexdigest()[:8]
+    assert current_principal() is None
 
 
 async def test_without_a_keys_file_every_caller_is_merchant_default(
@@ -187,5 +191,5 @@ async def test_without_a_keys_file_every_caller_is_merchant_default(
 ) -> None:
     created = await api.stub.RequestPayment(payment_request(), metadata=bearer("anything"))
     assert created.status == pb.PAYMENT_STATUS_SUCCEEDED
-    assert Authenticator(None).authenticate(()) == "default"
+    assert Authenticator(None).authenticate(()) == Principal("default", "none")
     assert Authenticator(None).enabled is False

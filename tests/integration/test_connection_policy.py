@@ -17,7 +17,12 @@ from payments_service.bootstrap import build_interceptors, build_service
 from payments_service.config import Settings
 from payments_service.gen.payments.v1 import payments_pb2 as pb
 from payments_service.gen.payments.v1 import payments_pb2_grpc as pb_grpc
-from payments_service.transport.grpc_server import ConnectionPolicy, RunningServer, start_server
+from payments_service.transport.grpc_server import (
+    RunningServer,
+    backstop_concurrent_rpcs,
+    server_options,
+    start_server,
+)
 from tests.conftest import TEST_SETTINGS
 from tests.fakes import FakeClock, SequentialIds
 
@@ -35,14 +40,16 @@ def memory_service() -> PaymentService:
     return build_service(TEST_SETTINGS, clock=FakeClock(), ids=SequentialIds())
 
 
-async def serve(service: PaymentService, policy: ConnectionPolicy) -> RunningServer:
-    return await start_server(service, "127.0.0.1:0", build_interceptors(), policy=policy)
+async def serve(service: PaymentService, settings: Settings) -> RunningServer:
+    return await start_server(service, "127.0.0.1:0", build_interceptors(), settings=settings)
 
 
 async def test_calls_whose_message_never_comes_are_ended_by_the_max_connection_age(
     memory_service: PaymentService,
 ) -> None:
-    policy = ConnectionPolicy(max_connection_age_seconds=0.5, max_connection_age_grace_seconds=0.5)
+    policy = replace(
+        Settings(), max_connection_age_seconds=0.5, max_connection_age_grace_seconds=0.5
+    )
     server = await serve(memory_service, policy)
     try:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
@@ -66,7 +73,7 @@ async def test_calls_whose_message_never_comes_are_ended_by_the_max_connection_a
 async def test_an_idle_connection_is_closed_after_the_max_idle_time(
     memory_service: PaymentService,
 ) -> None:
-    server = await serve(memory_service, ConnectionPolicy(max_connection_idle_seconds=0.3))
+    server = await serve(memory_service, replace(Settings(), max_connection_idle_seconds=0.3))
     try:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
             stub = pb_grpc.PaymentServiceStub(channel)
@@ -91,8 +98,7 @@ def test_the_policy_comes_from_the_settings_and_becomes_grpc_options_in_ms() -> 
         max_connection_age_grace_seconds=15,
         keepalive_time_seconds=20,
     )
-    policy = ConnectionPolicy.from_settings(settings)
-    options = dict(policy.options())
+    options = dict(server_options(settings))
     assert options["grpc.max_connection_idle_ms"] == 30_000
     assert options["grpc.max_connection_age_ms"] == 600_000
     assert options["grpc.max_connection_age_grace_ms"] == 15_000
@@ -100,9 +106,9 @@ def test_the_policy_comes_from_the_settings_and_becomes_grpc_options_in_ms() -> 
     assert options["grpc.keepalive_timeout_ms"] == 20_000
     assert options["grpc.keepalive_permit_without_calls"] == 1
     assert options["grpc.max_concurrent_streams"] == 7
-    assert policy.grpc_max_concurrent_rpcs > 2 * 7
+    assert backstop_concurrent_rpcs(settings) > 2 * 7
 
 
 @pytest.mark.parametrize("field", ["max_connection_idle_seconds", "max_connection_age_seconds"])
 def test_the_defaults_are_five_minutes(field: str) -> None:
-    assert getattr(ConnectionPolicy(), field) == getattr(Settings(), field) == 300.0
+    assert getattr(Settings(), field) == 300.0

@@ -27,9 +27,14 @@ def rich_status(error: grpc.aio.AioRpcError) -> status_pb2.Status:
 
 
 def detail(error: grpc.aio.AioRpcError, kind: type[Message]) -> Any:
-    message = kind()
-    assert rich_status(error).details[0].Unpack(message)
-    return message
+    """The one detail of type `kind` in the error's google.rpc.Status."""
+    found = []
+    for packed in rich_status(error).details:
+        message = kind()
+        if packed.Unpack(message):
+            found.append(message)
+    assert len(found) == 1, f"expected one {kind.__name__}, found {len(found)}"
+    return found[0]
 
 
 async def call_error(coro: Any) -> grpc.aio.AioRpcError:

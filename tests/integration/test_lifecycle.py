@@ -17,12 +17,13 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from payments_service import healthcheck
-from payments_service.adapters.stores.factory import StoreUnavailableError
-from payments_service.config import Settings
+from payments_service.adapters.stores.factory import StoreOpenTimeoutError
+from payments_service.config import ProbeSettings, Settings
 from payments_service.gen.payments.v1 import payments_pb2 as pb
 from payments_service.gen.payments.v1 import payments_pb2_grpc as pb_grpc
-from payments_service.main import main, serve
+from payments_service.main import USAGE, main, serve
 from tests.conftest import CapturedLogs, payment_request
+from tests.processes import run_server
 
 
 async def wait_for_line(logs: CapturedLogs, event: str, timeout: float = 10) -> dict[str, Any]:
@@ -59,7 +60,9 @@ async def test_serve_answers_then_stops_in_order_on_sigterm(
         stub = pb_grpc.PaymentServiceStub(channel)
         reply = await stub.RequestPayment(payment_request())
         assert reply.status == pb.PAYMENT_STATUS_SUCCEEDED
-        ok = await asyncio.to_thread(healthcheck.check, f"127.0.0.1:{started['port']}")
+        ok = await asyncio.to_thread(
+            healthcheck.check, f"127.0.0.1:{started['port']}", ProbeSettings().timeout_seconds
+        )
         assert ok is True
     os.kill(os.getpid(), signal.SIGHUP)  # no keys file: logged and ignored, never fatal
     await wait_for_line(captured_logs, "api_keys_reload_skipped")
@@ -85,7 +88,7 @@ def run_main(monkeypatch: pytest.MonkeyPatch, *argv: str, **env: str) -> int:
     ("argv", "env", "stderr"),
     [
         ((), {"PAYMENTS_LOG_LEVEL": "loud"}, "payments-server: invalid PAYMENTS_LOG_LEVEL='loud'"),
-        (("bogus",), {}, "usage: payments-server [serve | migrate | keys new MERCHANT_ID]"),
+        (("bogus",), {}, USAGE),
         (("keys", "new", "no spaces allowed"), {}, "merchant"),
     ],
 )
@@ -150,7 +153,35 @@ async def test_health_is_not_serving_and_calls_unavailable_until_the_store_is_re
         with pytest.raises(grpc.aio.AioRpcError) as refused:
             await pb_grpc.PaymentServiceStub(channel).RequestPayment(payment_request())
         assert refused.value.code() is grpc.StatusCode.UNAVAILABLE
-    with pytest.raises(StoreUnavailableError):
+    with pytest.raises(StoreOpenTimeoutError):
         await asyncio.wait_for(serving, timeout=15)
     assert "planted-secret" not in captured_logs.text()
     assert "planted-secret" not in str(refused.value.details())
+
+
+def test_config_prints_each_effective_setting_once(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(sys, "argv", ["payments-server", "config", "--markdown"])
+    monkeypatch.setenv("PAYMENTS_GRPC_ADDRESS", "127.0.0.1:7000")
+    main()
+    out = capsys.readouterr().out
+    assert out.startswith("| variable | value | source |\n")
+    assert "| PAYMENTS_GRPC_ADDRESS | 127.0.0.1:7000 | set (PAYMENTS_GRPC_ADDRESS) |" in out
+    assert "| PAYMENTS_METRICS_ADDRESS | 0.0.0.0:9464 | default |" in out
+
+
+@pytest.mark.parametrize("variable", ["PAYMENTS_GRPC_ADDRESS", "PAYMENTS_METRICS_ADDRESS"])
+def test_an_address_in_use_exits_2_with_one_line_naming_its_variable(variable: str) -> None:
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        taken = f"127.0.0.1:{held.getsockname()[1]}"
+        env = {"PAYMENTS_GRPC_ADDRESS": "127.0.0.1:0", "PAYMENTS_METRICS_ADDRESS": "off"}
+        env[variable] = taken
+        result = run_server(**env)
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        f"payments-server: invalid {variable}={taken!r}: cannot listen there "
+        "(Address already in use)"
+    ]

@@ -19,7 +19,7 @@ from payments_service.transport.admission import ShutdownGate
 from payments_service.transport.grpc_server import start_server
 from tests.conftest import TEST_SETTINGS, payment_request
 from tests.fakes import FakeClock, SequentialIds
-from tests.integration.test_grpc_api import rich_status
+from tests.integration.test_grpc_api import detail
 
 
 @pytest.fixture
@@ -51,8 +51,6 @@ async def test_a_call_arriving_while_stopping_is_parked_then_unavailable_never_c
         await stopping
     assert refused.value.code() is grpc.StatusCode.UNAVAILABLE
     assert "shutting down" in (refused.value.details() or "")
-    info = error_details_pb2.ErrorInfo()
-    assert rich_status(refused.value).details[0].Unpack(info)
-    assert info.reason == "SHUTTING_DOWN"
+    assert detail(refused.value, error_details_pb2.ErrorInfo).reason == "SHUTTING_DOWN"
     assert gate.parked == 1
     assert await memory_service.drain(1) == 0

@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 
 from payments_service.gen.payments.v1 import payments_pb2 as pb
+from payments_service.reference import GENERATED
+from scripts.render_docs import stale_tables
 
 ROOT = Path(__file__).resolve().parents[2]
 README = (ROOT / "README.md").read_text()
@@ -117,3 +119,22 @@ def test_every_setting_is_documented_and_every_documented_setting_exists() -> No
     in_code.add("PAYMENTS_TEST_DATABASE_URL")  # read by the test suite, documented for developers
     in_readme = set(re.findall(r"`(PAYMENTS_[A-Z_]+)`", README))
     assert in_code == in_readme
+
+
+def test_the_generated_reference_tables_are_current() -> None:
+    """README's settings, docs/limits.md's limits and ARCHITECTURE.md's error table are
+    rendered from the code: a changed default, limit or error row fails here until `make docs`
+    rewrites them."""
+    assert stale_tables() == [], "run `make docs`"
+
+
+def test_a_stale_table_is_found_and_make_docs_rewrites_it(tmp_path: Path) -> None:
+    for relative in GENERATED:
+        (tmp_path / relative).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / relative).write_text((ROOT / relative).read_text())
+    readme = tmp_path / "README.md"
+    readme.write_text(readme.read_text().replace("`[::]:50051`", "`[::]:50052`"))
+    assert stale_tables(tmp_path) == ["README.md: settings"]
+    assert stale_tables(tmp_path, write=True) == ["README.md: settings"]
+    assert stale_tables(tmp_path) == []
+    assert readme.read_text() == README

@@ -104,11 +104,11 @@ def test_the_ring_finds_the_merchant_of_a_key_and_nobody_for_others(tmp_path: Pa
     path.write_text(f"{line('alice', ALICE_KEY)}\n{line('bob', BOB_KEY)}\n")
     ring = KeyRing.load(str(path))
     assert len(ring) == 2
-    assert ring.merchant_for(ALICE_KEY) == "alice"
-    assert ring.merchant_for(BOB_KEY) == "bob"
-    assert ring.merchant_for("alice") is None
-    assert ring.merchant_for("") is None
-    assert ring.merchant_for(hashlib.sha256(ALICE_KEY.encode()).hexdigest()) is None
+    assert merchant_of(ring, ALICE_KEY) == "alice"
+    assert merchant_of(ring, BOB_KEY) == "bob"
+    assert ring.principal_for("alice") is None
+    assert ring.principal_for("") is None
+    assert ring.principal_for(hashlib.sha256(ALICE_KEY.encode()).hexdigest()) is None
 
 
 def test_an_empty_file_is_a_ring_that_accepts_nobody(tmp_path: Path) -> None:
@@ -116,7 +116,7 @@ def test_an_empty_file_is_a_ring_that_accepts_nobody(tmp_path: Path) -> None:
     path.write_text("# every key revoked\n")
     ring = KeyRing.load(str(path))
     assert len(ring) == 0
-    assert ring.merchant_for(ALICE_KEY) is None
+    assert ring.principal_for(ALICE_KEY) is None
 
 
 def test_reload_swaps_the_keys_and_a_bad_file_keeps_the_old_ones_with_one_error_line(
@@ -128,17 +128,17 @@ def test_reload_swaps_the_keys_and_a_bad_file_keeps_the_old_ones_with_one_error_
 
     path.write_text(line("bob", BOB_KEY))
     assert ring.reload() is True
-    assert ring.merchant_for(ALICE_KEY) is None  # revoked
-    assert ring.merchant_for(BOB_KEY) == "bob"
+    assert ring.principal_for(ALICE_KEY) is None  # revoked
+    assert merchant_of(ring, BOB_KEY) == "bob"
 
     path.write_text(f"{line('alice', ALICE_KEY)}\nalice {ALICE_KEY}\n")  # a key pasted by mistake
     assert ring.reload() is False
-    assert ring.merchant_for(BOB_KEY) == "bob"  # the old keys stay
-    assert ring.merchant_for(ALICE_KEY) is None
+    assert merchant_of(ring, BOB_KEY) == "bob"  # the old keys stay
+    assert ring.principal_for(ALICE_KEY) is None
 
     path.unlink()
     assert ring.reload() is False
-    assert ring.merchant_for(BOB_KEY) == "bob"
+    assert merchant_of(ring, BOB_KEY) == "bob"
 
     lines = captured_logs.lines()
     assert [(x["event"], x["level"]) for x in lines] == [
@@ -166,7 +166,7 @@ def test_the_file_line_for_a_key_is_what_the_ring_accepts(tmp_path: Path) -> Non
     key = new_api_key()
     path = tmp_path / "keys"
     path.write_text(key_file_line("acme", key) + "\n")
-    assert KeyRing.load(str(path)).merchant_for(key) == "acme"
+    assert merchant_of(KeyRing.load(str(path)), key) == "acme"
     assert key not in path.read_text()
 
 
@@ -174,3 +174,17 @@ def test_the_file_line_for_a_key_is_what_the_ring_accepts(tmp_path: Path) -> Non
 def test_a_file_line_for_an_invalid_merchant_is_refused(merchant: str) -> None:
     with pytest.raises(ValueError, match="merchant id"):
         key_file_line(merchant, new_api_key())
+
+
+def merchant_of(ring: KeyRing, key: str) -> str | None:
+    principal = ring.principal_for(key)
+    return None if principal is None else principal.merchant_id
+
+
+def test_a_principal_names_its_key_by_a_digest_prefix_never_by_the_key(tmp_path: Path) -> None:
+    path = tmp_path / "keys"
+    path.write_text(f"{line('alice', ALICE_KEY)}\n")
+    principal = KeyRing.load(str(path)).principal_for(ALICE_KEY)
+    assert principal is not None
+    assert principal.key_id == hashlib.sha256(ALICE_KEY.encode()).hexdigest()[:8]
+    assert ALICE_KEY not in repr(principal)

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from payments_service.domain.errors import UnauthenticatedError
-from payments_service.security.authenticator import MAX_KEY_LENGTH, bearer_key
+from payments_service.security.authenticator import (
+    MAX_KEY_LENGTH,
+    UnauthenticatedError,
+    bearer_key,
+)
 
 
 @pytest.mark.parametrize(

@@ -2,25 +2,101 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
-from payments_service.config import ConfigError, Settings
+from payments_service.config import ConfigError, ProbeSettings, Settings, all_variables
+from payments_service.reference import effective_settings
 
 
-def test_defaults_match_the_documented_table() -> None:
-    assert Settings.from_env({}) == Settings(
-        grpc_address="[::]:50051",
-        metrics_address="0.0.0.0:9464",
-        log_level="info",
-        log_format="json",
-        idempotency_ttl_seconds=86_400,
-        shutdown_grace_seconds=10,
-        processor_timeout_seconds=1.0,
-        simulated_slow_seconds=2.0,
-        access_log=True,
-        observe_health_checks=False,
-        memory_store_max_mib=256,
+def test_every_field_is_declared_with_its_variable_and_a_default_the_parser_accepts() -> None:
+    declared = dict(Settings.variables())
+    assert set(declared) == {f.name for f in dataclasses.fields(Settings)}
+    for name, variable in declared.items():
+        assert getattr(Settings(), name) == variable.default_value()
+        assert variable.meaning, f"{variable.name} has no meaning"
+
+
+def test_the_defaults_are_the_declared_ones() -> None:
+    assert Settings.from_env({}) == Settings()
+    assert ProbeSettings.from_env({}) == ProbeSettings()
+
+
+def test_no_variable_is_declared_twice() -> None:
+    names = [name for variable in all_variables() for name in variable.names]
+    assert len(names) == len(set(names))
+
+
+@pytest.mark.parametrize(
+    ("env", "limit"),
+    [
+        ({}, 256),
+        ({"OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT": "64"}, 64),
+        ({"OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT": "32"}, 32),
+        (
+            {
+                "OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT": "64",
+                "OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT": "32",
+            },
+            32,
+        ),
+    ],
+)
+def test_a_variable_falls_back_to_the_next_name(env: dict[str, str], limit: int) -> None:
+    assert Settings.from_env(env).span_attribute_value_limit == limit
+
+
+@pytest.mark.parametrize(
+    ("env", "endpoint", "tracing"),
+    [
+        ({}, None, True),
+        ({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4317"}, "http://c:4317", True),
+        (
+            {
+                "OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4317",
+                "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://t:4317",
+            },
+            "http://t:4317",
+            True,
+        ),
+        ({"OTEL_SDK_DISABLED": "TRUE"}, None, False),
+        ({"OTEL_SDK_DISABLED": "yes"}, None, True),  # only "true" is true (OpenTelemetry)
+    ],
+)
+def test_the_opentelemetry_switches(
+    env: dict[str, str], endpoint: str | None, tracing: bool
+) -> None:
+    settings = Settings.from_env(env)
+    assert (settings.otlp_endpoint, settings.otlp_export, settings.tracing) == (
+        endpoint,
+        endpoint is not None,
+        tracing,
     )
+
+
+def test_an_invalid_secret_is_named_but_never_echoed() -> None:
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_env({"PAYMENTS_STORE_URL": "mysql://u:hunter2@h/db"})
+    assert str(caught.value).startswith("invalid PAYMENTS_STORE_URL: ")
+    assert "hunter2" not in str(caught.value)
+
+
+def test_the_effective_settings_say_where_each_value_came_from_and_hide_secrets() -> None:
+    env = {
+        "PAYMENTS_STORE_URL": "postgresql://app:hunter2@db:5432/payments?sslpassword=s3cret",
+        "PGPASSWORD": "other-secret",
+        "PAYMENTS_MAX_CONCURRENT_RPCS": "7",
+    }
+    rows = {line.split()[0]: line.split()[1:] for line in effective_settings(env).splitlines()[1:]}
+    assert rows["PAYMENTS_MAX_CONCURRENT_RPCS"] == ["7", "set", "(PAYMENTS_MAX_CONCURRENT_RPCS)"]
+    assert rows["PAYMENTS_GRPC_ADDRESS"] == ["[::]:50051", "default"]
+    assert rows["PAYMENTS_STORE_URL"][0] == "postgresql://app:***@db:5432/payments?…"
+    assert rows["PGPASSWORD"][0] == "***"
+    assert len(rows) == len(list(all_variables()))
+    rendered = effective_settings(env) + effective_settings(env, markdown=True)
+    for secret in ("hunter2", "s3cret", "other-secret"):
+        assert secret not in rendered
 
 
 @pytest.mark.parametrize(

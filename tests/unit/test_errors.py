@@ -1,9 +1,14 @@
-"""The one error mapping: each domain error has its code, message and typed details."""
+"""The error table: every failure it knows gets its code, message, level and typed details;
+anything else is INTERNAL with a generic message."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+import grpc
 import pytest
-from google.rpc import code_pb2, error_details_pb2, status_pb2
+from google.protobuf.message import Message
+from google.rpc import error_details_pb2, status_pb2
 
 from payments_service.domain.errors import (
     FieldViolation,
@@ -12,79 +17,192 @@ from payments_service.domain.errors import (
     PaymentsError,
     ResponsePendingError,
     StoreFullError,
+    StoreNotReadyError,
+    StoreReadOnlyError,
+    StoreUnavailableError,
     ValidationError,
 )
-from payments_service.transport.error_table import to_status as maybe_status
+from payments_service.security.authenticator import UNAUTHENTICATED_MESSAGE, UnauthenticatedError
+from payments_service.transport.error_table import (
+    ERROR_TABLE,
+    INTERNAL_MESSAGE,
+    answer_for,
+    rule_for_reason,
+)
+from payments_service.transport.errors import (
+    ServerOverloadedError,
+    ServerShuttingDownError,
+    UndecodableRequestError,
+)
 
 
-def to_status(error: Exception) -> status_pb2.Status:
-    status = maybe_status(error)
-    assert status is not None, f"{type(error).__name__} has no mapping"
-    return status
+@dataclass(frozen=True)
+class Expected:
+    code: grpc.StatusCode
+    level: str
+    reason: str | None = None
+    retry_seconds: float | None = None
+    message: str | None = None
 
 
-def test_validation_error_lists_every_violation_in_a_bad_request() -> None:
-    status = to_status(
+CASES: list[tuple[Exception, Expected]] = [
+    (
         ValidationError(
             [FieldViolation("amount_minor", "too small"), FieldViolation("currency", "bad")]
+        ),
+        Expected(
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "info",
+            message="amount_minor: too small; currency: bad",
+        ),
+    ),
+    (
+        UndecodableRequestError("payments.v1.RequestPaymentRequest"),
+        Expected(
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "info",
+            message="request body is not a valid payments.v1.RequestPaymentRequest",
+        ),
+    ),
+    (
+        UnauthenticatedError("unknown"),
+        Expected(grpc.StatusCode.UNAUTHENTICATED, "info", message=UNAUTHENTICATED_MESSAGE),
+    ),
+    (PaymentNotFoundError("pay_1"), Expected(grpc.StatusCode.NOT_FOUND, "info")),
+    (
+        IdempotencyKeyReusedError("key-1", "pay_1"),
+        Expected(grpc.StatusCode.ALREADY_EXISTS, "info", "IDEMPOTENCY_KEY_REUSED"),
+    ),
+    (
+        ResponsePendingError("key-1"),
+        Expected(grpc.StatusCode.ABORTED, "info", "REQUEST_IN_PROGRESS", 1.0),
+    ),
+    (
+        ServerOverloadedError(4),
+        Expected(grpc.StatusCode.RESOURCE_EXHAUSTED, "warning", "OVERLOADED", 1.0),
+    ),
+    (
+        StoreFullError(40.25),
+        Expected(grpc.StatusCode.RESOURCE_EXHAUSTED, "warning", "STORE_FULL", 40.25),
+    ),
+    (
+        StoreUnavailableError(),
+        Expected(grpc.StatusCode.UNAVAILABLE, "warning", "STORE_UNAVAILABLE", 1.0),
+    ),
+    (
+        StoreNotReadyError(),  # a kind of unavailability: its parent's row, its own message
+        Expected(
+            grpc.StatusCode.UNAVAILABLE,
+            "warning",
+            "STORE_UNAVAILABLE",
+            1.0,
+            "the payment store is not ready yet; retry shortly",
+        ),
+    ),
+    (
+        StoreReadOnlyError(),
+        Expected(grpc.StatusCode.UNAVAILABLE, "error", "STORE_READ_ONLY", 1.0),
+    ),
+    (
+        ServerShuttingDownError(),
+        Expected(grpc.StatusCode.UNAVAILABLE, "warning", "SHUTTING_DOWN", 1.0),
+    ),
+]
+
+
+def detail(status: status_pb2.Status, kind: type[Message]) -> Message | None:
+    for packed in status.details:
+        found = kind()
+        if packed.Unpack(found):
+            return found
+    return None
+
+
+@pytest.mark.parametrize(("error", "expected"), CASES, ids=lambda c: type(c).__name__)
+def test_each_failure_is_answered_by_its_row(error: Exception, expected: Expected) -> None:
+    answer = answer_for(error)
+    assert (answer.code, answer.log_level, answer.unexpected) == (
+        expected.code,
+        expected.level,
+        False,
+    )
+    assert answer.status.code == expected.code.value[0]
+    assert answer.status.message == (expected.message or str(error))
+    info = detail(answer.status, error_details_pb2.ErrorInfo)
+    if expected.reason is None:
+        assert info is None
+    else:
+        assert isinstance(info, error_details_pb2.ErrorInfo)
+        assert (info.reason, info.domain) == (expected.reason, "payments.v1")
+    retry = detail(answer.status, error_details_pb2.RetryInfo)
+    if expected.retry_seconds is None:
+        assert retry is None
+    else:
+        assert isinstance(retry, error_details_pb2.RetryInfo)
+        assert retry.retry_delay.ToTimedelta().total_seconds() == expected.retry_seconds
+
+
+def test_every_row_of_the_table_is_pinned_above() -> None:
+    pinned = {type(error) for error, _ in CASES}
+    assert set(ERROR_TABLE) <= pinned
+
+
+def test_a_bad_request_lists_every_violation_and_names_the_invalid_fields() -> None:
+    answer = answer_for(
+        ValidationError(
+            [
+                FieldViolation("amount_minor", "too small"),
+                FieldViolation("currency", "bad"),
+                FieldViolation("currency", "worse"),
+            ]
         )
     )
-    assert status.code == code_pb2.INVALID_ARGUMENT
-    assert status.message == "amount_minor: too small; currency: bad"
-    detail = error_details_pb2.BadRequest()
-    assert status.details[0].Unpack(detail)
-    assert [(v.field, v.description) for v in detail.field_violations] == [
+    bad_request = detail(answer.status, error_details_pb2.BadRequest)
+    assert isinstance(bad_request, error_details_pb2.BadRequest)
+    assert [(v.field, v.description) for v in bad_request.field_violations] == [
         ("amount_minor", "too small"),
         ("currency", "bad"),
+        ("currency", "worse"),
     ]
+    assert answer.invalid_fields == ("amount_minor", "currency")
 
 
-def test_key_reuse_is_already_exists_with_error_info() -> None:
-    status = to_status(IdempotencyKeyReusedError("key-1", "pay_1"))
-    assert status.code == code_pb2.ALREADY_EXISTS
-    info = error_details_pb2.ErrorInfo()
-    assert status.details[0].Unpack(info)
-    assert (info.reason, info.domain, dict(info.metadata)) == (
-        "IDEMPOTENCY_KEY_REUSED",
-        "payments.v1",
-        {"idempotency_key": "key-1"},
+def test_key_reuse_names_the_key_and_not_found_names_the_resource() -> None:
+    reused = detail(
+        answer_for(IdempotencyKeyReusedError("key-1", "pay_1")).status,
+        error_details_pb2.ErrorInfo,
     )
+    assert isinstance(reused, error_details_pb2.ErrorInfo)
+    assert dict(reused.metadata) == {"idempotency_key": "key-1"}
+    not_found = answer_for(PaymentNotFoundError("pay_1"))
+    missing = detail(not_found.status, error_details_pb2.ResourceInfo)
+    assert isinstance(missing, error_details_pb2.ResourceInfo)
+    assert (missing.resource_type, missing.resource_name) == ("payments.v1.Payment", "pay_1")
 
 
-def test_not_found_names_the_resource() -> None:
-    status = to_status(PaymentNotFoundError("pay_1"))
-    assert status.code == code_pb2.NOT_FOUND
-    info = error_details_pb2.ResourceInfo()
-    assert status.details[0].Unpack(info)
-    assert (info.resource_type, info.resource_name) == ("payments.v1.Payment", "pay_1")
+class _UnmappedError(PaymentsError):
+    pass
 
 
-def test_in_progress_replay_is_aborted_so_clients_retry() -> None:
-    status = to_status(ResponsePendingError("key-1"))
-    assert status.code == code_pb2.ABORTED
-    info = error_details_pb2.ErrorInfo()
-    assert status.details[0].Unpack(info)
-    assert info.reason == "REQUEST_IN_PROGRESS"
-
-
-@pytest.mark.parametrize(("retry_after", "seconds"), [(1.0, 1), (40.2, 41), (300.0, 300)])
-def test_a_full_store_is_resource_exhausted_with_retry_info(
-    retry_after: float, seconds: int
+@pytest.mark.parametrize(
+    "error",
+    [RuntimeError("a bug with a secret"), _UnmappedError("details that must not leak")],
+    ids=["unexpected", "unmapped-domain-error"],
+)
+def test_anything_the_table_does_not_know_is_internal_with_a_generic_message(
+    error: Exception,
 ) -> None:
-    status = to_status(StoreFullError(retry_after))
-    assert status.code == code_pb2.RESOURCE_EXHAUSTED
-    assert "store is full" in status.message
-    retry, info = error_details_pb2.RetryInfo(), error_details_pb2.ErrorInfo()
-    assert status.details[0].Unpack(retry)
-    assert (retry.retry_delay.seconds, retry.retry_delay.nanos) == (seconds, 0)
-    assert status.details[1].Unpack(info)
-    assert (info.reason, info.domain) == ("STORE_FULL", "payments.v1")
+    answer = answer_for(error)
+    assert (answer.code, answer.log_level, answer.unexpected) == (
+        grpc.StatusCode.INTERNAL,
+        "error",
+        True,
+    )
+    assert answer.status.message == INTERNAL_MESSAGE
+    assert not answer.status.details
 
 
-def test_an_unmapped_domain_error_has_no_status_of_its_own() -> None:
-    """No mapping: `answer_error` then answers INTERNAL and logs it (tested end to end)."""
-
-    class NewError(PaymentsError):
-        pass
-
-    assert maybe_status(NewError("details that must not leak")) is None
+def test_a_row_is_found_by_its_reason_and_an_unknown_reason_is_an_error() -> None:
+    assert rule_for_reason("OVERLOADED") is ERROR_TABLE[ServerOverloadedError]
+    with pytest.raises(KeyError):
+        rule_for_reason("NO_SUCH_REASON")

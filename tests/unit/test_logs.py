@@ -10,6 +10,7 @@ from collections.abc import Iterator
 import pytest
 import structlog
 
+from payments_service.config import Settings
 from payments_service.observability.logs import configure_logging
 
 
@@ -25,7 +26,7 @@ def _restore_logging() -> Iterator[None]:
 
 def test_json_lines_carry_timestamp_level_event_and_bound_context() -> None:
     out = io.StringIO()
-    writer = configure_logging(level="info", fmt="json", stream=out, cache_loggers=False)
+    writer = configure_logging(Settings(), stream=out, cache_loggers=False)
     structlog.contextvars.bind_contextvars(request_id="r-1")
     structlog.get_logger("t").info("payment_created", payment_id="pay_1")
     structlog.get_logger("t").debug("hidden_below_level")
@@ -43,7 +44,7 @@ def test_json_lines_carry_timestamp_level_event_and_bound_context() -> None:
 
 def test_exceptions_are_logged_once_as_structured_data() -> None:
     out = io.StringIO()
-    writer = configure_logging(stream=out, cache_loggers=False)
+    writer = configure_logging(Settings(), stream=out, cache_loggers=False)
     try:
         raise ValueError("boom")
     except ValueError:
@@ -55,7 +56,9 @@ def test_exceptions_are_logged_once_as_structured_data() -> None:
 
 def test_console_format_is_for_humans() -> None:
     out = io.StringIO()
-    writer = configure_logging(fmt="console", level="debug", stream=out, cache_loggers=False)
+    writer = configure_logging(
+        Settings(log_format="console", log_level="debug"), stream=out, cache_loggers=False
+    )
     structlog.get_logger().debug("hello", n=1)
     assert writer.flush(5)
     text = out.getvalue()

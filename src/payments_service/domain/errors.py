@@ -1,4 +1,9 @@
-"""Domain errors. Plain exceptions; `transport.error_table` maps them to gRPC, in one place."""
+"""Domain errors, and the failures the repository port may raise. Plain exceptions;
+`transport.error_table` maps them to statuses, in one place.
+
+The store failures (`StoreUnavailableError`, `StoreFullError`, `StoreReadOnlyError`) are part of
+the `PaymentRepository` contract: every store adapter translates its driver's errors into them,
+so the application and the error table never see a driver's exception types."""
 
 from __future__ import annotations
 
@@ -22,8 +27,7 @@ class ValidationError(PaymentsError):
 
     def __init__(self, violations: list[FieldViolation]) -> None:
         self.violations = tuple(violations)
-        fields = ", ".join(dict.fromkeys(v.field for v in violations))
-        super().__init__(f"invalid request: {len(violations)} violation(s) in {fields}")
+        super().__init__("; ".join(f"{v.field}: {v.description}" for v in violations))
 
 
 class IdempotencyKeyReusedError(PaymentsError):
@@ -47,9 +51,9 @@ class PaymentNotFoundError(PaymentsError):
 
 
 class StoreFullError(PaymentsError):
-    """The payment store has no room for a new payment (its memory cap is reached); nothing
-    was stored. Replays and lookups still work. `retry_after` is how many seconds until the
-    oldest payment expires and frees room (bounded by the store)."""
+    """The payment store has no room for a new payment; nothing was stored. Replays and
+    lookups still work. `retry_after` is how many seconds until room is expected (the memory
+    store: until its oldest payment expires)."""
 
     def __init__(self, retry_after: float) -> None:
         self.retry_after = retry_after
@@ -65,23 +69,25 @@ class ResponsePendingError(PaymentsError):
         super().__init__("a request with this idempotency key is still in progress; retry later")
 
 
-UNAUTHENTICATED_MESSAGE = "a valid API key is required: send authorization: Bearer <api key>"
+class StoreUnavailableError(PaymentsError):
+    """The payment store cannot be reached (connection refused or lost, the database shutting
+    down, no connection within the timeout); the operation may or may not have happened, and a
+    retry with the same idempotency key is safe."""
+
+    def __init__(self, message: str = "the payment store is unavailable; retry shortly") -> None:
+        super().__init__(message)
 
 
-class UnauthenticatedError(PaymentsError):
-    """The caller sent no API key, a malformed one or an unknown one.
-
-    The message is the same in every case, so it says nothing about which keys or merchants
-    exist; `reason` (missing, malformed, unknown) is for the server's own use and is never sent.
-    """
-
-    def __init__(self, reason: str) -> None:
-        self.reason = reason
-        super().__init__(UNAUTHENTICATED_MESSAGE)
-
-
-class StoreNotReadyError(PaymentsError):
+class StoreNotReadyError(StoreUnavailableError):
     """The payment store is not open yet (the server is still connecting to it at startup)."""
 
     def __init__(self) -> None:
         super().__init__("the payment store is not ready yet; retry shortly")
+
+
+class StoreReadOnlyError(PaymentsError):
+    """The payment store refuses writes (a read-only file or database, a permission denied):
+    an operator must act; reads still work."""
+
+    def __init__(self) -> None:
+        super().__init__("the payment store refuses writes; retry later")

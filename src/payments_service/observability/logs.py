@@ -22,17 +22,17 @@ import orjson
 import structlog
 from opentelemetry import trace
 
-from payments_service.calls import SERVER_FAULT_CODES, current_call
+from payments_service.observability.record import current_call
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
     from structlog.typing import EventDict, Processor, WrappedLogger
 
-    from payments_service.calls import CallRecord
+    from payments_service.config import Settings
+    from payments_service.observability.record import CallRecord
 
 ACCESS_EVENT = "rpc_completed"
-DEFAULT_QUEUE_RECORDS = 10_000
 
 
 class LogWriter:
@@ -48,7 +48,7 @@ class LogWriter:
     def __init__(
         self,
         sink: Callable[[bytes], None],
-        max_records: int = DEFAULT_QUEUE_RECORDS,
+        max_records: int,
         interval: float = 0.01,
     ) -> None:
         self._sink = sink
@@ -174,27 +174,24 @@ def add_trace_context(_logger: WrappedLogger, _method: str, event_dict: EventDic
 
 
 def configure_logging(
-    *,
-    level: str = "info",
-    fmt: str = "json",
-    stream: TextIO | None = None,
-    cache_loggers: bool = True,
-    max_queued_records: int = DEFAULT_QUEUE_RECORDS,
+    settings: Settings, *, stream: TextIO | None = None, cache_loggers: bool = True
 ) -> LogWriter:
-    """Configure structlog and stdlib logging once, at startup; return the writer (the entry
-    point flushes it at shutdown, the metrics count its drops).
+    """Configure structlog and stdlib logging once, at startup, from the settings' level,
+    format and queue size; return the writer (the entry point flushes it at shutdown, the
+    metrics count its drops).
 
     `stream` defaults to stdout; `cache_loggers` binds each logger to this configuration on first
     use (a per-call saving); tests that reconfigure logging between cases turn it off.
     """
-    numeric_level = logging.getLevelNamesMapping()[level.upper()]
+    fmt = settings.log_format
+    numeric_level = logging.getLevelNamesMapping()[settings.log_level.upper()]
     out = stream or sys.stdout
     try:
         out.flush()
         sink = fd_sink(out.fileno())
     except (OSError, ValueError):  # no descriptor (io.StringIO), or already closed
         sink = stream_sink(out)
-    writer = LogWriter(sink, max_queued_records)
+    writer = LogWriter(sink, settings.log_queue_records)
     shared: list[Processor] = [
         structlog.contextvars.merge_contextvars,
         add_call_context,
@@ -249,9 +246,10 @@ def _text(renderer: Processor) -> Processor:
 class AccessLogReporter:
     """One canonical access line per call (`rpc_completed`), written when the call completes.
 
-    Client faults log at info, server faults at error (`calls.SERVER_FAULT_CODES`). The line
-    carries the request id and the trace and span ids through the processors; metadata values
-    are never logged.
+    Its level is the record's: the error table's row for a failure it answered (client faults
+    at info, an operator's problem at error), else by code (`record.default_log_level`). The
+    line carries the request id and the trace and span ids through the processors; metadata
+    values are never logged.
     """
 
     def __init__(self) -> None:
@@ -267,11 +265,9 @@ class AccessLogReporter:
             "duration_ms": round(record.duration * 1000, 3),
             "peer": record.peer,
         }
-        if record.payment_id is not None:
-            fields["payment_id"] = record.payment_id
-        if record.replayed is not None:
-            fields["idempotent_replay"] = record.replayed
-        if record.code in SERVER_FAULT_CODES:
-            self._log.error(ACCESS_EVENT, **fields)
-        else:
-            self._log.info(ACCESS_EVENT, **fields)
+        payment = record.payment
+        if payment is not None:
+            fields["payment_id"] = payment.payment_id
+            if payment.replayed is not None:
+                fields["idempotent_replay"] = payment.replayed
+        getattr(self._log, record.log_level)(ACCESS_EVENT, **fields)

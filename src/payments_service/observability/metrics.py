@@ -1,16 +1,22 @@
-"""Prometheus metrics: go-grpc-middleware's server metrics plus payment domain metrics.
+"""Every Prometheus metric of the service, declared here.
 
-Names, labels, help texts and code spellings follow grpc-ecosystem/go-grpc-middleware's
-Prometheus provider, so its dashboards and alerts work unchanged (no label added to them). The
-payment domain counters are ours and carry a `merchant` label (bounded: see `Metrics`). Every
-metric is registered on an injected registry (tests build a fresh one); label children are
-bound once per method and code, and once per merchant, so a call does no label lookups.
+- The call metrics follow grpc-ecosystem/go-grpc-middleware's Prometheus provider (names,
+  labels, help texts and code spellings), so its dashboards and alerts work unchanged; the
+  payment domain counters are ours and carry a `merchant` label (bounded: see `Metrics`). Label
+  children are bound once per method and code, and once per merchant, so a call does no label
+  lookups. `MetricsReporter` feeds them from each call's record.
+- The store's operation latency (`StoreMetrics`), observed by the store decorator.
+- Scrape-time values (`Sampled`): counts other code keeps as plain attributes (load shedding,
+  store size, pool, group commit, dropped log lines, refused scrapes), read when Prometheus
+  scrapes.
+
+Every metric is registered on an injected registry (tests build a fresh one).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import grpc
 from prometheus_client import (
@@ -24,16 +30,43 @@ from prometheus_client import (
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from payments_service.calls import GO_CODE_NAMES
+from payments_service.config import ConfigError, Settings, variable
 from payments_service.domain.model import PaymentStatus
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Iterator, Mapping
+    from collections.abc import Callable, Iterable, Iterator, Sequence
     from wsgiref.simple_server import WSGIServer
 
     from prometheus_client import Metric
 
-    from payments_service.calls import CallRecord
+    from payments_service.domain.ports import StoreStats
+    from payments_service.observability.record import CallRecord
+
+
+class ConcurrencyCounts(Protocol):
+    """What the load-shedding gauges read (`transport.admission.ConcurrencyLimit`)."""
+
+    limit: int
+    in_flight: int
+    rejected: int
+
+
+class PoolStats(Protocol):
+    """What the pool gauges read (the PostgreSQL store)."""
+
+    def pool_size(self) -> int: ...
+    def pool_idle(self) -> int: ...
+    def pool_max_size(self) -> int: ...
+    def pool_waiting(self) -> int: ...
+
+
+# How Go's `codes.Code.String()` spells each code: the `grpc_code` label values of
+# go-grpc-middleware's Prometheus provider, which existing dashboards and alerts expect.
+GO_CODE_NAMES: dict[grpc.StatusCode, str] = {
+    code: "".join(part.capitalize() for part in code.name.split("_")) for code in grpc.StatusCode
+}
+GO_CODE_NAMES[grpc.StatusCode.OK] = "OK"
+GO_CODE_NAMES[grpc.StatusCode.CANCELLED] = "Canceled"
 
 # prometheus.DefBuckets, the Go provider's default for the handling-time histogram.
 HANDLING_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -195,54 +228,194 @@ class MetricsReporter:
         bound.handling_seconds.observe(record.duration)
 
 
-class CallbackCounter(Collector):
-    """A counter whose value is read from a callable at scrape time: for counts kept by code
-    that must not depend on prometheus_client on its hot path (the log writer's drops, the
-    SQLite store's transactions). `labels`: the one labelled sample's label values."""
+# Store calls are sub-millisecond (SQLite) to milliseconds (PostgreSQL over a network).
+STORE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
-    def __init__(
-        self,
-        name: str,
-        documentation: str,
-        read: Callable[[], float],
-        labels: Mapping[str, str] | None = None,
-    ) -> None:
-        self._name = name
-        self._documentation = documentation
-        self._read = read
-        self._labels = dict(labels or {})
+
+class StoreMetrics:
+    """The latency of every store operation (the store decorator, `adapters.stores.observed`,
+    observes it): `payments_store_operation_seconds{store, operation}`."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.operation_seconds = Histogram(
+            "payments_store_operation_seconds",
+            "Latency of payment store operations (seconds), errors included.",
+            ("store", "operation"),
+            buckets=STORE_BUCKETS,
+            registry=registry,
+        )
+
+
+# Scrape-time values. Counts kept by code that must not depend on prometheus_client (the
+# limiter, the stores, the log writer) are plain attributes, read when Prometheus scrapes: the
+# hot path does no metric work. One mechanism serves all of them: `Sampled` declares a series
+# and its reader, `register_sampled` registers a set of them as one collector.
+
+
+@dataclass(frozen=True, slots=True)
+class Sampled:
+    """One series whose value is read at scrape time."""
+
+    name: str  # a counter's without `_total`, as prometheus_client names families
+    documentation: str
+    kind: str  # "gauge" or "counter"
+    read: Callable[[], float]
+    labels: tuple[tuple[str, str], ...] = ()
+
+
+class _SampledCollector(Collector):
+    def __init__(self, series: Sequence[Sampled]) -> None:
+        self._series = tuple(series)
 
     def collect(self) -> Iterator[Metric]:
-        if not self._labels:
-            yield CounterMetricFamily(self._name, self._documentation, value=self._read())
-            return
-        family = CounterMetricFamily(self._name, self._documentation, labels=tuple(self._labels))
-        family.add_metric(tuple(self._labels.values()), self._read())
-        yield family
-
-
-IN_FLIGHT_HELP = "Unary RPCs running now (health checks excluded), of PAYMENTS_MAX_CONCURRENT_RPCS."
-LIMIT_HELP = "The concurrency limit (PAYMENTS_MAX_CONCURRENT_RPCS)."
-SHED_HELP = "RPCs refused with RESOURCE_EXHAUSTED because the concurrency limit was reached."
-
-
-class LoadGauges(Collector):
-    """The load-shedding counts, read at scrape time from the limiter's plain integers."""
-
-    def __init__(self, in_flight: Callable[[], int], rejected: Callable[[], int], limit: int):
-        self._in_flight = in_flight
-        self._rejected = rejected
-        self._limit = limit
-
-    def collect(self) -> Iterator[Metric]:
-        yield GaugeMetricFamily("payments_rpcs_in_flight", IN_FLIGHT_HELP, value=self._in_flight())
-        yield GaugeMetricFamily("payments_rpcs_max_in_flight", LIMIT_HELP, value=self._limit)
-        yield CounterMetricFamily("payments_rpcs_shed", SHED_HELP, value=self._rejected())
+        return self._families(read=True)
 
     def describe(self) -> Iterator[Metric]:
-        yield GaugeMetricFamily("payments_rpcs_in_flight", IN_FLIGHT_HELP)
-        yield GaugeMetricFamily("payments_rpcs_max_in_flight", LIMIT_HELP)
-        yield CounterMetricFamily("payments_rpcs_shed", SHED_HELP)
+        """The families without values, so registering reads nothing."""
+        return self._families(read=False)
+
+    def _families(self, *, read: bool) -> Iterator[Metric]:
+        families: dict[str, Metric] = {}
+        for series in self._series:
+            family = families.get(series.name)
+            if family is None:
+                kind = GaugeMetricFamily if series.kind == "gauge" else CounterMetricFamily
+                family = kind(
+                    series.name, series.documentation, labels=[k for k, _ in series.labels]
+                )
+                families[series.name] = family
+            if read:
+                family.add_metric([v for _, v in series.labels], series.read())  # type: ignore[attr-defined]
+        return iter(families.values())
+
+
+def register_sampled(registry: CollectorRegistry, series: Sequence[Sampled]) -> None:
+    """Register `series`, read at each scrape (never at registration)."""
+    registry.register(_SampledCollector(series))
+
+
+def load_series(limit: ConcurrencyCounts) -> list[Sampled]:
+    """Load shedding (`PAYMENTS_MAX_CONCURRENT_RPCS`)."""
+    return [
+        Sampled(
+            "payments_rpcs_in_flight",
+            "Unary RPCs running now (health checks excluded), of PAYMENTS_MAX_CONCURRENT_RPCS.",
+            "gauge",
+            lambda: limit.in_flight,
+        ),
+        Sampled(
+            "payments_rpcs_max_in_flight",
+            "The concurrency limit (PAYMENTS_MAX_CONCURRENT_RPCS).",
+            "gauge",
+            lambda: limit.limit,
+        ),
+        Sampled(
+            "payments_rpcs_shed",
+            "RPCs refused with RESOURCE_EXHAUSTED because the concurrency limit was reached.",
+            "counter",
+            lambda: limit.rejected,
+        ),
+    ]
+
+
+def store_size_series(stats: Callable[[], StoreStats]) -> list[Sampled]:
+    """A bounded store's size (the memory store)."""
+    return [
+        Sampled(
+            "payments_store_payments",
+            "Payments held by the store (live, or expired and not yet evicted).",
+            "gauge",
+            lambda: stats().payments,
+        ),
+        Sampled(
+            "payments_store_bytes",
+            "Accounted size of the payments held, in bytes (see docs/memory-store.md).",
+            "gauge",
+            lambda: stats().bytes_used,
+        ),
+        Sampled(
+            "payments_store_max_bytes",
+            "The store's cap in bytes (PAYMENTS_MEMORY_STORE_MAX_MIB); 0 means none.",
+            "gauge",
+            lambda: stats().max_bytes,
+        ),
+        Sampled(
+            "payments_store_rejected_full",
+            "New payments refused with RESOURCE_EXHAUSTED because the store was full.",
+            "counter",
+            lambda: stats().rejected_full,
+        ),
+    ]
+
+
+def pool_series(store: str, pool: PoolStats) -> list[Sampled]:
+    """A connection pool's occupancy (PostgreSQL)."""
+    labels = (("store", store),)
+    connections = "Database connections open in the pool, by state."
+    return [
+        Sampled(
+            "payments_store_pool_connections",
+            connections,
+            "gauge",
+            pool.pool_idle,
+            (*labels, ("state", "idle")),
+        ),
+        Sampled(
+            "payments_store_pool_connections",
+            connections,
+            "gauge",
+            lambda: pool.pool_size() - pool.pool_idle(),
+            (*labels, ("state", "in_use")),
+        ),
+        Sampled(
+            "payments_store_pool_max_connections",
+            "Largest number of connections the pool may open (PAYMENTS_STORE_POOL_SIZE).",
+            "gauge",
+            pool.pool_max_size,
+            labels,
+        ),
+        Sampled(
+            "payments_store_pool_waiting",
+            "Store operations waiting for a database connection (every one is lent out).",
+            "gauge",
+            pool.pool_waiting,
+            labels,
+        ),
+    ]
+
+
+def transaction_series(store: str, read: Callable[[], tuple[int, int]]) -> list[Sampled]:
+    """Group commit (SQLite): transactions and the operations they carried."""
+    labels = (("store", store),)
+    return [
+        Sampled(
+            "payments_store_transactions",
+            "Transactions the store committed; each carries one or more operations (group "
+            "commit: one COMMIT, one fsync, for every operation queued meanwhile).",
+            "counter",
+            lambda: read()[0],
+            labels,
+        ),
+        Sampled(
+            "payments_store_transaction_operations",
+            "Operations carried by committed transactions (divided by "
+            "payments_store_transactions_total: the mean batch size).",
+            "counter",
+            lambda: read()[1],
+            labels,
+        ),
+    ]
+
+
+def log_series(dropped: Callable[[], int]) -> list[Sampled]:
+    return [
+        Sampled(
+            "payments_log_records_dropped",
+            "Log records dropped because the log queue was full or stdout failed.",
+            "counter",
+            dropped,
+        )
+    ]
 
 
 def new_registry() -> CollectorRegistry:
@@ -254,9 +427,11 @@ def new_registry() -> CollectorRegistry:
     return registry
 
 
-def start_metrics_server(address: str, registry: CollectorRegistry) -> tuple[WSGIServer, int]:
+def start_metrics_server(
+    address: str, registry: CollectorRegistry, *, workers: int, timeout: float
+) -> tuple[WSGIServer, int]:
     """Serve `/metrics` (text or OpenMetrics, by the scraper's Accept header) on `address`,
-    with bounded threads and a read timeout (`metrics_http`).
+    with at most `workers` connections at once and a `timeout` on reads (`metrics_http`).
 
     Returns the server (call `shutdown()` to stop it) and the bound port (for port 0).
     """
@@ -264,12 +439,22 @@ def start_metrics_server(address: str, registry: CollectorRegistry) -> tuple[WSG
 
     host, _, port = address.rpartition(":")
     bind = host.strip("[]") or "0.0.0.0"  # noqa: S104 - ":9464" means every interface
-    server = serve_metrics(bind, int(port), registry)
-    registry.register(
-        CallbackCounter(
-            "payments_metrics_http_refused",
-            "Connections to /metrics closed at once because every worker was busy.",
-            lambda: server.refused,
-        )
+    try:
+        server = serve_metrics(bind, int(port), registry, workers=workers, timeout=timeout)
+    except OSError as exc:  # in use, or not an address of this host
+        raise ConfigError(
+            f"invalid {variable(Settings, 'metrics_address').name}={address!r}: cannot listen "
+            f"there ({exc.strerror or type(exc).__name__})"
+        ) from None
+    register_sampled(
+        registry,
+        [
+            Sampled(
+                "payments_metrics_http_refused",
+                "Connections to /metrics closed at once because every worker was busy.",
+                "counter",
+                lambda: server.refused,
+            )
+        ],
     )
     return server, int(server.server_port)

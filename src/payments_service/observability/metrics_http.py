@@ -26,15 +26,10 @@ from prometheus_client import make_wsgi_app
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
 
-METRICS_WORKERS = 4
-METRICS_READ_TIMEOUT_SECONDS = 5.0
-
 
 class _QuietHandler(WSGIRequestHandler):
-    """No access line per scrape on stderr; `timeout` is applied to the socket by
-    StreamRequestHandler.setup()."""
-
-    timeout = METRICS_READ_TIMEOUT_SECONDS
+    """No access line per scrape on stderr; `timeout` (set per server by `serve_metrics`) is
+    applied to the socket by StreamRequestHandler.setup()."""
 
     def log_message(self, format: str, *args: Any) -> None:
         pass
@@ -43,7 +38,7 @@ class _QuietHandler(WSGIRequestHandler):
 class BoundedMetricsServer(WSGIServer):
     """A WSGIServer whose connections are served by a bounded pool (see the module)."""
 
-    workers = METRICS_WORKERS
+    workers: int  # set per server by `serve_metrics`
     request_queue_size = 128  # the listen backlog: a burst is refused quickly, not SYN-dropped
 
     def server_activate(self) -> None:
@@ -84,8 +79,8 @@ def serve_metrics(
     port: int,
     registry: CollectorRegistry,
     *,
-    workers: int = METRICS_WORKERS,
-    timeout: float = METRICS_READ_TIMEOUT_SECONDS,
+    workers: int,
+    timeout: float,
 ) -> BoundedMetricsServer:
     """Start serving `registry` on host:port in a daemon thread; `shutdown()` stops it."""
     family, _, _, _, sockaddr = socket.getaddrinfo(

@@ -1,11 +1,12 @@
-"""The observability side of `application.observer.PaymentObserver`: domain metrics, and the
-payment fields that spans and access-log lines report for the current call."""
+"""The observability side of `domain.ports.PaymentObserver`: the payment domain metrics, and
+the payment facts that the span and the access line of the current call report (emitted with
+`record.report_payment`; the observation point collects them when the call ends)."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from payments_service.calls import current_call
+from payments_service.observability.record import PaymentFacts, report_payment
 
 if TYPE_CHECKING:
     from payments_service.domain.errors import FieldViolation
@@ -24,35 +25,36 @@ class TelemetryObserver:
     def created(self, payment: Payment) -> None:
         if self._metrics is not None:
             self._metrics.for_merchant(payment.merchant_id).created.inc()
-        _annotate(payment, replayed=False)
+        _report(payment, replayed=False)
 
     def replayed(self, payment: Payment) -> None:
         if self._metrics is not None:
             self._metrics.for_merchant(payment.merchant_id).replayed.inc()
-        _annotate(payment, replayed=True, status=payment.first_response)
+        _report(payment, replayed=True, status=payment.first_response)
 
     def conflicted(self, payment: Payment) -> None:
         if self._metrics is not None:
             self._metrics.for_merchant(payment.merchant_id).conflicts.inc()
 
     def answered(self, payment: Payment, response: Outcome) -> None:
-        _annotate(payment, replayed=False, status=response)
+        _report(payment, replayed=False, status=response)
 
     def settled(self, payment: Payment) -> None:
         if self._metrics is not None:
             self._metrics.for_merchant(payment.merchant_id).settled[payment.status].inc()
 
     def looked_up(self, payment: Payment) -> None:
-        _annotate(payment, replayed=None, status=payment.outcome)
+        _report(payment, replayed=None, status=payment.outcome)
 
 
-def _annotate(payment: Payment, *, replayed: bool | None, status: Outcome | None = None) -> None:
-    state = current_call()
-    if state is None:  # not inside an RPC (e.g. a background settlement)
-        return
-    state.payment_id = payment.payment_id
-    state.currency = payment.request.currency
-    state.amount_minor = payment.request.amount_minor
-    state.replayed = replayed
-    if status is not None:
-        state.payment_status = status.status.value
+def _report(payment: Payment, *, replayed: bool | None, status: Outcome | None = None) -> None:
+    request = payment.request
+    report_payment(
+        PaymentFacts(
+            payment.payment_id,
+            request.currency,
+            request.amount_minor,
+            None if status is None else status.status.value,
+            replayed,
+        )
+    )

@@ -11,12 +11,14 @@ from opentelemetry import trace
 
 from payments_service.observability.logs import AccessLogReporter
 from payments_service.observability.metrics import (
-    CallbackCounter,
     Metrics,
     MetricsReporter,
+    log_series,
     new_registry,
+    register_sampled,
 )
 from payments_service.observability.tracing import (
+    CountingExporter,
     ServiceTracerProvider,
     SpanReporter,
     build_tracer_provider,
@@ -24,6 +26,7 @@ from payments_service.observability.tracing import (
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import SpanProcessor
+    from opentelemetry.sdk.trace.export import SpanExporter
 
     from payments_service.config import Settings
     from payments_service.observability.logs import LogWriter
@@ -38,6 +41,7 @@ class Telemetry:
     metrics: Metrics | None = None
     access_log: bool = False
     observe_health_checks: bool = False
+    export: CountingExporter | None = None  # the OTLP exporter, when spans are exported
 
     def tracer(self) -> trace.Tracer:
         if self.tracer_provider is None:
@@ -58,14 +62,18 @@ class Telemetry:
 
         The flush runs on its own daemon thread, so an unreachable collector (the exporter's
         retries and timeouts) can never hold the process past its shutdown budget. Returns
-        whether everything was flushed in time."""
+        whether everything was flushed in time *and* taken by the collector: a flush whose
+        exports failed (an unreachable collector) is not a flush."""
         provider = self.tracer_provider
         if provider is None:
             return True
         flushed = threading.Event()
+        failed_before = None if self.export is None else self.export.failed
 
         def flush_and_stop() -> None:
-            if provider.force_flush(int(timeout * 1000)):
+            if provider.force_flush(int(timeout * 1000)) and (
+                self.export is None or self.export.failed == failed_before
+            ):
                 flushed.set()
             provider.shutdown()
 
@@ -85,16 +93,18 @@ def build_telemetry(
     if settings.metrics_address is not None:
         metrics = Metrics(new_registry())
         if log_writer is not None:
-            metrics.registry.register(
-                CallbackCounter(
-                    "payments_log_records_dropped",
-                    "Log records dropped because the log queue was full or stdout failed.",
-                    lambda: log_writer.dropped,
-                )
-            )
+            register_sampled(metrics.registry, log_series(lambda: log_writer.dropped))
+    exports: list[CountingExporter] = []
+
+    def counted(exporter: SpanExporter) -> SpanExporter:
+        exports.append(CountingExporter(exporter))
+        return exports[0]
+
+    provider = build_tracer_provider(settings, span_processors, counted)
     return Telemetry(
-        tracer_provider=build_tracer_provider(settings, span_processors),
+        tracer_provider=provider,
         metrics=metrics,
         access_log=settings.access_log,
         observe_health_checks=settings.observe_health_checks,
+        export=exports[0] if exports else None,
     )

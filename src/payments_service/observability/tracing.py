@@ -33,6 +33,7 @@ from opentelemetry.sdk.trace import (
     SynchronousMultiSpanProcessor,
     TracerProvider,
 )
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import (
     SpanContext,
@@ -44,17 +45,18 @@ from opentelemetry.trace import (
 )
 
 from payments_service import __version__
-from payments_service.calls import SERVER_FAULT_CODES
+from payments_service.observability.record import SERVER_FAULT_CODES
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Callable, Mapping, Sequence
 
     import grpc
     from opentelemetry.sdk.trace import SpanProcessor
+    from opentelemetry.trace import Span
     from opentelemetry.util.types import AttributeValue
 
-    from payments_service.calls import CallRecord
     from payments_service.config import Settings
+    from payments_service.observability.record import CallRecord
 
 DEFAULT_SERVICE_NAME = "payments-service"
 SCOPE_NAME = "payments_service"
@@ -208,11 +210,37 @@ def build_resource() -> Resource:
     return _HashOnceResource(resource)
 
 
+class CountingExporter(SpanExporter):
+    """Any span exporter, with its failed exports counted: `failed` batches (`spans_failed`
+    spans) the collector did not take. The shutdown line reports them, so an unreachable
+    collector is not mistaken for a flush."""
+
+    def __init__(self, inner: SpanExporter) -> None:
+        self._inner = inner
+        self.failed = 0
+        self.spans_failed = 0
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        result = self._inner.export(spans)
+        if result is not SpanExportResult.SUCCESS:
+            self.failed += 1
+            self.spans_failed += len(spans)
+        return result
+
+    def shutdown(self) -> None:
+        self._inner.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        return self._inner.force_flush(timeout_millis)
+
+
 def build_tracer_provider(
-    settings: Settings, processors: tuple[SpanProcessor, ...] = ()
+    settings: Settings,
+    processors: tuple[SpanProcessor, ...] = (),
+    wrap_exporter: Callable[[SpanExporter], SpanExporter] = lambda exporter: exporter,
 ) -> ServiceTracerProvider | None:
     """The provider, or None when tracing is off. `processors` are added before the OTLP one
-    (tests pass an in-memory exporter's processor).
+    (tests pass an in-memory exporter's processor); `wrap_exporter` wraps the OTLP exporter.
 
     `shutdown_on_exit=False`: the SDK's own atexit hook would flush with a 30 s timeout after
     the lifecycle has already flushed within the shutdown grace; `Telemetry.shutdown` owns it.
@@ -234,10 +262,18 @@ def build_tracer_provider(
         # The other OTEL_BSP_* settings are read by the SDK itself; the batch size is passed
         # because this service's default differs (ARCHITECTURE.md, "Export off the request path").
         batch = BatchSpanProcessor(
-            FastOTLPSpanExporter(), max_export_batch_size=settings.span_export_batch_size
+            wrap_exporter(FastOTLPSpanExporter()),
+            max_export_batch_size=settings.span_export_batch_size,
         )
         provider.add_span_processor(batch)
     return provider
+
+
+def recording_span() -> Span | None:
+    """The span the current call runs in, if one is recording (None with tracing off, or for
+    a call the sampler dropped): what the call's record keeps for its reporters."""
+    span = get_current_span()
+    return span if span.is_recording() else None
 
 
 def library_server_interceptor(
@@ -267,9 +303,7 @@ class SpanReporter:
     """
 
     def call_started(self, record: CallRecord) -> None:
-        span = get_current_span()
-        if span.is_recording():
-            record.span = span
+        pass
 
     def call_finished(self, record: CallRecord) -> None:
         span = record.span
@@ -279,18 +313,20 @@ class SpanReporter:
             "rpc.grpc.status_code": record.code.value[0],
             "request.id": record.request_id,
         }
-        optional = (
-            ("merchant.id", record.merchant_id),
-            ("payment.id", record.payment_id),
-            ("payment.currency", record.currency),
-            ("payment.amount_minor", record.amount_minor),
-            ("payment.status", record.payment_status),
-            ("payment.idempotent_replay", record.replayed),
-        )
-        attributes.update((key, value) for key, value in optional if value is not None)
+        if record.merchant_id is not None:
+            attributes["merchant.id"] = record.merchant_id
+        payment = record.payment
+        if payment is not None:
+            attributes["payment.id"] = payment.payment_id
+            attributes["payment.currency"] = payment.currency
+            attributes["payment.amount_minor"] = payment.amount_minor
+            if payment.status is not None:
+                attributes["payment.status"] = payment.status
+            if payment.replayed is not None:
+                attributes["payment.idempotent_replay"] = payment.replayed
         span.set_attributes(attributes)
-        if record.violations:
-            span.add_event("validation.rejected", {"payment.invalid_fields": record.violations})
+        if record.invalid_fields:
+            span.add_event("validation.rejected", {"payment.invalid_fields": record.invalid_fields})
         if record.error is not None:
             span.record_exception(record.error)
         if record.code in SERVER_FAULT_CODES:

@@ -25,11 +25,12 @@ from pathlib import Path
 
 import structlog
 
-from payments_service.config import ConfigError
+from payments_service.config import ConfigError, Settings, variable
+from payments_service.security.principal import Principal
 
 log = structlog.get_logger(__name__)
 
-API_KEYS_VARIABLE = "PAYMENTS_API_KEYS_FILE"
+API_KEYS_VARIABLE = variable(Settings, "api_keys_file").name
 MERCHANT_ID_SHAPE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _HEX_DIGEST = re.compile(r"[0-9A-Fa-f]{64}")
 _LINE_SHAPE = "expected '<merchant_id> <sha256 hex of the key>'"
@@ -40,6 +41,12 @@ KEY_BYTES = 32  # entropy of a key made by `new_api_key`: 256 bits
 class KeyEntry:
     merchant_id: str
     digest: bytes  # SHA-256 of the key, 32 bytes
+
+    @property
+    def key_id(self) -> str:
+        """A name for the key that is safe to log: the first 8 hex digits of its SHA-256 (32
+        bits of a digest of 256 random bits say nothing usable about the key)."""
+        return self.digest.hex()[:8]
 
 
 def digest_of(key: str) -> bytes:
@@ -120,14 +127,15 @@ class KeyRing:
         """The merchants that currently have at least one key."""
         return frozenset(entry.merchant_id for entry in self._entries)
 
-    def merchant_for(self, key: str) -> str | None:
-        """The merchant that owns `key`, or None. Constant time in which entry matched."""
+    def principal_for(self, key: str) -> Principal | None:
+        """The caller `key` authenticates (its merchant, and the key's id), or None. Constant
+        time in which entry matched."""
         presented = digest_of(key)
-        found: str | None = None
+        found: KeyEntry | None = None
         for entry in self._entries:  # no early exit: see the module docstring
             if hmac.compare_digest(entry.digest, presented):
-                found = entry.merchant_id
-        return found
+                found = entry
+        return None if found is None else Principal(found.merchant_id, found.key_id)
 
     def reload(self) -> bool:
         """Re-read the file (on SIGHUP). A bad file keeps the old keys and logs one error."""

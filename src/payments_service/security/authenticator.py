@@ -1,8 +1,9 @@
 """Who is calling: the merchant that owns the `authorization: Bearer <api key>` a call carries.
 
-With no keys file, authentication is off and every caller is merchant `default` (the server
-logs a warning at startup). The key itself is hashed and dropped here: it is never logged, put
-on a span or quoted in an error.
+`Authenticator.authenticate` resolves a call's metadata to a `Principal` and makes it the
+call's current principal (`security.principal`). With no keys file, authentication is off and
+every caller is merchant `default` (the server logs a warning at startup). The key itself is
+hashed and dropped here: it is never logged, put on a span or quoted in an error.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING
 
-from payments_service.domain.errors import UnauthenticatedError
+from payments_service.security.principal import Principal, authenticated
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -18,10 +19,24 @@ if TYPE_CHECKING:
     from payments_service.security.api_keys import KeyRing
 
 DEFAULT_MERCHANT = "default"
+DEFAULT_PRINCIPAL = Principal(DEFAULT_MERCHANT, "none")
+UNAUTHENTICATED_MESSAGE = "a valid API key is required: send authorization: Bearer <api key>"
 AUTHORIZATION_HEADER = "authorization"
 MAX_KEY_LENGTH = 512
 # RFC 6750 section 2.1: the scheme is case-insensitive, the credentials are a b64token.
 _BEARER = re.compile(r"(?i:bearer) +([A-Za-z0-9._~+/-]+=*)")
+
+
+class UnauthenticatedError(Exception):
+    """The caller sent no API key, a malformed one or an unknown one.
+
+    The message is the same in every case, so it says nothing about which keys or merchants
+    exist; `reason` (missing, malformed, unknown) is for the server's own use and is never sent.
+    """
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(UNAUTHENTICATED_MESSAGE)
 
 
 class Authenticator:
@@ -32,14 +47,15 @@ class Authenticator:
     def enabled(self) -> bool:
         return self._keys is not None
 
-    def authenticate(self, metadata: Iterable[tuple[str, str | bytes]] | None) -> str:
-        """The caller's merchant id, or UnauthenticatedError (one message for every failure)."""
+    def authenticate(self, metadata: Iterable[tuple[str, str | bytes]] | None) -> Principal:
+        """The caller, now the current principal of this call; UnauthenticatedError (one
+        message for every failure) when the metadata names no known key."""
         if self._keys is None:
-            return DEFAULT_MERCHANT
-        merchant_id = self._keys.merchant_for(bearer_key(metadata))
-        if merchant_id is None:
+            return authenticated(DEFAULT_PRINCIPAL)
+        principal = self._keys.principal_for(bearer_key(metadata))
+        if principal is None:
             raise UnauthenticatedError("unknown")
-        return merchant_id
+        return authenticated(principal)
 
 
 def bearer_key(metadata: Iterable[tuple[str, str | bytes]] | None) -> str:

@@ -11,18 +11,14 @@ from __future__ import annotations
 
 import ssl
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import grpc
 
-from payments_service.config import ConfigError
+from payments_service.config import ConfigError, Settings, variable
 
-if TYPE_CHECKING:
-    from payments_service.config import Settings
-
-CERT_VARIABLE = "PAYMENTS_TLS_CERT_FILE"
-KEY_VARIABLE = "PAYMENTS_TLS_KEY_FILE"
-CLIENT_CA_VARIABLE = "PAYMENTS_TLS_CLIENT_CA_FILE"
+CERT_VARIABLE = variable(Settings, "tls_cert_file").name
+KEY_VARIABLE = variable(Settings, "tls_key_file").name
+CLIENT_CA_VARIABLE = variable(Settings, "tls_client_ca_file").name
 
 
 def tls_mode(settings: Settings) -> str:

@@ -1,218 +1,276 @@
-"""The one place where exceptions become gRPC statuses.
+"""The error table: the one place where a failure becomes a status.
 
-| exception                     | gRPC code           | details (google.rpc)            |
-| ----------------------------- | ------------------- | ------------------------------- |
-| ValidationError               | INVALID_ARGUMENT    | BadRequest (every violation)    |
-| IdempotencyKeyReusedError     | ALREADY_EXISTS      | ErrorInfo IDEMPOTENCY_KEY_REUSED|
-| PaymentNotFoundError          | NOT_FOUND           | ResourceInfo                    |
-| ResponsePendingError          | ABORTED             | ErrorInfo REQUEST_IN_PROGRESS   |
-| UndecodableRequestError       | INVALID_ARGUMENT    | BadRequest (the body)           |
-| UnauthenticatedError          | UNAUTHENTICATED     | none; one fixed message         |
-| StoreNotReadyError            | UNAVAILABLE         | none (retry: still connecting)  |
-| StoreFullError                | RESOURCE_EXHAUSTED  | RetryInfo, ErrorInfo STORE_FULL |
-| ServerOverloadedError         | RESOURCE_EXHAUSTED  | RetryInfo, ErrorInfo OVERLOADED |
-| ServerShuttingDownError       | UNAVAILABLE         | ErrorInfo SHUTTING_DOWN         |
-| anything else                 | INTERNAL            | none; generic message, stack logged |
+`ERROR_TABLE` maps each failure the service answers on purpose to a `Rule`: the gRPC code, the
+log level of the call's access line, and the `google.rpc` details the client gets (an
+`ErrorInfo` with a reason in domain `payments.v1`, a `RetryInfo` where retrying later helps, and
+any type-specific detail such as `BadRequest`). The message is the exception's own text, which
+the raising code writes for the client: it never carries SQL, a DSN, a file path or a secret.
+Anything the table does not know is a bug: INTERNAL with a generic message, its traceback
+logged once. ARCHITECTURE.md renders this table (`payments_service.reference`).
 
-No handler catches exceptions itself; the observation interceptor hands every exception of a
-call to `answer_error`, so no RPC ever ends with UNKNOWN.
+The exception classes live with the layer that raises them: the domain and the repository
+port (`domain.errors`), security (`security.authenticator`) and the transport itself
+(`transport.errors`). No handler catches exceptions: the observation interceptor hands every
+exception of a call to `answer_for`, so no RPC ever ends with UNKNOWN.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import grpc
-import structlog
 from google.protobuf import any_pb2, duration_pb2
-from google.rpc import code_pb2, error_details_pb2, status_pb2
+from google.rpc import error_details_pb2, status_pb2
 
 from payments_service.domain.errors import (
     IdempotencyKeyReusedError,
     PaymentNotFoundError,
-    PaymentsError,
     ResponsePendingError,
     StoreFullError,
-    StoreNotReadyError,
-    UnauthenticatedError,
+    StoreReadOnlyError,
+    StoreUnavailableError,
     ValidationError,
+)
+from payments_service.security.authenticator import UnauthenticatedError
+from payments_service.transport.errors import (
+    ServerOverloadedError,
+    ServerShuttingDownError,
+    UndecodableRequestError,
 )
 
 if TYPE_CHECKING:
     from google.protobuf.message import Message
 
-    from payments_service.calls import CallRecord
-
-log = structlog.get_logger(__name__)
-
 ERROR_DOMAIN = "payments.v1"
 INTERNAL_MESSAGE = "internal error; the failure was logged on the server"
+DETAILS_KEY = "grpc-status-details-bin"  # where grpc-status carries a google.rpc.Status
+# How long a client is told to wait before retrying, where nothing better is known.
+RETRY_SECONDS = 1.0
 
 
-def _domain_status(error: PaymentsError) -> status_pb2.Status | None:
-    """The google.rpc.Status (code, message, details) for a domain error; None if unmapped."""
-    details: list[Message]
-    if isinstance(error, ValidationError):
-        code = code_pb2.INVALID_ARGUMENT
-        message = "; ".join(f"{v.field}: {v.description}" for v in error.violations)
-        details = [
-            error_details_pb2.BadRequest(
-                field_violations=[
-                    error_details_pb2.BadRequest.FieldViolation(
-                        field=v.field, description=v.description
-                    )
-                    for v in error.violations
-                ]
-            )
-        ]
-    elif isinstance(error, IdempotencyKeyReusedError):
-        code, message = code_pb2.ALREADY_EXISTS, str(error)
-        details = [
-            error_details_pb2.ErrorInfo(
-                reason="IDEMPOTENCY_KEY_REUSED",
-                domain=ERROR_DOMAIN,
-                metadata={"idempotency_key": error.idempotency_key},
-            )
-        ]
-    elif isinstance(error, PaymentNotFoundError):
-        code, message = code_pb2.NOT_FOUND, str(error)
-        details = [
-            error_details_pb2.ResourceInfo(
-                resource_type="payments.v1.Payment",
-                resource_name=error.payment_id,
-                description="no payment with this id (payments are kept for the idempotency TTL)",
-            )
-        ]
-    elif isinstance(error, ResponsePendingError):
-        code, message = code_pb2.ABORTED, str(error)
-        details = [error_details_pb2.ErrorInfo(reason="REQUEST_IN_PROGRESS", domain=ERROR_DOMAIN)]
-    elif isinstance(error, StoreNotReadyError):
-        # UNAVAILABLE: the retryable code; the server is still connecting to its store.
-        code, message, details = code_pb2.UNAVAILABLE, str(error), []
-    elif isinstance(error, UnauthenticatedError):
-        # One message for a missing, malformed or unknown key: nothing about which keys exist.
-        code, message, details = code_pb2.UNAUTHENTICATED, str(error), []
-    elif isinstance(error, StoreFullError):
-        code, message = code_pb2.RESOURCE_EXHAUSTED, str(error)
-        details = [
-            error_details_pb2.RetryInfo(
-                retry_delay=duration_pb2.Duration(seconds=math.ceil(error.retry_after))
-            ),
-            error_details_pb2.ErrorInfo(reason="STORE_FULL", domain=ERROR_DOMAIN),
-        ]
-    else:  # a PaymentsError subclass without a mapping is a programming error
-        return None
-    return _status(code, message, details)
+def _no_details(_: Any) -> Sequence[Message]:
+    return ()
 
 
-class UndecodableRequestError(Exception):
-    """The request body is not a valid serialized message of the method's request type."""
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """How one kind of failure is answered.
 
-    def __init__(self, message_type: str) -> None:
-        self.message_type = message_type
-        super().__init__(f"request body is not a valid {message_type}")
-
-
-class ServerOverloadedError(Exception):
-    """The process already runs its limit of concurrent calls (`PAYMENTS_MAX_CONCURRENT_RPCS`);
-    this call was refused before any work was done, so retrying it is always safe."""
-
-    RETRY_AFTER_SECONDS = 1
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        super().__init__(
-            f"server is overloaded: {limit} calls are already in progress on this replica; "
-            "nothing was done, retry after a short backoff"
-        )
-
-
-class ServerShuttingDownError(Exception):
-    """The process is shutting down and took no new work; another replica will answer."""
-
-    def __init__(self) -> None:
-        super().__init__(
-            "server is shutting down; nothing was done, retry (another replica will answer)"
-        )
-
-
-def to_status(error: Exception) -> status_pb2.Status | None:
-    """The google.rpc.Status for an error the service answers on purpose, else None."""
-    if isinstance(error, PaymentsError):
-        return _domain_status(error)
-    if isinstance(error, ServerShuttingDownError):
-        return _status(
-            code_pb2.UNAVAILABLE,
-            str(error),
-            [error_details_pb2.ErrorInfo(reason="SHUTTING_DOWN", domain=ERROR_DOMAIN)],
-        )
-    if isinstance(error, ServerOverloadedError):
-        return _status(
-            code_pb2.RESOURCE_EXHAUSTED,
-            str(error),
-            [
-                error_details_pb2.RetryInfo(
-                    retry_delay=duration_pb2.Duration(seconds=error.RETRY_AFTER_SECONDS)
-                ),
-                error_details_pb2.ErrorInfo(
-                    reason="OVERLOADED",
-                    domain=ERROR_DOMAIN,
-                    metadata={"max_concurrent_rpcs": str(error.limit)},
-                ),
-            ],
-        )
-    if isinstance(error, UndecodableRequestError):
-        # Fixed text: no parser internals, no exception class names. The parser does not say
-        # which field broke, so the BadRequest names the body as a whole.
-        return _status(
-            code_pb2.INVALID_ARGUMENT,
-            str(error),
-            [
-                error_details_pb2.BadRequest(
-                    field_violations=[
-                        error_details_pb2.BadRequest.FieldViolation(
-                            field="", description=str(error)
-                        )
-                    ]
-                )
-            ],
-        )
-    return None
-
-
-def answer_error(
-    context: grpc.aio.ServicerContext[Any, Any], record: CallRecord, error: Exception
-) -> None:
-    """Answer `error` on `context` (code, message, google.rpc details) and note the code on the
-    call's record. Anything without a mapping (an unexpected exception, or a PaymentsError
-    subclass nobody mapped) is INTERNAL with a generic message, logged once with its traceback.
-
-    It sets the status instead of raising: no exception crosses the interceptors above, and
-    the tracing library sees the code through its context wrapper.
+    `retry_after`: seconds for `RetryInfo` (a number, or read from the error), None for none;
+    `metadata`: the `ErrorInfo` metadata, from the error; `details`: further details.
     """
-    status = to_status(error)
-    if status is None:
-        log.error("unhandled_exception", rpc_method=record.method.full_method, exc_info=error)
-        record.error = error
-        status = status_pb2.Status(code=code_pb2.INTERNAL, message=INTERNAL_MESSAGE)
-    elif isinstance(error, ValidationError):
-        record.violations = tuple(dict.fromkeys(v.field for v in error.violations))
-    code = _STATUS_CODES[status.code]
-    record.code = code
-    context.set_code(code)
-    context.set_details(status.message)
-    context.set_trailing_metadata(((_DETAILS_KEY, status.SerializeToString()),))
+
+    code: grpc.StatusCode
+    log_level: str  # of the call's access line: info (the client's doing), warning, error
+    reason: str | None = None
+    retry_after: float | Callable[[Any], float] | None = None
+    metadata: Callable[[Any], Mapping[str, str]] | None = None
+    details: Callable[[Any], Sequence[Message]] = _no_details
+    detail_names: tuple[str, ...] = ()  # the `details` types, for the rendered table
+
+    def status(self, error: Exception) -> status_pb2.Status:
+        """The google.rpc.Status the client receives for `error`."""
+        details: list[Message] = list(self.details(error))
+        if self.retry_after is not None:
+            delay = (
+                self.retry_after if isinstance(self.retry_after, float) else self.retry_after(error)
+            )
+            details.append(error_details_pb2.RetryInfo(retry_delay=_duration(delay)))
+        if self.reason is not None:
+            metadata = self.metadata(error) if self.metadata is not None else {}
+            details.append(
+                error_details_pb2.ErrorInfo(
+                    reason=self.reason, domain=ERROR_DOMAIN, metadata=metadata
+                )
+            )
+        return _status(self.code, str(error), details)
+
+    def summary(self) -> str:
+        """`CODE` and its details, as the docs show them."""
+        parts = [f"`{self.code.name}`", *self.detail_names]
+        if self.retry_after is not None:
+            parts.append("RetryInfo")
+        if self.reason is not None:
+            parts.append(f"ErrorInfo `{self.reason}`")
+        return " + ".join(parts)
+
+    @staticmethod
+    def meaning(error_type: type[BaseException]) -> str:
+        """The first sentence of the failure's docstring: what it means."""
+        doc = " ".join((error_type.__doc__ or "").split())
+        return doc.split(". ", 1)[0].rstrip(".") + "."
 
 
-def _status(code: int, message: str, details: list[Message]) -> status_pb2.Status:
-    status = status_pb2.Status(code=code, message=message)
+def _bad_request(violations: Sequence[tuple[str, str]]) -> error_details_pb2.BadRequest:
+    return error_details_pb2.BadRequest(
+        field_violations=[
+            error_details_pb2.BadRequest.FieldViolation(field=field, description=description)
+            for field, description in violations
+        ]
+    )
+
+
+def _validation_details(error: ValidationError) -> Sequence[Message]:
+    return (_bad_request([(v.field, v.description) for v in error.violations]),)
+
+
+def _undecodable_details(error: UndecodableRequestError) -> Sequence[Message]:
+    # The parser does not say which field broke: the BadRequest names the body as a whole.
+    return (_bad_request([("", str(error))]),)
+
+
+def _not_found_details(error: PaymentNotFoundError) -> Sequence[Message]:
+    return (
+        error_details_pb2.ResourceInfo(
+            resource_type="payments.v1.Payment",
+            resource_name=error.payment_id,
+            description="no payment with this id (payments are kept for the idempotency TTL)",
+        ),
+    )
+
+
+ERROR_TABLE: dict[type[Exception], Rule] = {
+    ValidationError: Rule(
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "info",
+        details=_validation_details,
+        detail_names=("BadRequest (every violation)",),
+    ),
+    UndecodableRequestError: Rule(
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "info",
+        details=_undecodable_details,
+        detail_names=("BadRequest (the body)",),
+    ),
+    UnauthenticatedError: Rule(grpc.StatusCode.UNAUTHENTICATED, "info"),
+    PaymentNotFoundError: Rule(
+        grpc.StatusCode.NOT_FOUND,
+        "info",
+        details=_not_found_details,
+        detail_names=("ResourceInfo",),
+    ),
+    IdempotencyKeyReusedError: Rule(
+        grpc.StatusCode.ALREADY_EXISTS,
+        "info",
+        reason="IDEMPOTENCY_KEY_REUSED",
+        metadata=lambda error: {"idempotency_key": error.idempotency_key},
+    ),
+    ResponsePendingError: Rule(
+        grpc.StatusCode.ABORTED,
+        "info",
+        reason="REQUEST_IN_PROGRESS",
+        retry_after=RETRY_SECONDS,
+    ),
+    ServerOverloadedError: Rule(
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+        "warning",
+        reason="OVERLOADED",
+        retry_after=RETRY_SECONDS,
+        metadata=lambda error: {"max_concurrent_rpcs": str(error.limit)},
+    ),
+    StoreFullError: Rule(
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+        "warning",
+        reason="STORE_FULL",
+        retry_after=lambda error: float(error.retry_after),
+    ),
+    StoreUnavailableError: Rule(
+        grpc.StatusCode.UNAVAILABLE,
+        "warning",
+        reason="STORE_UNAVAILABLE",
+        retry_after=RETRY_SECONDS,
+    ),
+    StoreReadOnlyError: Rule(
+        grpc.StatusCode.UNAVAILABLE,
+        "error",  # an operator must act
+        reason="STORE_READ_ONLY",
+        retry_after=RETRY_SECONDS,
+    ),
+    ServerShuttingDownError: Rule(
+        grpc.StatusCode.UNAVAILABLE,
+        "warning",
+        reason="SHUTTING_DOWN",
+        retry_after=RETRY_SECONDS,
+    ),
+}
+# Anything else: a bug.
+INTERNAL_RULE = Rule(grpc.StatusCode.INTERNAL, "error")
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """What the call answers for a failure: its code, the status (message and details) and the
+    access line's level; `unexpected`: a bug (INTERNAL), to be logged with its traceback;
+    `invalid_fields`: the request fields a BadRequest names."""
+
+    code: grpc.StatusCode
+    status: status_pb2.Status
+    log_level: str
+    unexpected: bool = False
+    invalid_fields: tuple[str, ...] = ()
+
+
+def rule_for(error_type: type[BaseException]) -> Rule | None:
+    """The rule for a failure type: its own row, else its nearest ancestor's; None if none."""
+    if error_type in _RULES:
+        return _RULES[error_type]
+    rule = next((ERROR_TABLE[c] for c in error_type.__mro__ if c in ERROR_TABLE), None)
+    _RULES[error_type] = rule
+    return rule
+
+
+_RULES: dict[type[BaseException], Rule | None] = {}  # rule_for's answers, by type
+
+
+def rule_for_reason(reason: str) -> Rule:
+    """The row whose `ErrorInfo.reason` is `reason` (the limits table names rows this way)."""
+    for rule in ERROR_TABLE.values():
+        if rule.reason == reason:
+            return rule
+    raise KeyError(reason)
+
+
+def answer_for(error: Exception) -> Answer:
+    """How a call that raised `error` is answered."""
+    rule = rule_for(type(error))
+    if rule is None:
+        status = _status(INTERNAL_RULE.code, INTERNAL_MESSAGE, ())
+        return Answer(INTERNAL_RULE.code, status, INTERNAL_RULE.log_level, unexpected=True)
+    status = rule.status(error)
+    return Answer(rule.code, status, rule.log_level, invalid_fields=_invalid_fields(status))
+
+
+def send_answer(context: grpc.aio.ServicerContext[Any, Any], answer: Answer) -> None:
+    """Set `answer` on the call: code, message and the details in the status trailer. The
+    handler then returns normally: no exception crosses the interceptors above, and the tracing
+    library sees the code through its context wrapper."""
+    context.set_code(answer.code)
+    context.set_details(answer.status.message)
+    context.set_trailing_metadata(((DETAILS_KEY, answer.status.SerializeToString()),))
+
+
+def _invalid_fields(status: status_pb2.Status) -> tuple[str, ...]:
+    fields: dict[str, None] = {}
+    for packed in status.details:
+        if packed.Is(error_details_pb2.BadRequest.DESCRIPTOR):
+            bad_request = error_details_pb2.BadRequest()
+            packed.Unpack(bad_request)
+            fields.update((v.field, None) for v in bad_request.field_violations if v.field)
+    return tuple(fields)
+
+
+def _duration(seconds: float) -> duration_pb2.Duration:
+    whole = math.floor(seconds)
+    return duration_pb2.Duration(seconds=whole, nanos=round((seconds - whole) * 1e9))
+
+
+def _status(code: grpc.StatusCode, message: str, details: Sequence[Message]) -> status_pb2.Status:
+    status = status_pb2.Status(code=code.value[0], message=message)
     for detail in details:
         packed = any_pb2.Any()
         packed.Pack(detail)
         status.details.append(packed)
     return status
-
-
-_STATUS_CODES = {code.value[0]: code for code in grpc.StatusCode}
-_DETAILS_KEY = "grpc-status-details-bin"  # where grpc-status carries a google.rpc.Status

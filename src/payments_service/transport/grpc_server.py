@@ -4,6 +4,7 @@ bind port 0 and callers never assume a fixed port."""
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -13,6 +14,7 @@ from grpc_health.v1 import _async as health_aio  # the module `health.aio` re-ex
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from payments_service.config import ConfigError, Settings, variable
 from payments_service.gen.payments.v1 import payments_pb2 as pb
 from payments_service.gen.payments.v1 import payments_pb2_grpc as pb_grpc
 from payments_service.transport.admission import ShutdownGate
@@ -22,7 +24,6 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from payments_service.application.service import PaymentService
-    from payments_service.config import Settings
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["PaymentService"].full_name
 HEALTH_SERVICE_NAME = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
@@ -34,77 +35,82 @@ UNARY_METHODS = (
     ),
     f"/{HEALTH_SERVICE_NAME}/Check",
 )
-# The largest valid RequestPayment is ~15 KiB (20 metadata entries of 40 + 500 characters, at
-# most 4 UTF-8 bytes each, plus the other fields); 64 KiB leaves room and caps abuse.
-MAX_RECEIVE_MESSAGE_BYTES = 64 * 1024
-# grpc-core's default cap on received metadata (headers), kept explicit because docs/limits.md
-# states what a client gets past it.
-MAX_METADATA_BYTES = 8 * 1024
 # The stop sequence (RunningServer.stop): how long new calls are parked before grpc's stop
 # begins, and how long after it (GOAWAY on the wire) before the parked calls are answered.
 PARK_SECONDS = 0.25
 GOAWAY_SECONDS = 0.1
-KEEPALIVE_TIMEOUT_SECONDS = 20.0
-# Clients may ping this often (with or without calls) without being sent GOAWAY
-# too_many_pings; grpc's default is 5 minutes, which punishes clients with a 10 s keepalive.
-CLIENT_PING_INTERVAL_SECONDS = 10.0
 
 
 def _ms(seconds: float) -> int:
     return max(1, round(seconds * 1000))
 
 
-@dataclass(frozen=True, slots=True)
-class ConnectionPolicy:
-    """How long connections live and how much one connection may hold (docs/limits.md).
+def backstop_concurrent_rpcs(settings: Settings) -> int:
+    """grpc's own `maximum_concurrent_rpcs`, a backstop behind ours: room for every admitted
+    call, as many calls whose message never came (grpc counts those, our limit cannot see
+    them), and probes. Past it grpc refuses with RESOURCE_EXHAUSTED before any interceptor."""
+    return 2 * settings.max_concurrent_rpcs + 100
 
-    - keepalive: the server pings an idle transport every `keepalive_time_seconds` and closes
-      it when no ack comes within 20 s, so a dead peer's connection and calls are freed;
+
+def server_options(settings: Settings) -> list[tuple[str, int]]:
+    """The grpc server options from the settings (docs/limits.md):
+
+    - keepalive: the server pings a transport idle for `keepalive_time_seconds` and closes it
+      when no ack comes within `keepalive_timeout_seconds`, so a dead peer's calls are freed;
+      clients may ping every `min_client_ping_interval_seconds` (grpc's default is 5 minutes,
+      which punishes clients with a 10 s keepalive with GOAWAY too_many_pings);
     - max connection idle: a connection without calls for this long gets GOAWAY;
     - max connection age (+ grace): every connection gets GOAWAY after this age (grpc adds
       +/-10 % jitter), so clients re-resolve DNS and new replicas get traffic; calls still open
-      `grace` seconds later are cancelled. This is what frees a call whose client sent headers
-      and never the message: no handler runs for it, so no limit of ours sees it;
-    - `max_concurrent_rpcs`: our own limit (the interceptor sheds past it, counted). The
-      HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS of each connection is the same number, and grpc's
-      own `maximum_concurrent_rpcs` is set to twice it plus headroom as a backstop: it counts
-      calls whose message never came too, and refuses past it with RESOURCE_EXHAUSTED
-      "Concurrent RPC limit exceeded!" before any interceptor (uncounted; see docs/limits.md).
+      `grace` later are cancelled. This is what frees a call whose client sent headers and never
+      the message: no handler runs for it, so no limit of ours sees it;
+    - HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS per connection = our admission limit;
+    - the request message and metadata sizes grpc-core accepts.
     """
+    return [
+        ("grpc.max_receive_message_length", settings.max_request_bytes),
+        ("grpc.max_metadata_size", settings.max_metadata_bytes),
+        ("grpc.so_reuseport", 0),  # a busy port must fail loudly, not be shared
+        ("grpc.keepalive_time_ms", _ms(settings.keepalive_time_seconds)),
+        ("grpc.keepalive_timeout_ms", _ms(settings.keepalive_timeout_seconds)),
+        ("grpc.keepalive_permit_without_calls", 1),
+        (
+            "grpc.http2.min_ping_interval_without_data_ms",
+            _ms(settings.min_client_ping_interval_seconds),
+        ),
+        ("grpc.max_connection_idle_ms", _ms(settings.max_connection_idle_seconds)),
+        ("grpc.max_connection_age_ms", _ms(settings.max_connection_age_seconds)),
+        ("grpc.max_connection_age_grace_ms", _ms(settings.max_connection_age_grace_seconds)),
+        ("grpc.max_concurrent_streams", settings.max_concurrent_rpcs),
+    ]
 
-    max_concurrent_rpcs: int = 1000
-    max_connection_idle_seconds: float = 300.0
-    max_connection_age_seconds: float = 300.0
-    max_connection_age_grace_seconds: float = 30.0
-    keepalive_time_seconds: float = 60.0
 
-    @classmethod
-    def from_settings(cls, settings: Settings) -> ConnectionPolicy:
-        return cls(
-            max_concurrent_rpcs=settings.max_concurrent_rpcs,
-            max_connection_idle_seconds=settings.max_connection_idle_seconds,
-            max_connection_age_seconds=settings.max_connection_age_seconds,
-            max_connection_age_grace_seconds=settings.max_connection_age_grace_seconds,
-            keepalive_time_seconds=settings.keepalive_time_seconds,
+def _cannot_listen(address: str, reason: str) -> ConfigError:
+    return ConfigError(
+        f"invalid {variable(Settings, 'grpc_address').name}={address!r}: cannot listen there "
+        f"({reason})"
+    )
+
+
+def _check_can_listen(address: str) -> None:
+    """Bind `address` once before grpc does, so a port in use is one clear line (grpc-core
+    would log its own error first). Port 0 always binds."""
+    host, _, port = address.rpartition(":")
+    if port == "0":
+        return
+    try:
+        resolved = socket.getaddrinfo(
+            host.strip("[]") or None, int(port), type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
         )
-
-    @property
-    def grpc_max_concurrent_rpcs(self) -> int:
-        """The backstop: room for every admitted call, as many half-open ones, and probes."""
-        return 2 * self.max_concurrent_rpcs + 100
-
-    def options(self) -> list[tuple[str, int]]:
-        return [
-            ("grpc.keepalive_time_ms", _ms(self.keepalive_time_seconds)),
-            ("grpc.keepalive_timeout_ms", _ms(KEEPALIVE_TIMEOUT_SECONDS)),
-            ("grpc.keepalive_permit_without_calls", 1),
-            ("grpc.http2.min_ping_interval_without_data_ms", _ms(CLIENT_PING_INTERVAL_SECONDS)),
-            ("grpc.max_connection_idle_ms", _ms(self.max_connection_idle_seconds)),
-            ("grpc.max_connection_age_ms", _ms(self.max_connection_age_seconds)),
-            ("grpc.max_connection_age_grace_ms", _ms(self.max_connection_age_grace_seconds)),
-            ("grpc.max_concurrent_streams", self.max_concurrent_rpcs),
-            ("grpc.max_metadata_size", MAX_METADATA_BYTES),
-        ]
+    except OSError as exc:
+        raise _cannot_listen(address, exc.strerror or "no such address") from None
+    for family, kind, proto, _, sockaddr in resolved:
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as grpc binds
+            try:
+                probe.bind(sockaddr)
+            except OSError as exc:
+                raise _cannot_listen(address, exc.strerror or "bind failed") from None
 
 
 @dataclass(slots=True)
@@ -149,22 +155,19 @@ async def start_server(
     interceptors: Sequence[grpc.aio.ServerInterceptor[Any, Any]] = (),
     credentials: grpc.ServerCredentials | None = None,
     *,
-    policy: ConnectionPolicy | None = None,
+    settings: Settings | None = None,
     gate: ShutdownGate | None = None,
     serving: bool = True,
 ) -> RunningServer:
     """Serve on `address`: TLS with `credentials` (see `security.tls`), else plaintext, with
-    the connection `policy` (defaults: `ConnectionPolicy()`). With `serving=False` health says
-    NOT_SERVING until `RunningServer.serving()`."""
-    policy = policy or ConnectionPolicy()
+    the connection and size limits of `settings` (default: every default). With
+    `serving=False` health says NOT_SERVING until `RunningServer.serving()`."""
+    settings = settings or Settings()
+    _check_can_listen(address)
     server = grpc.aio.server(
         interceptors=list(interceptors),
-        options=[
-            ("grpc.max_receive_message_length", MAX_RECEIVE_MESSAGE_BYTES),
-            ("grpc.so_reuseport", 0),  # a busy port must fail loudly, not be shared
-            *policy.options(),
-        ],
-        maximum_concurrent_rpcs=policy.grpc_max_concurrent_rpcs,
+        options=server_options(settings),
+        maximum_concurrent_rpcs=backstop_concurrent_rpcs(settings),
     )
     pb_grpc.add_PaymentServiceServicer_to_server(PaymentServicer(service), server)
     health_servicer = health_aio.HealthServicer()
@@ -172,10 +175,14 @@ async def start_server(
     reflection.enable_server_reflection(
         (SERVICE_NAME, HEALTH_SERVICE_NAME, reflection.SERVICE_NAME), server
     )
-    if credentials is None:
-        port = server.add_insecure_port(address)
-    else:
-        port = server.add_secure_port(address, credentials)
+    try:
+        if credentials is None:
+            port = server.add_insecure_port(address)
+        else:
+            port = server.add_secure_port(address, credentials)
+    except RuntimeError:  # grpc's "Failed to bind to address" (after it logged why)
+        await server.stop(None)
+        raise _cannot_listen(address, "grpc could not bind it") from None
     await server.start()
     running = RunningServer(server, port, health_servicer, gate or ShutdownGate())
     if serving:

@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING, Any
 
 from payments_service.gen.payments.v1 import payments_pb2 as pb
 from payments_service.gen.payments.v1 import payments_pb2_grpc as pb_grpc
+from payments_service.security.principal import current_principal
 from payments_service.transport import mapping
-from payments_service.transport.interceptors.auth import current_merchant
 
 if TYPE_CHECKING:
     import grpc
@@ -46,9 +46,10 @@ class PaymentServicer(pb_grpc.PaymentServiceServicer):
 
 
 def _merchant() -> str:
-    """The caller's merchant, set by the auth interceptor (`default` with authentication off).
-    None would mean a server built without it: fail closed (INTERNAL), never unscoped."""
-    merchant_id = current_merchant()
-    if merchant_id is None:
-        raise RuntimeError("no authenticated merchant for this call: AuthInterceptor missing")
-    return merchant_id
+    """The caller's merchant, from the principal authentication set (`default` with
+    authentication off). None would mean a server built without the auth step: fail closed
+    (INTERNAL), never unscoped."""
+    principal = current_principal()
+    if principal is None:
+        raise RuntimeError("no authenticated principal for this call: AuthInterceptor missing")
+    return principal.merchant_id

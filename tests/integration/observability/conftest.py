@@ -22,9 +22,10 @@ from payments_service.domain.ports import PaymentProcessor, PaymentRepository
 from payments_service.gen.payments.v1 import payments_pb2_grpc as pb_grpc
 from payments_service.observability.logs import LogWriter
 from payments_service.observability.metrics import (
-    LoadGauges,
     Metrics,
+    load_series,
     new_registry,
+    register_sampled,
     start_metrics_server,
 )
 from payments_service.observability.telemetry import Telemetry
@@ -103,10 +104,13 @@ async def observed_factory(captured_logs: CapturedLogs) -> AsyncIterator[Any]:
         metrics = Metrics(new_registry())
         metrics.initialize(UNARY_METHODS)
         if limit is not None:
-            metrics.registry.register(
-                LoadGauges(lambda: limit.in_flight, lambda: limit.rejected, limit.limit)
-            )
-        http_server, port = start_metrics_server("127.0.0.1:0", metrics.registry)
+            register_sampled(metrics.registry, load_series(limit))
+        http_server, port = start_metrics_server(
+            "127.0.0.1:0",
+            metrics.registry,
+            workers=TEST_SETTINGS.metrics_max_connections,
+            timeout=TEST_SETTINGS.metrics_read_timeout_seconds,
+        )
         telemetry = Telemetry(
             tracer_provider=provider,
             metrics=metrics,

@@ -84,7 +84,7 @@ def test_the_server_listens_on_ipv6_too() -> None:
     if not socket.has_ipv6:
         pytest.skip("no IPv6 on this machine")
     try:
-        started = serve_metrics("::1", 0, new_registry())
+        started = serve_metrics("::1", 0, new_registry(), workers=WORKERS, timeout=TIMEOUT)
     except OSError:
         pytest.skip("::1 cannot be bound here")
     try:

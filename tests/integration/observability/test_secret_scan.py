@@ -18,7 +18,7 @@ import pytest
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from payments_service.adapters.stores.factory import StoreUnavailableError, open_store
+from payments_service.adapters.stores.factory import StoreOpenTimeoutError, open_store
 from payments_service.bootstrap import App, build_app
 from payments_service.config import Settings
 from payments_service.gen.payments.v1 import payments_pb2 as pb
@@ -129,7 +129,7 @@ async def test_no_api_key_or_database_password_reaches_logs_spans_metrics_or_err
         store=dataclasses.replace(app.settings.store, host="127.0.0.1", port=_closed_port()),
         store_connect_timeout_seconds=0.3,
     )
-    with pytest.raises(StoreUnavailableError) as unavailable:
+    with pytest.raises(StoreOpenTimeoutError) as unavailable:
         await open_store(unreachable, clock=FakeClock())
 
     codes = [error.code() for error in errors]

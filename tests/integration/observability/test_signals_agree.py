@@ -10,10 +10,11 @@ import pytest
 from opentelemetry.trace import SpanKind, StatusCode
 
 from payments_service.adapters.stores.memory import InMemoryPaymentRepository
-from payments_service.calls import GO_CODE_NAMES, SERVER_FAULT_CODES
 from payments_service.domain.errors import PaymentsError
 from payments_service.domain.model import Payment
 from payments_service.gen.payments.v1 import payments_pb2 as pb
+from payments_service.observability.metrics import GO_CODE_NAMES
+from payments_service.observability.record import SERVER_FAULT_CODES
 from tests.conftest import payment_request
 from tests.fakes import ExplodingRepository, FakeClock
 from tests.integration.observability.conftest import Observed

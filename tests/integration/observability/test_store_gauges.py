@@ -6,7 +6,7 @@ from prometheus_client import CollectorRegistry
 
 from payments_service.adapters.stores.memory import payment_size
 from payments_service.domain.ports import StoreStats
-from payments_service.observability.store_gauges import register_store_gauges
+from payments_service.observability.metrics import register_sampled, store_size_series
 from tests.conftest import payment_request
 from tests.integration.observability.conftest import Observed
 
@@ -14,7 +14,7 @@ from tests.integration.observability.conftest import Observed
 def test_the_collector_exposes_what_the_store_reports_at_each_scrape() -> None:
     registry = CollectorRegistry()
     current = [StoreStats(payments=3, bytes_used=4096, max_bytes=8192, rejected_full=0)]
-    register_store_gauges(lambda: current[0], registry)
+    register_sampled(registry, store_size_series(lambda: current[0]))
     assert registry.get_sample_value("payments_store_payments") == 3
     current[0] = StoreStats(payments=5, bytes_used=8000, max_bytes=8192, rejected_full=7)
     assert {
@@ -37,7 +37,7 @@ def test_registering_does_not_read_the_store() -> None:
     def unreadable() -> StoreStats:
         raise AssertionError("read at registration")
 
-    register_store_gauges(unreadable, CollectorRegistry())
+    register_sampled(CollectorRegistry(), store_size_series(unreadable))
 
 
 async def test_the_served_metrics_show_the_running_store(observed: Observed) -> None:

@@ -5,18 +5,19 @@ from __future__ import annotations
 
 import socket
 import sqlite3
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from payments_service.adapters.stores import migrations
-from payments_service.adapters.stores.factory import StoreUnavailableError, open_store, redact
+from payments_service.adapters.stores.factory import StoreOpenTimeoutError, open_store
+from payments_service.adapters.stores.location import redact
 from payments_service.adapters.stores.memory import InMemoryPaymentRepository
 from payments_service.adapters.stores.sqlite import SqlitePaymentRepository
 from payments_service.config import Settings
+from payments_service.main import USAGE
 from tests.fakes import FakeClock
-from tests.processes import SERVER
+from tests.processes import run_server
 from tests.stores import postgres_schema
 
 PLANTED = "pl4nted-S3cret%/@"  # quoted in the URL; must not appear in any form anywhere
@@ -69,7 +70,7 @@ async def test_an_unreachable_database_is_retried_then_reported_without_the_pass
     settings = Settings.from_env(
         {"PAYMENTS_STORE_URL": unreachable_url(), "PAYMENTS_STORE_CONNECT_TIMEOUT_SECONDS": "0.5"}
     )
-    with pytest.raises(StoreUnavailableError) as caught:
+    with pytest.raises(StoreOpenTimeoutError) as caught:
         await open_store(settings, clock=FakeClock())
     message = str(caught.value)
     assert message.startswith("could not open the store postgresql://payments:***@127.0.0.1:")
@@ -84,18 +85,6 @@ def test_redact_hides_the_password_raw_and_url_quoted() -> None:
     settings = Settings.from_env({"PAYMENTS_STORE_URL": unreachable_url()})
     text = f"failed for {PLANTED} and pl4nted-S3cret%25%2F%40"
     assert redact(text, settings.store) == "failed for *** and ***"
-
-
-def run_server(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    assert SERVER is not None
-    return subprocess.run(
-        [SERVER, *args],
-        env={"PATH": "/usr/bin:/bin", "PAYMENTS_LOG_LEVEL": "debug", **env},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
 
 
 def test_migrate_subcommand_creates_the_schema_and_exits_zero(tmp_path: Path) -> None:
@@ -135,7 +124,7 @@ def test_a_database_from_a_newer_release_exits_one_with_a_clear_line(tmp_path: P
 @pytest.mark.parametrize(
     ("args", "env", "expected"),
     [
-        (("bogus",), {}, "usage: payments-server [serve | migrate | keys new MERCHANT_ID]"),
+        (("bogus",), {}, USAGE),
         (("migrate",), {"PAYMENTS_STORE_URL": f"mysql://u:{PLANTED}@h/db"}, "PAYMENTS_STORE_URL"),
     ],
 )

@@ -15,14 +15,14 @@ from opentelemetry.trace import SpanKind, StatusCode
 from prometheus_client import CollectorRegistry
 
 from payments_service.adapters.stores.factory import Store, open_store
-from payments_service.adapters.stores.observed import ObservedRepository, StoreMetrics
+from payments_service.adapters.stores.observed import ObservedRepository
 from payments_service.adapters.stores.sqlite import SqlitePaymentRepository
 from payments_service.bootstrap import observe_store
 from payments_service.config import Settings
 from payments_service.domain.errors import PaymentNotFoundError
 from payments_service.domain.model import Outcome, Payment, PaymentRequest, PaymentStatus
 from payments_service.domain.ports import PaymentRepository
-from payments_service.observability.metrics import Metrics
+from payments_service.observability.metrics import Metrics, StoreMetrics
 from payments_service.observability.telemetry import Telemetry
 from payments_service.observability.tracing import ServiceTracerProvider
 from tests.fakes import FakeClock

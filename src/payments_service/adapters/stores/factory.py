@@ -3,7 +3,7 @@ hand back the repository with its `close`.
 
 The one place that knows every store adapter. An unreachable database is retried for
 `PAYMENTS_STORE_CONNECT_TIMEOUT_SECONDS` (a database starting next to the service is normal);
-after that `StoreUnavailableError` carries one line for the operator, never the password.
+after that `StoreOpenTimeoutError` carries one line for the operator, never the password.
 A database migrated by a newer release is not retried: `SchemaTooNewError` at once.
 """
 
@@ -18,12 +18,13 @@ from typing import TYPE_CHECKING
 
 import structlog
 
+from payments_service.adapters.stores.location import redact
 from payments_service.adapters.stores.memory import MIB, InMemoryPaymentRepository
 from payments_service.adapters.stores.migrations import SchemaTooNewError
 
 if TYPE_CHECKING:
     from payments_service.adapters.stores.postgres import PostgresPaymentRepository
-    from payments_service.config import Settings, StoreLocation
+    from payments_service.config import Settings
     from payments_service.domain.ports import Clock, PaymentRepository, StalledSettlements
 
 log = structlog.get_logger(__name__)
@@ -32,7 +33,7 @@ FIRST_RETRY_DELAY_SECONDS = 0.1
 MAX_RETRY_DELAY_SECONDS = 2.0
 
 
-class StoreUnavailableError(Exception):
+class StoreOpenTimeoutError(Exception):
     """The store could not be opened within the connect timeout."""
 
 
@@ -68,7 +69,7 @@ async def open_store(settings: Settings, *, clock: Clock, migrate: bool = True) 
             error = redact(f"{type(exc).__name__}: {exc}", location)
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise StoreUnavailableError(
+                raise StoreOpenTimeoutError(
                     f"could not open the store {location.redacted} within {timeout:g} s "
                     f"({attempt} attempts); last error: {error}"
                 ) from None
@@ -115,21 +116,18 @@ async def _open(settings: Settings, *, clock: Clock, migrate: bool, deadline: fl
             lease=lease,
         )
         return Store(postgres, "postgresql", postgres.close, pool=postgres, stalled=postgres)
+    return memory_store(settings, clock=clock)
+
+
+def memory_store(settings: Settings, *, clock: Clock) -> Store:
+    """The in-memory store: opens at once, holds the idempotency TTL and the memory cap."""
     memory = InMemoryPaymentRepository(
-        ttl=ttl, clock=clock, max_bytes=settings.memory_store_max_mib * MIB
+        ttl=timedelta(seconds=settings.idempotency_ttl_seconds),
+        clock=clock,
+        max_bytes=settings.memory_store_max_mib * MIB,
     )
     return Store(memory, "memory", _nothing_to_close)
 
 
 async def _nothing_to_close() -> None:
     return None
-
-
-def redact(text: str, location: StoreLocation) -> str:
-    """`text` with the store password (if any, and however it was quoted) replaced by ***."""
-    if location.password:
-        from urllib.parse import quote  # noqa: PLC0415
-
-        for form in {location.password, quote(location.password, safe="")}:
-            text = text.replace(form, "***")
-    return text

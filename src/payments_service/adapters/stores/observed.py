@@ -1,5 +1,6 @@
-"""Store observability: a decorator for any `PaymentRepository` that emits one database CLIENT
-span per operation and feeds a latency histogram; plus pool gauges for PostgreSQL.
+"""Store observability: a decorator for any `PaymentRepository` (and a durable store's crash
+recovery, `StalledSettlements`) that emits one database CLIENT span per operation and feeds the
+latency histogram (`observability.metrics.StoreMetrics`).
 
 Spans follow the OpenTelemetry database semantic conventions: name `{operation} {table}`,
 `db.system.name` (sqlite | postgresql), `db.operation.name`, `db.collection.name` (the table),
@@ -7,114 +8,35 @@ Spans follow the OpenTelemetry database semantic conventions: name `{operation} 
 with status ERROR. Never a parameter value (no keys, ids or amounts), and never an exception
 message (a driver may quote values in one): only the exception's type.
 
-Metrics (on an injected registry): `payments_store_operation_seconds{store,operation}`; for
-a pool, `payments_store_pool_connections{store,state=idle|in_use}`,
-`payments_store_pool_max_connections{store}` and `payments_store_pool_waiting{store}` (operations
-waiting for a connection: the pool is the bottleneck); for SQLite's group commit,
-`payments_store_transactions_total{store}` and `payments_store_transaction_operations_total{store}`
-(operations / transactions is the mean batch size).
 """
 
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Protocol, TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from opentelemetry.trace import SpanKind
-from prometheus_client import Gauge, Histogram
-
-from payments_service.observability.metrics import CallbackCounter
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable
+    from collections.abc import Awaitable
     from datetime import datetime
 
     from opentelemetry.util.types import AttributeValue
-    from prometheus_client import CollectorRegistry
+    from prometheus_client import Histogram
 
     from payments_service.domain.model import Outcome, Payment
-    from payments_service.domain.ports import Claim, PaymentRepository
+    from payments_service.domain.ports import Claim, PaymentRepository, StalledSettlements
+    from payments_service.observability.metrics import StoreMetrics
     from payments_service.observability.tracing import LeafSpans, ServiceTracerProvider
 
 T = TypeVar("T")
 TABLE = "payments"
-OPERATIONS = ("claim", "get", "record", "purge_expired")
-# Store calls are sub-millisecond (SQLite) to milliseconds (PostgreSQL over a network).
-STORE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
-
-
-class PoolStats(Protocol):
-    def pool_size(self) -> int: ...
-    def pool_idle(self) -> int: ...
-    def pool_max_size(self) -> int: ...
-    def pool_waiting(self) -> int: ...
-
-
-class StoreMetrics:
-    """The store's Prometheus metrics, registered once on `registry`."""
-
-    def __init__(self, registry: CollectorRegistry) -> None:
-        self.registry = registry
-        self.operation_seconds = Histogram(
-            "payments_store_operation_seconds",
-            "Latency of payment store operations (seconds), errors included.",
-            ("store", "operation"),
-            buckets=STORE_BUCKETS,
-            registry=registry,
-        )
-        self.pool_connections = Gauge(
-            "payments_store_pool_connections",
-            "Database connections open in the pool, by state.",
-            ("store", "state"),
-            registry=registry,
-        )
-        self.pool_max_connections = Gauge(
-            "payments_store_pool_max_connections",
-            "Largest number of connections the pool may open (PAYMENTS_STORE_POOL_SIZE).",
-            ("store",),
-            registry=registry,
-        )
-        self.pool_waiting = Gauge(
-            "payments_store_pool_waiting",
-            "Store operations waiting for a database connection (every one is lent out).",
-            ("store",),
-            registry=registry,
-        )
-
-    def watch_pool(self, store: str, pool: PoolStats) -> None:
-        """Gauges read at scrape time from `pool`."""
-        self.pool_connections.labels(store=store, state="idle").set_function(pool.pool_idle)
-        self.pool_connections.labels(store=store, state="in_use").set_function(
-            lambda: pool.pool_size() - pool.pool_idle()
-        )
-        self.pool_max_connections.labels(store=store).set_function(pool.pool_max_size)
-        self.pool_waiting.labels(store=store).set_function(pool.pool_waiting)
-
-    def watch_transactions(self, store: str, read: Callable[[], tuple[int, int]]) -> None:
-        """Group-commit counters read at scrape time from `read` (transactions, operations)."""
-        labels = {"store": store}
-        self.registry.register(
-            CallbackCounter(
-                "payments_store_transactions",
-                "Transactions the store committed; each carries one or more operations (group "
-                "commit: one COMMIT, one fsync, for every operation queued meanwhile).",
-                lambda: read()[0],
-                labels,
-            )
-        )
-        self.registry.register(
-            CallbackCounter(
-                "payments_store_transaction_operations",
-                "Operations carried by committed transactions (divided by "
-                "payments_store_transactions_total: the mean batch size).",
-                lambda: read()[1],
-                labels,
-            )
-        )
+OPERATIONS = ("claim", "get", "record", "purge_expired", "take_stalled")
 
 
 class ObservedRepository:
-    """Wraps `inner`; behaviour unchanged, every operation spanned and timed.
+    """Wraps `inner` (and `stalled`, a durable store's recovery side); behaviour unchanged,
+    every operation spanned and timed.
 
     The spans are leaf spans (`ServiceTracerProvider.leaf_spans`): a store call has no child
     span, and its name and attributes are known before it runs."""
@@ -123,6 +45,7 @@ class ObservedRepository:
         self,
         inner: PaymentRepository,
         *,
+        stalled: StalledSettlements | None = None,
         system: str,
         tracer_provider: ServiceTracerProvider | None,
         metrics: StoreMetrics | None = None,
@@ -131,6 +54,7 @@ class ObservedRepository:
         server_port: int | None = None,
     ) -> None:
         self._inner = inner
+        self._stalled = stalled
         base: dict[str, AttributeValue] = {
             "db.system.name": system,
             "db.collection.name": TABLE,
@@ -193,6 +117,11 @@ class ObservedRepository:
 
     async def purge_expired(self, *, limit: int) -> int:
         return await self._observe("purge_expired", self._inner.purge_expired(limit=limit))
+
+    async def take_stalled(self, *, limit: int) -> list[Payment]:
+        if self._stalled is None:  # a store without crash recovery has nothing stalled
+            return []
+        return await self._observe("take_stalled", self._stalled.take_stalled(limit=limit))
 
 
 class _Operation:

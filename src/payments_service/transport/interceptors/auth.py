@@ -1,17 +1,18 @@
-"""Authentication: every unary call except the health checks needs an API key.
+"""Authentication: every unary call except the health checks gets a principal.
 
-The merchant the key belongs to is written on the call's record: `current_merchant()` reads it
-for the code below, the access log and the span report it. A missing, malformed or unknown
-key raises `UnauthenticatedError`, which the error mapping turns into UNAUTHENTICATED. Streaming
-methods (server reflection, health Watch) pass through untouched, as the base class does for
-every interceptor: reflection describes the public API and needs no key.
+The authenticator resolves the call's `authorization: Bearer <api key>` to a `Principal` and
+makes it the call's current principal (`security.principal`); the servicer reads it from there.
+With authentication off, every caller is the `default` merchant. A missing, malformed or
+unknown key raises `UnauthenticatedError`, which the observation interceptor around this one
+answers UNAUTHENTICATED through the error table. Streaming methods (server reflection, health
+Watch) pass through untouched, as the base class does for every interceptor: reflection
+describes the public API and needs no key.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from payments_service.calls import current_call
 from payments_service.transport.interceptors.base import UnaryBehaviorInterceptor
 
 if TYPE_CHECKING:
@@ -24,12 +25,6 @@ if TYPE_CHECKING:
 PUBLIC_METHODS = frozenset({"/grpc.health.v1.Health/Check", "/payments.v1.PaymentService/Health"})
 
 
-def current_merchant() -> str | None:
-    """The authenticated merchant of the RPC running in this task; None outside one."""
-    record = current_call()
-    return None if record is None else record.merchant_id
-
-
 class AuthInterceptor(UnaryBehaviorInterceptor):
     def __init__(self, authenticator: Authenticator) -> None:
         super().__init__()
@@ -38,12 +33,10 @@ class AuthInterceptor(UnaryBehaviorInterceptor):
     def wrap(self, method: str, behavior: Behavior) -> Behavior:
         if method in PUBLIC_METHODS:
             return behavior
+        authenticate = self._authenticator.authenticate
 
         async def authenticated(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-            merchant_id = self._authenticator.authenticate(context.invocation_metadata())
-            record = current_call()
-            if record is not None:  # the observation interceptor made it for this call
-                record.merchant_id = merchant_id
+            authenticate(context.invocation_metadata())
             return await behavior(request, context)
 
         return authenticated

@@ -3,7 +3,8 @@
 For each call this interceptor, placed directly inside opentelemetry-instrumentation-grpc's
 interceptor (which starts the SERVER span and continues a caller's `traceparent`):
 
-1. creates the call's `CallRecord` and starts its clock: once;
+1. creates the call's `CallRecord` (observability's; this interceptor is its one writer) and
+   starts its clock: once;
 2. accepts the caller's `x-request-id` when it is safe, else makes one, and returns it in the
    response headers;
 3. decodes the request itself, so bytes that do not parse are answered INVALID_ARGUMENT (with a
@@ -12,11 +13,14 @@ interceptor (which starts the SERVER span and continues a caller's `traceparent`
 4. sheds the call with RESOURCE_EXHAUSTED when the process is at its concurrency limit
    (`transport.admission`; never health checks), and parks then refuses new calls while
    the server is stopping (`ShutdownGate`);
-5. runs the handler and answers any exception through the one error table
-   (`transport.error_table.answer_error`); a cancelled call is CANCELLED, or DEADLINE_EXCEEDED
-   when   the client's deadline had passed;
-6. fixes the final code and duration, then hands the record to each reporter (span, access
-   log, metrics). A failing reporter is logged and never reaches the call.
+5. runs the handler (authentication included: the `AuthInterceptor` runs inside) and answers
+   any exception through the one error table (`transport.error_table.answer_for`); a
+   cancelled call is CANCELLED, or DEADLINE_EXCEEDED when the client's deadline had passed;
+6. collects what the others *returned* rather than wrote: the caller's principal
+   (`security.principal`) and the payment the application reported
+   (`observability.record.report_payment`); fixes the final code, level and duration; then
+   hands the record to each reporter (span, access log, metrics). A failing reporter is logged
+   and never reaches the call.
 
 Which reporters a method gets is decided once per method (the health-check selector): health
 checks are counted by the metrics but neither traced nor logged, unless asked for.
@@ -34,12 +38,21 @@ from typing import TYPE_CHECKING, Any
 import grpc
 import structlog
 
-from payments_service.calls import CallRecord, MethodInfo, enter_call
-from payments_service.transport.error_table import (
+from payments_service.observability.record import (
+    CallRecord,
+    MethodInfo,
+    default_log_level,
+    enter_call,
+    reported_payment,
+)
+from payments_service.observability.reporting import Reporters
+from payments_service.observability.tracing import recording_span
+from payments_service.security.principal import current_principal
+from payments_service.transport.error_table import answer_for, send_answer
+from payments_service.transport.errors import (
     ServerOverloadedError,
     ServerShuttingDownError,
     UndecodableRequestError,
-    answer_error,
 )
 from payments_service.transport.interceptors.base import UnaryBehaviorInterceptor
 
@@ -72,12 +85,9 @@ def new_request_id() -> str:
 
 class ObservationInterceptor(UnaryBehaviorInterceptor):
     """See the module docstring. `reporters` observe every call; `health_reporters` (a subset,
-    by default none) observe health checks. `merchant` is every call's merchant when
-    authentication is off (`default`); with it on, it stays None until the AuthInterceptor sets
-    the authenticated one, so a call can never act as a merchant by omission. `limit`, when
-    given, sheds calls past it with RESOURCE_EXHAUSTED; `gate`, once closed, parks new calls and
-    then answers them UNAVAILABLE (`transport.admission.ShutdownGate`). Neither applies to
-    health checks."""
+    by default none) observe health checks. `limit`, when given, sheds calls past it with
+    RESOURCE_EXHAUSTED; `gate`, once closed, parks new calls and then answers them UNAVAILABLE
+    (`transport.admission.ShutdownGate`). Neither applies to health checks."""
 
     def __init__(
         self,
@@ -85,16 +95,14 @@ class ObservationInterceptor(UnaryBehaviorInterceptor):
         *,
         health_reporters: Sequence[Reporter] = (),
         health_prefixes: tuple[str, ...] = HEALTH_CHECK_PREFIXES,
-        merchant: str | None = None,
         limit: ConcurrencyLimit | None = None,
         gate: ShutdownGate | None = None,
     ) -> None:
         self._limit = limit
         self._gate = gate
-        self._reporters = tuple(reporters)
-        self._health_reporters = tuple(health_reporters)
+        self._reporters = Reporters(reporters)
+        self._health_reporters = Reporters(health_reporters)
         self._health_prefixes = health_prefixes
-        self._merchant = merchant
         super().__init__()
 
     def wrap_handler(self, method: str, handler: Handler) -> Handler:
@@ -112,19 +120,17 @@ class ObservationInterceptor(UnaryBehaviorInterceptor):
         reporters = self._health_reporters if health_check else self._reporters
         limit = None if health_check else self._limit
         gate = None if health_check else self._gate
-        started = tuple(r.call_started for r in reporters)
-        finished = tuple(r.call_finished for r in reporters)
         message_type = _request_type_name(decode)
-        merchant = self._merchant
 
         async def observed(raw: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-            record = CallRecord(info, time.perf_counter(), merchant_id=merchant)
+            record = CallRecord(info, time.perf_counter())
             enter_call(record)
             record.request_id = (
                 accepted_request_id(context.invocation_metadata()) or new_request_id()
             )
             record.peer = context.peer()
-            _report(started, record)
+            record.span = recording_span()
+            reporters.started(record)
             admitted = False
             try:
                 await context.send_initial_metadata(((REQUEST_ID_HEADER, record.request_id),))
@@ -142,28 +148,39 @@ class ObservationInterceptor(UnaryBehaviorInterceptor):
                 return await behavior(request, context)
             except asyncio.CancelledError:
                 record.code = _cancelled_code(context)
+                record.log_level = default_log_level(record.code)
                 raise
             except grpc.aio.AbortError:
                 record.code = context.code() or grpc.StatusCode.UNKNOWN
+                record.log_level = default_log_level(record.code)
                 raise
             except Exception as error:
-                answer_error(context, record, error)
+                _answer(record, context, error)
                 return None
             finally:
                 if admitted and limit is not None:
                     limit.leave()
+                principal = current_principal()
+                record.merchant_id = None if principal is None else principal.merchant_id
+                record.payment = reported_payment()
                 record.duration = time.perf_counter() - record.started
-                _report(finished, record)
+                reporters.finished(record)
 
         return observed
 
 
-def _report(callbacks: tuple[Callable[[CallRecord], None], ...], record: CallRecord) -> None:
-    for callback in callbacks:
-        try:
-            callback(record)
-        except Exception:
-            log.exception("reporter_failed", reporter=getattr(callback, "__qualname__", "?"))
+def _answer(
+    record: CallRecord, context: grpc.aio.ServicerContext[Any, Any], error: Exception
+) -> None:
+    """Answer `error` through the error table and note the answer on the record."""
+    answer = answer_for(error)
+    if answer.unexpected:
+        log.error("unhandled_exception", rpc_method=record.method.full_method, exc_info=error)
+        record.error = error
+    send_answer(context, answer)
+    record.code = answer.code
+    record.log_level = answer.log_level
+    record.invalid_fields = answer.invalid_fields
 
 
 def _cancelled_code(context: grpc.aio.ServicerContext[Any, Any]) -> grpc.StatusCode:

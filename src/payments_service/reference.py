@@ -1,0 +1,159 @@
+"""Reference tables rendered from their single sources, for `payments-server config` and the docs.
+
+- the settings (`config.Settings`, `config.ProbeSettings`): the README's configuration table,
+  and the effective values `payments-server config` prints (secrets redacted);
+- the limits (the settings declared with a `config.Limit`): docs/limits.md's table, each row's
+  client-visible status taken from the error table row of its `reason`;
+- the error table (`transport.error_table.ERROR_TABLE`): ARCHITECTURE.md's error model.
+
+The docs hold each table between `<!-- BEGIN GENERATED: name -->` and `<!-- END GENERATED: name
+-->` markers; `make docs` rewrites them (`scripts/render_docs.py`) and a test fails when a
+committed table differs from what the code renders.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from payments_service.adapters.stores.location import StoreLocation
+from payments_service.config import SETTINGS_CLASSES, Variable, all_variables
+from payments_service.transport.error_table import ERROR_TABLE, INTERNAL_RULE, rule_for_reason
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def markdown_table(header: tuple[str, ...], rows: Iterable[tuple[str, ...]]) -> str:
+    lines = [f"| {' | '.join(header)} |", f"| {' | '.join('---' for _ in header)} |"]
+    lines += [f"| {' | '.join(_cell(cell) for cell in row)} |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def plain_table(header: tuple[str, ...], rows: Iterable[tuple[str, ...]]) -> str:
+    table = [header, *rows]
+    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
+    return "".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        + "\n"
+        for row in table
+    )
+
+
+def shown(variable: Variable, value: Any) -> str:
+    """A setting's value as the docs and `payments-server config` show it: secrets never."""
+    if value is None:
+        return "unset"
+    if isinstance(value, StoreLocation):
+        return value.redacted
+    if variable.secret:
+        return "***"
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def _default(variable: Variable) -> str:
+    return "unset" if variable.default is None else f"`{variable.default}`"
+
+
+def settings_reference() -> str:
+    """The README's configuration table: every variable, its default and meaning."""
+    rows = [
+        (
+            f"`{v.name}`" + "".join(f" (or `{alias}`)" for alias in v.names[1:]),
+            _default(v),
+            v.meaning,
+        )
+        for v in all_variables()
+    ]
+    return markdown_table(("variable", "default", "meaning"), rows)
+
+
+def effective_settings(env: Mapping[str, str], *, markdown: bool = False) -> str:
+    """`payments-server config`: each variable's effective value and where it came from."""
+    rows = []
+    for settings_class in SETTINGS_CLASSES:
+        settings = settings_class.from_env(env)
+        for field_name, variable in settings_class.variables():
+            source = variable.source(env)
+            rows.append(
+                (
+                    variable.name,
+                    shown(variable, getattr(settings, field_name)),
+                    "default" if source is None else f"set ({source})",
+                )
+            )
+    render = markdown_table if markdown else plain_table
+    return render(("variable", "value", "source"), rows)
+
+
+def _client_sees(reason: str | None, effect: str) -> str:
+    if reason is None:
+        return effect
+    rule = rule_for_reason(reason)
+    return f"{rule.summary()}: {effect}"
+
+
+def limits_reference() -> str:
+    """docs/limits.md's table: every limit, its default and variable, what a client sees when it
+    is hit (the error table's row), and the metrics that show it."""
+    rows = []
+    for variable in all_variables():
+        limit = variable.limit
+        if limit is None:
+            continue
+        metrics = ", ".join(f"`{m}`" for m in limit.metrics) or "none of ours"
+        rows.append(
+            (
+                limit.what,
+                f"`{variable.name}`",
+                _default(variable),
+                _client_sees(limit.reason, limit.effect),
+                metrics,
+            )
+        )
+    return markdown_table(("limit", "variable", "default", "what the client sees", "metrics"), rows)
+
+
+def errors_reference() -> str:
+    """ARCHITECTURE.md's error table: every failure the service answers on purpose."""
+    rows = [
+        (f"`{error.__name__}`", rule.summary(), rule.log_level, rule.meaning(error))
+        for error, rule in ERROR_TABLE.items()
+    ]
+    rows.append(
+        (
+            "anything else",
+            INTERNAL_RULE.summary(),
+            INTERNAL_RULE.log_level,
+            "A bug: a generic message to the client, the traceback logged once.",
+        )
+    )
+    return markdown_table(("failure", "status and details", "log level", "meaning"), rows)
+
+
+GENERATED: dict[str, dict[str, Callable[[], str]]] = {
+    "README.md": {"settings": settings_reference},
+    "docs/limits.md": {"limits": limits_reference},
+    "ARCHITECTURE.md": {"errors": errors_reference},
+}
+
+
+def _block(name: str) -> re.Pattern[str]:
+    return re.compile(
+        rf"(<!-- BEGIN GENERATED: {name} [^\n]*-->\n)(.*?)(<!-- END GENERATED: {name} -->)",
+        re.DOTALL,
+    )
+
+
+def render_into(text: str, name: str, table: str) -> str:
+    """`text` with the generated block `name` replaced by `table`; ValueError if it has none."""
+    pattern = _block(name)
+    if pattern.search(text) is None:
+        raise ValueError(f"no generated block {name!r}")
+    return pattern.sub(lambda match: match[1] + table + match[3], text)
