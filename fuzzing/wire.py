@@ -129,6 +129,8 @@ def apply(data: bytes, mutation: Mutation) -> bytes:  # noqa: PLR0911 - one retu
         return data[:position] + mutation.data + data[position:]
     if kind == "append_field":
         return data + _field_bytes(number, mutation.data)
+    if kind == "invalid_utf8":  # appends a string field to a message that has none
+        return _invalid_utf8(data, top_level_fields(data), at, number)
     if not data:
         return data
     if kind == "flip_bit":
@@ -149,8 +151,6 @@ def apply(data: bytes, mutation: Mutation) -> bytes:  # noqa: PLR0911 - one retu
 def _apply_to_field(data: bytes, mutation: Mutation) -> bytes:  # noqa: PLR0911
     kind, at, number = mutation.kind, mutation.at, mutation.number
     fields = top_level_fields(data)
-    if kind == "invalid_utf8":
-        return _invalid_utf8(data, fields, at, number)
     if not fields:
         return data
     chosen = fields[at % len(fields)]

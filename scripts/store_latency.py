@@ -24,6 +24,7 @@ from payments_service.adapters.stores.memory import InMemoryPaymentRepository
 from payments_service.adapters.stores.postgres import PostgresPaymentRepository
 from payments_service.adapters.stores.sqlite import SqlitePaymentRepository
 from payments_service.adapters.system import SystemClock
+from payments_service.config import Settings
 from payments_service.domain.model import Outcome, Payment, PaymentRequest, PaymentStatus
 
 if TYPE_CHECKING:
@@ -32,6 +33,8 @@ if TYPE_CHECKING:
 N = 2000
 CONCURRENCY = 32
 CLOCK = SystemClock()
+SETTINGS = Settings()  # the service's defaults, but a pool of CONCURRENCY
+LEASE = timedelta(seconds=SETTINGS.settlement_lease_seconds)
 PENDING = Outcome(PaymentStatus.PENDING, "processing")
 DONE = Outcome(PaymentStatus.SUCCEEDED, "ok")
 
@@ -74,7 +77,11 @@ async def main() -> None:
     await measure("memory", InMemoryPaymentRepository(ttl=ttl, clock=CLOCK))
     with tempfile.TemporaryDirectory() as folder:
         sqlite = await SqlitePaymentRepository.open(
-            str(Path(folder) / "p.db"), ttl=ttl, clock=CLOCK
+            str(Path(folder) / "p.db"),
+            ttl=ttl,
+            clock=CLOCK,
+            lease=LEASE,
+            synchronous=SETTINGS.store_sqlite_synchronous,
         )
         await measure("sqlite", sqlite)
         await sqlite.close()
@@ -88,6 +95,7 @@ async def main() -> None:
                 password=None,
                 ttl=ttl,
                 clock=CLOCK,
+                lease=LEASE,
                 pool_size=CONCURRENCY,
             )
             await measure("postgresql", postgres)

@@ -22,13 +22,13 @@ from pathlib import Path
 from typing import Any, TypeVar, overload
 
 from payments_service.adapters.stores.location import StoreLocation, parse_store_url
+from payments_service.adapters.stores.sqlite import SYNCHRONOUS as SQLITE_SYNCHRONOUS
 
 T = TypeVar("T")
 S = TypeVar("S", bound="_FromEnv")
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
 LOG_FORMATS = ("json", "console")
-SQLITE_SYNCHRONOUS = ("full", "normal")
 _HOST_PORT = re.compile(r"(?P<host>\[[0-9a-fA-F:.]*\]|[A-Za-z0-9.-]*):(?P<port>\d{1,5})")
 
 
@@ -361,7 +361,7 @@ class Settings(_FromEnv):
     )
     store_sqlite_synchronous: str = setting(
         "PAYMENTS_STORE_SQLITE_SYNCHRONOUS",
-        choice(SQLITE_SYNCHRONOUS),
+        choice(tuple(SQLITE_SYNCHRONOUS)),
         "full",
         "SQLite durability: `full` survives power loss; `normal` survives a killed process but "
         "may lose the last commits to an OS crash, for a higher write rate",

@@ -16,6 +16,7 @@ from fuzzing.properties import REQUEST_BASES, get_bytes, request_bytes
 from fuzzing.wire import (
     INVALID_UTF8,
     KINDS,
+    Kind,
     Mutation,
     encode_varint,
     mutate,
@@ -108,6 +109,36 @@ def test_broken_lengths_do_not_parse(mutation: Mutation) -> None:
     assert parses_as(mutate(WIRE, [mutation])) is None
 
 
+# What each kind makes of the empty body (the encoding of a message with every field at its
+# default) given at=3, data=b"x", number=9: an edit of a byte or of a field has nothing to edit
+# and keeps it empty (no position modulo zero); the kinds that add bytes add them.
+EMPTY_BODY_MUTATED: dict[Kind, bytes] = {
+    "flip_bit": b"",
+    "set_byte": b"",
+    "insert": b"x",
+    "delete": b"",
+    "truncate": b"",
+    "duplicate_field": b"",
+    "drop_field": b"",
+    "swap_fields": b"",
+    # field (9 >> 3) % 20 + 1 = 2 with wire type 9 & 7 = FIXED64: tag 0x11, then "x" in 8 bytes
+    "append_field": b"\x11x\x00\x00\x00\x00\x00\x00\x00",
+    # a string field 1 + 3 % 5 = 4 (tag 0x22), length 3, INVALID_UTF8[9 % 7] (a UTF-16 surrogate)
+    "invalid_utf8": b"\x22\x03\xed\xa0\x80",
+    "huge_length": b"",
+    "wire_type": b"",
+}
+
+
+def test_the_empty_body_table_covers_every_kind() -> None:
+    assert set(EMPTY_BODY_MUTATED) == set(KINDS)
+
+
 @pytest.mark.parametrize("kind", KINDS)
-def test_every_mutation_applies_to_an_empty_body(kind: str) -> None:
-    mutate(b"", [Mutation(kind, at=3, data=b"x", number=9)])  # type: ignore[arg-type]
+def test_every_mutation_applies_to_an_empty_body(kind: Kind) -> None:
+    assert mutate(b"", [Mutation(kind, at=3, data=b"x", number=9)]) == EMPTY_BODY_MUTATED[kind]
+
+
+def test_invalid_utf8_added_to_an_empty_body_does_not_parse() -> None:
+    assert parses_as(b"") == pb.RequestPaymentRequest()
+    assert parses_as(EMPTY_BODY_MUTATED["invalid_utf8"]) is None

@@ -4,12 +4,17 @@ while replays and GetPayment keep working and the refused call stores nothing.""
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import timedelta
 
 import grpc
 import pytest
 from google.rpc import error_details_pb2
 
-from payments_service.adapters.stores.memory import MAX_RETRY_SECONDS
+from payments_service.adapters.stores.memory import (
+    MAX_RETRY_SECONDS,
+    MIB,
+    InMemoryPaymentRepository,
+)
 from payments_service.bootstrap import build_service
 from payments_service.gen.payments.v1 import payments_pb2 as pb
 from tests.conftest import TEST_SETTINGS, ApiFactory, payment_request
@@ -30,7 +35,12 @@ async def test_a_full_store_refuses_new_payments_with_retry_info_and_keeps_servi
     api_factory: ApiFactory, clock: FakeClock
 ) -> None:
     settings = replace(TEST_SETTINGS, memory_store_max_mib=1)  # ~22 of the largest payments
-    service = build_service(settings, clock=clock, ids=SequentialIds())
+    store = InMemoryPaymentRepository(
+        ttl=timedelta(seconds=settings.idempotency_ttl_seconds),
+        clock=clock,
+        max_bytes=settings.memory_store_max_mib * MIB,
+    )
+    service = build_service(settings, clock=clock, ids=SequentialIds(), repository=store)
     api = await api_factory(service)
     stored: list[pb.RequestPaymentResponse] = []
     for n in range(100):
@@ -41,7 +51,7 @@ async def test_a_full_store_refuses_new_payments_with_retry_info_and_keeps_servi
             break
     else:
         pytest.fail("100 of the largest payments fit in 1 MiB: the cap is not enforced")
-    held = len(service._repository)  # type: ignore[arg-type]
+    held = len(store)
     assert 15 <= len(stored) == held < 100
 
     assert error.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
@@ -56,7 +66,7 @@ async def test_a_full_store_refuses_new_payments_with_retry_info_and_keeps_servi
     assert replay == stored[0]
     fetched = await api.stub.GetPayment(pb.GetPaymentRequest(payment_id=stored[-1].payment_id))
     assert fetched.payment_id == stored[-1].payment_id
-    assert len(service._repository) == held  # type: ignore[arg-type]  # nothing stored
+    assert len(store) == held  # nothing stored
 
     clock.advance(settings.idempotency_ttl_seconds)  # the old ones expire: room again
     refused_before = largest_request(len(stored))

@@ -18,6 +18,7 @@ from payments_service.application.service import (
     PROCESSOR_TIMEOUT,
     PaymentService,
 )
+from payments_service.bootstrap import build_service
 from payments_service.domain.errors import (
     IdempotencyKeyReusedError,
     PaymentNotFoundError,
@@ -193,12 +194,14 @@ async def test_a_hanging_processor_is_cut_off_by_the_settlement_timeout(clock: F
 
 
 async def test_a_cancelled_first_call_still_records_its_answer_for_replays(
-    service: PaymentService,
+    clock: FakeClock, ids: SequentialIds
 ) -> None:
+    repository = InMemoryPaymentRepository(ttl=timedelta(hours=1), clock=clock)
+    service = build_service(TEST_SETTINGS, clock=clock, ids=ids, repository=repository)
     call = asyncio.ensure_future(service.request_payment(**request(metadata={"simulate": "slow"})))
 
     async def claimed() -> bool:
-        return len(service._repository) == 1  # type: ignore[arg-type]
+        return len(repository) == 1
 
     await wait_until(claimed)
     call.cancel()

@@ -4,7 +4,7 @@ then resumed through the idempotent processor or failed once their deadline pass
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -16,20 +16,18 @@ from payments_service.application.service import PROCESSING
 from payments_service.domain.model import Outcome, Payment, PaymentRequest, PaymentStatus
 from payments_service.domain.ports import PaymentProcessor, StalledSettlements
 from tests.fakes import FailingProcessor, FakeClock
-from tests.stores import SqlRepository, replica_opener
+from tests.stores import LEASE, Replicas, SqlRepository, replica_opener
 
 TTL = timedelta(hours=1)
-LEASE = timedelta(seconds=30)
 Repository = SqlRepository
-Opener = Callable[..., Awaitable[Repository]]
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 async def opener(
     request: pytest.FixtureRequest, tmp_path: Path, clock: FakeClock
-) -> AsyncIterator[Opener]:
+) -> AsyncIterator[Replicas]:
     """Opens replicas (own thread or own pool) of one database."""
-    async with replica_opener(request.param, tmp_path, clock, TTL, lease=LEASE) as open_one:
+    async with replica_opener(request.param, tmp_path, clock, TTL) as open_one:
         yield open_one
 
 
@@ -66,7 +64,7 @@ def candidate(clock: FakeClock, number: int) -> Payment:
 
 
 async def test_only_pending_payments_past_their_lease_are_taken_and_then_re_leased(
-    opener: Opener, clock: FakeClock
+    opener: Replicas, clock: FakeClock
 ) -> None:
     repository = await opener()
     for number in range(3):
@@ -83,7 +81,7 @@ async def test_only_pending_payments_past_their_lease_are_taken_and_then_re_leas
 
 
 async def test_replicas_taking_stalled_payments_at_once_never_share_one(
-    opener: Opener, clock: FakeClock
+    opener: Replicas, clock: FakeClock
 ) -> None:
     replicas = [await opener() for _ in range(3)]
     for number in range(30):
@@ -95,7 +93,7 @@ async def test_replicas_taking_stalled_payments_at_once_never_share_one(
 
 
 async def test_recovery_resumes_a_stalled_payment_and_records_its_first_response(
-    opener: Opener, clock: FakeClock
+    opener: Replicas, clock: FakeClock
 ) -> None:
     repository = await opener()
     stalled = candidate(clock, 1)
@@ -112,7 +110,7 @@ async def test_recovery_resumes_a_stalled_payment_and_records_its_first_response
 
 
 async def test_recovery_fails_a_stalled_payment_whose_deadline_passed(
-    opener: Opener, clock: FakeClock
+    opener: Replicas, clock: FakeClock
 ) -> None:
     repository = await opener()
     stalled = candidate(clock, 1)
@@ -127,7 +125,7 @@ async def test_recovery_fails_a_stalled_payment_whose_deadline_passed(
 
 
 async def test_a_processor_failure_leaves_the_payment_for_a_later_round_never_pending_forever(
-    opener: Opener, clock: FakeClock
+    opener: Replicas, clock: FakeClock
 ) -> None:
     repository = await opener()
     stalled = candidate(clock, 1)
@@ -144,7 +142,7 @@ async def test_a_processor_failure_leaves_the_payment_for_a_later_round_never_pe
 
 
 async def test_the_recovery_loop_runs_at_once_and_survives_a_failing_round(
-    opener: Opener, clock: FakeClock
+    opener: Replicas, clock: FakeClock
 ) -> None:
     repository = await opener()
     await repository.claim(candidate(clock, 1))

@@ -4,8 +4,9 @@ and versioned migrations applied once under a lock."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -16,16 +17,15 @@ from payments_service.adapters.stores import migrations, rows
 from payments_service.adapters.stores.factory import open_store
 from payments_service.adapters.stores.migrations import SchemaTooNewError
 from payments_service.adapters.stores.postgres import PostgresPaymentRepository
-from payments_service.adapters.stores.sqlite import SqlitePaymentRepository, from_micros, to_micros
+from payments_service.adapters.stores.sqlite import connect, from_micros, to_micros
 from payments_service.config import Settings
 from payments_service.domain.model import Outcome, Payment, PaymentRequest, PaymentStatus
 from tests.fakes import FakeClock
-from tests.stores import SqlRepository, postgres_schema, replica_opener
+from tests.stores import Replicas, SqlRepository, open_sqlite, postgres_schema, replica_opener
 
 TTL = timedelta(minutes=10)
 PENDING = Outcome(PaymentStatus.PENDING, "processing")
 Repository = SqlRepository
-Opener = Callable[..., Awaitable[Repository]]
 
 
 def candidate(
@@ -39,14 +39,14 @@ def candidate(
 @pytest.fixture(params=["sqlite", "postgresql"])
 async def opener(
     request: pytest.FixtureRequest, tmp_path: Path, clock: FakeClock
-) -> AsyncIterator[Opener]:
+) -> AsyncIterator[Replicas]:
     """Opens replicas (own thread or own pool) of one database."""
     async with replica_opener(request.param, tmp_path, clock, TTL) as open_one:
         yield open_one
 
 
 async def test_claims_of_one_key_through_several_connections_create_exactly_one(
-    opener: Opener, clock: FakeClock
+    opener: Replicas, clock: FakeClock
 ) -> None:
     replicas: list[Repository] = [await opener() for _ in range(3)]
     claims = await asyncio.gather(
@@ -57,7 +57,7 @@ async def test_claims_of_one_key_through_several_connections_create_exactly_one(
 
 
 async def test_replicas_migrating_together_apply_each_migration_once(
-    opener: Opener,
+    opener: Replicas,
 ) -> None:
     replicas: list[Repository] = [await opener(migrate=False) for _ in range(4)]
     applied = await asyncio.gather(*(replica.migrate() for replica in replicas))
@@ -66,23 +66,21 @@ async def test_replicas_migrating_together_apply_each_migration_once(
 
 
 async def test_a_database_from_a_newer_release_is_refused_with_a_clear_message(
-    opener: Opener,
+    opener: Replicas,
 ) -> None:
     repository: Repository = await opener()
-    await _insert_future_version(repository, 999)
+    await _insert_future_version(opener, repository.system, 999)
     with pytest.raises(SchemaTooNewError, match="version 999, newer than this payments-server"):
         await repository.migrate()
 
 
-async def _insert_future_version(repository: Repository, version: int) -> None:
-    if isinstance(repository, SqlitePaymentRepository):
-        await repository._run(
-            lambda: repository._db().execute(
-                "INSERT INTO schema_version VALUES (?, 'from_the_future', 0)", (version,)
-            )
+async def _insert_future_version(database: Replicas, system: str, version: int) -> None:
+    if system == "sqlite":
+        await database.execute(
+            "INSERT INTO schema_version VALUES (?, 'from_the_future', 0)", version
         )
     else:
-        await repository._execute(
+        await database.execute(
             "INSERT INTO schema_version (version, name) VALUES ($1, 'from_the_future')", version
         )
 
@@ -101,7 +99,7 @@ def test_pending_lists_the_migrations_after_the_current_version(
 
 
 async def test_sqlite_uses_wal_and_keeps_the_claim_index(tmp_path: Path, clock: FakeClock) -> None:
-    repository = await SqlitePaymentRepository.open(str(tmp_path / "p.db"), ttl=TTL, clock=clock)
+    repository = await open_sqlite(tmp_path / "p.db", ttl=TTL, clock=clock)
     await repository.close()
     with sqlite3.connect(tmp_path / "p.db") as db:
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
@@ -114,26 +112,26 @@ async def test_sqlite_uses_wal_and_keeps_the_claim_index(tmp_path: Path, clock: 
 
 
 async def test_a_closed_sqlite_store_says_so(tmp_path: Path, clock: FakeClock) -> None:
-    repository = SqlitePaymentRepository(str(tmp_path / "p.db"), ttl=TTL, clock=clock)
+    repository = await open_sqlite(tmp_path / "p.db", ttl=TTL, clock=clock)
+    await repository.close()
     with pytest.raises(RuntimeError, match="closed"):
         await repository.get("default", "pay_x")
-    await repository.close()
+    await repository.close()  # again: nothing to do
 
 
 @pytest.mark.parametrize(("setting", "pragma"), [("full", 2), ("normal", 1)])
-async def test_sqlite_synchronous_follows_the_setting(
-    tmp_path: Path, clock: FakeClock, setting: str, pragma: int
+def test_sqlite_connections_are_wal_with_the_busy_timeout_and_synchronous_setting(
+    tmp_path: Path, setting: str, pragma: int
 ) -> None:
-    repository = await SqlitePaymentRepository.open(
-        str(tmp_path / "p.db"), ttl=TTL, clock=clock, synchronous=setting
-    )
-    try:
-        value = await repository._run(
-            lambda: repository._db().execute("PRAGMA synchronous").fetchone()[0]
-        )
-        assert value == pragma
-    finally:
-        await repository.close()
+    with contextlib.closing(
+        connect(str(tmp_path / "p.db"), busy_timeout=2.5, synchronous=setting)
+    ) as db:
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert db.execute("PRAGMA busy_timeout").fetchone()[0] == 2500
+        assert db.execute("PRAGMA synchronous").fetchone()[0] == pragma
+        db.execute("CREATE TABLE t (id INTEGER)")
+        db.execute("INSERT INTO t VALUES (1)")
+        assert db.in_transaction is False  # autocommit: every transaction is explicit
 
 
 async def test_upgrading_a_populated_version_1_database_keeps_its_rows_and_recovers_them(
@@ -149,7 +147,7 @@ async def test_upgrading_a_populated_version_1_database_keeps_its_rows_and_recov
             "INSERT INTO payments VALUES ('pay_old', 'k', 'f', 1, 'EUR', 'o', '{}', 0, 0, "
             "9999999999999999, 'PENDING', 'processing', NULL, NULL)"
         )
-    repository = await SqlitePaymentRepository.open(str(path), ttl=TTL, clock=clock)
+    repository = await open_sqlite(path, ttl=TTL, clock=clock)
     try:
         assert await repository.migrate() == 0
         (stalled,) = await repository.take_stalled(limit=10)  # lease 0: recoverable at once
@@ -158,29 +156,31 @@ async def test_upgrading_a_populated_version_1_database_keeps_its_rows_and_recov
         await repository.close()
 
 
-async def _insert_version_2_row(repository: Repository, payment: Payment, lease_until: int) -> None:
+async def _insert_version_2_row(
+    database: Replicas, system: str, payment: Payment, lease_until: int
+) -> None:
     """A row as a version-2 release wrote it: every column but merchant_id."""
     assert rows.COLUMNS[-1] == "merchant_id"
     columns = rows.COLUMNS[:-1]
     names = ", ".join(columns)
     when = payment.created_at
     values = list(rows.values(payment, when + TTL, when))[:-1]
-    if isinstance(repository, SqlitePaymentRepository):
+    if system == "sqlite":
         for index in rows.TIMESTAMP_COLUMNS:
             values[index] = to_micros(values[index])
         values[rows.COLUMNS.index("lease_until")] = lease_until
         marks = ", ".join("?" * len(columns))
         sql = f"INSERT INTO payments ({names}) VALUES ({marks})"  # noqa: S608 - constant names
-        await repository._run(lambda: repository._db().execute(sql, values))
+        await database.execute(sql, *values)
     else:
         values[rows.COLUMNS.index("lease_until")] = from_micros(lease_until)
         marks = ", ".join(f"${i}" for i in range(1, len(columns) + 1))
         sql = f"INSERT INTO payments ({names}) VALUES ({marks})"  # noqa: S608 - constant names
-        await repository._execute(sql, *values)
+        await database.execute(sql, *values)
 
 
 async def test_upgrading_a_populated_version_2_database_gives_its_rows_to_merchant_default(
-    opener: Opener, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+    opener: Replicas, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     repository: Repository = await opener(migrate=False)
     every = migrations.load(repository.system)
@@ -190,8 +190,11 @@ async def test_upgrading_a_populated_version_2_database_gives_its_rows_to_mercha
     done = Outcome(PaymentStatus.SUCCEEDED, "ok")
     answered = candidate(clock, "pay_answered", key="k-old")
     answered = answered.settled(done, clock.now()).answered(done)
-    await _insert_version_2_row(repository, answered, lease_until=to_micros(clock.now()))
-    await _insert_version_2_row(repository, candidate(clock, "pay_stalled", key="k-2"), 0)
+    await _insert_version_2_row(
+        opener, repository.system, answered, lease_until=to_micros(clock.now())
+    )
+    stalled_row = candidate(clock, "pay_stalled", key="k-2")
+    await _insert_version_2_row(opener, repository.system, stalled_row, 0)
 
     assert await repository.migrate() == 1  # 0003 on a populated database
 
@@ -208,16 +211,13 @@ async def test_upgrading_a_populated_version_2_database_gives_its_rows_to_mercha
     assert recorded.merchant_id == "default"
 
 
-async def test_after_0003_postgresql_refuses_a_row_without_a_merchant(clock: FakeClock) -> None:
-    async with postgres_schema() as location:
-        repository = await PostgresPaymentRepository.open(
-            location.dsn, password=location.password, ttl=TTL, clock=clock
-        )
-        try:
-            with pytest.raises(asyncpg.NotNullViolationError):
-                await _insert_version_2_row(repository, candidate(clock, "pay_1"), 0)
-        finally:
-            await repository.close()
+async def test_after_0003_postgresql_refuses_a_row_without_a_merchant(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    async with replica_opener("postgresql", tmp_path, clock, TTL) as database:
+        await database()  # migrated
+        with pytest.raises(asyncpg.NotNullViolationError):
+            await _insert_version_2_row(database, "postgresql", candidate(clock, "pay_1"), 0)
 
 
 async def test_postgresql_reuses_a_connection_after_a_refused_statement_and_drops_a_cut_one(
@@ -227,14 +227,19 @@ async def test_postgresql_reuses_a_connection_after_a_refused_statement_and_drop
         store = await open_store(Settings(store=location, store_pool_size=1), clock=clock)
         repository = store.repository
         assert isinstance(repository, PostgresPaymentRepository)
+        other = await asyncpg.connect(location.dsn, password=location.password)
         try:
-            with pytest.raises(asyncpg.DivisionByZeroError):
-                await repository._execute("SELECT 1 / 0")
+            await repository.claim(candidate(clock, "pay_taken", key="k-1"))
+            with pytest.raises(asyncpg.UniqueViolationError):  # refused: the id is taken
+                await repository.claim(candidate(clock, "pay_taken", key="k-2"))
             assert (repository.pool_size(), repository.pool_idle()) == (1, 1)  # kept
-            with pytest.raises(TimeoutError):  # cancelled mid-query: the session is unknown
-                await asyncio.wait_for(repository._execute("SELECT pg_sleep(30)"), timeout=0.2)
+            async with other.transaction():  # holds every statement on payments back
+                await other.execute("LOCK TABLE payments IN ACCESS EXCLUSIVE MODE")
+                with pytest.raises(TimeoutError):  # cancelled mid-query: the session is unknown
+                    await asyncio.wait_for(repository.get("default", "pay_taken"), timeout=0.2)
             assert repository.pool_size() == 0  # dropped, not lent again
-            await repository.claim(candidate(clock, "pay_after"))  # a new connection serves
+            await repository.claim(candidate(clock, "pay_after", key="k-3"))  # a new one serves
             assert (repository.pool_size(), repository.pool_idle()) == (1, 1)
         finally:
+            await other.close()
             await store.close()

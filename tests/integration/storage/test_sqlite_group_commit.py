@@ -1,8 +1,9 @@
-"""SQLite group commit: the store's one thread runs every operation queued meanwhile as one
+"""SQLite group commit: the executor's one thread runs every write queued meanwhile as one
 transaction, and no operation's result is delivered before that transaction's COMMIT.
 
-Each test parks the thread inside an unbatched job, queues operations (in call order, no
-sleeping), then releases it: what was queued meanwhile runs as one batch, deterministically.
+Each test parks the thread inside an exclusive job, queues operations (queued at the call, in
+call order, no sleeping), then releases it: what was queued meanwhile runs as one batch,
+deterministically.
 """
 
 from __future__ import annotations
@@ -12,24 +13,30 @@ import sqlite3
 import threading
 from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from payments_service.adapters.stores.sqlite import GroupCommitThread, SqlitePaymentRepository
+from payments_service.adapters.stores.group_commit import (
+    THREAD_NAME,
+    GroupCommitExecutor,
+    atomically,
+)
 from payments_service.domain.model import Outcome, Payment, PaymentRequest, PaymentStatus
 from tests.fakes import FakeClock
+from tests.stores import open_sqlite
 
 INSERT = "INSERT INTO t (id, v) VALUES (?, 'x')"
 
 
 class Rig:
-    """A group-commit thread on a fresh WAL database with a table t(id, v) and a child table
-    whose foreign key is checked only at COMMIT."""
+    """An executor on a fresh WAL database with a table t(id, v) and a child table whose
+    foreign key is checked only at COMMIT."""
 
-    def __init__(self, thread: GroupCommitThread, path: Path) -> None:
-        self.thread = thread
+    def __init__(self, executor: GroupCommitExecutor, path: Path) -> None:
+        self.executor = executor
         self.path = path
         self.release = threading.Event()
 
@@ -38,20 +45,20 @@ class Rig:
         Returns once the thread is inside the parked job, so it has taken its batch already."""
         running = threading.Event()
 
-        def parked() -> bool:
+        def parked(db: sqlite3.Connection) -> bool:
             running.set()
             return self.release.wait(10)
 
-        future = self.thread.enqueue(parked, writes=None)
+        future = self.executor.exclusive(parked)
         assert running.wait(10), "the store thread never ran the parked job"
         return future
 
     def insert(self, row_id: int) -> asyncio.Future[int]:
-        return self.thread.enqueue(lambda db: db.execute(INSERT, (row_id,)).rowcount, writes=True)
+        return self.executor.write(lambda db: db.execute(INSERT, (row_id,)).rowcount)
 
     async def ids(self) -> list[int]:
-        found = await self.thread.submit(
-            lambda db: db.execute("SELECT id FROM t ORDER BY id").fetchall(), writes=False
+        found = await self.executor.read(
+            lambda db: db.execute("SELECT id FROM t ORDER BY id").fetchall()
         )
         return [row[0] for row in found]
 
@@ -60,8 +67,10 @@ class Rig:
         return await asyncio.gather(*futures, return_exceptions=True)
 
 
-def _connect(thread: GroupCommitThread, path: Path, busy_timeout: float) -> None:
-    db = sqlite3.connect(path, isolation_level=None, timeout=busy_timeout)
+def _connect(
+    path: Path, busy_timeout: float, factory: type[sqlite3.Connection] = sqlite3.Connection
+) -> sqlite3.Connection:
+    db = sqlite3.connect(path, isolation_level=None, timeout=busy_timeout, factory=factory)
     db.execute("PRAGMA journal_mode = WAL")
     db.execute("PRAGMA foreign_keys = ON")
     db.execute("CREATE TABLE IF NOT EXISTS t (id INTEGER PRIMARY KEY, v TEXT NOT NULL)")
@@ -69,26 +78,20 @@ def _connect(thread: GroupCommitThread, path: Path, busy_timeout: float) -> None
         "CREATE TABLE IF NOT EXISTS child (id INTEGER PRIMARY KEY, "
         "t_id INTEGER REFERENCES t (id) DEFERRABLE INITIALLY DEFERRED)"
     )
-    thread.connection = db
-
-
-def _disconnect(thread: GroupCommitThread) -> None:
-    assert thread.connection is not None
-    thread.connection.close()
-    thread.connection = None
+    return db
 
 
 async def open_rig(tmp_path: Path, *, max_batch: int = 64, busy_timeout: float = 5.0) -> Rig:
-    thread = GroupCommitThread(max_batch)
     path = tmp_path / "g.db"
-    await thread.submit(lambda: _connect(thread, path, busy_timeout), writes=None)
-    return Rig(thread, path)
+    executor = await GroupCommitExecutor.open(
+        partial(_connect, path, busy_timeout), max_batch=max_batch
+    )
+    return Rig(executor, path)
 
 
 async def close_rig(rig: Rig) -> None:
     rig.release.set()
-    await rig.thread.submit(lambda: _disconnect(rig.thread), writes=None)
-    await rig.thread.stop()
+    await rig.executor.close()
 
 
 @pytest.fixture
@@ -102,7 +105,7 @@ async def test_operations_queued_together_commit_as_one_transaction(rig: Rig) ->
     parked = rig.park()
     inserted = [rig.insert(i) for i in range(20)]
     assert await rig.settle(parked, *inserted) == [True] + [1] * 20
-    assert (rig.thread.transactions, rig.thread.operations) == (1, 20)
+    assert (rig.executor.transactions, rig.executor.operations) == (1, 20)
     assert await rig.ids() == list(range(20))
 
 
@@ -114,7 +117,7 @@ async def test_max_batch_bounds_the_operations_of_one_transaction(
     try:
         parked = rig.park()
         await rig.settle(parked, *(rig.insert(i) for i in range(queued)))
-        assert (rig.thread.transactions, rig.thread.operations) == (transactions, queued)
+        assert (rig.executor.transactions, rig.executor.operations) == (transactions, queued)
     finally:
         await close_rig(rig)
 
@@ -127,7 +130,7 @@ async def test_a_failing_statement_fails_only_its_own_operation(rig: Rig) -> Non
     assert isinstance(outcomes[1], sqlite3.IntegrityError)
     assert outcomes[2] == 1
     assert await rig.ids() == [1, 2]
-    assert rig.thread.transactions == 1
+    assert rig.executor.transactions == 1
 
 
 def _end_the_transaction(db: sqlite3.Connection) -> None:
@@ -135,28 +138,34 @@ def _end_the_transaction(db: sqlite3.Connection) -> None:
     raise sqlite3.OperationalError("database or disk is full")
 
 
-async def test_an_error_that_ends_the_transaction_fails_every_operation_in_it(rig: Rig) -> None:
+@pytest.mark.parametrize(
+    "operation",
+    [_end_the_transaction, partial(atomically, body=_end_the_transaction)],
+    ids=["alone", "under a savepoint"],
+)
+async def test_an_error_that_ends_the_transaction_fails_every_operation_in_it(
+    rig: Rig, operation: Callable[[sqlite3.Connection], None]
+) -> None:
     parked = rig.park()
     before = rig.insert(1)
-    ending = rig.thread.enqueue(_end_the_transaction, writes=True)
+    ending = rig.executor.write(operation)
     after = rig.insert(2)
     _, *outcomes = await rig.settle(parked, before, ending, after)
     assert all(isinstance(o, sqlite3.OperationalError) for o in outcomes), outcomes
     assert await rig.ids() == []  # nothing of the batch was kept: nobody was told otherwise
-    assert rig.thread.transactions == 0
+    assert rig.executor.transactions == 0
 
 
 async def test_a_failed_commit_fails_every_operation_and_keeps_nothing(rig: Rig) -> None:
     parked = rig.park()
     valid = rig.insert(1)
-    orphan = rig.thread.enqueue(
-        lambda db: db.execute("INSERT INTO child (id, t_id) VALUES (1, 99)").rowcount,
-        writes=True,
+    orphan = rig.executor.write(
+        lambda db: db.execute("INSERT INTO child (id, t_id) VALUES (1, 99)").rowcount
     )  # the statement succeeds; the deferred foreign key fails the COMMIT
     _, *outcomes = await rig.settle(parked, valid, orphan)
     assert all(isinstance(o, sqlite3.IntegrityError) for o in outcomes), outcomes
     assert await rig.ids() == []
-    assert rig.thread.transactions == 0
+    assert rig.executor.transactions == 0
 
 
 LOCKED = "locked"
@@ -182,9 +191,7 @@ async def test_only_writes_wait_for_another_processes_write_lock(
         jobs = [
             rig.insert(number)
             if kind == "write"
-            else rig.thread.enqueue(
-                lambda db: db.execute("SELECT count(*) FROM t").fetchone()[0], writes=False
-            )
+            else rig.executor.read(lambda db: db.execute("SELECT count(*) FROM t").fetchone()[0])
             for number, kind in enumerate(queued)
         ]
         _, *outcomes = await rig.settle(parked, *jobs)
@@ -206,55 +213,62 @@ async def test_a_cancelled_caller_does_not_stop_its_operation(rig: Rig) -> None:
     assert await rig.ids() == [7]  # it ran and committed; its result went nowhere
 
 
-async def test_stop_finishes_what_is_queued(tmp_path: Path) -> None:
+async def test_an_exclusive_job_runs_alone_after_the_writes_queued_before_it(rig: Rig) -> None:
+    parked = rig.park()
+    before = rig.insert(1)
+    exclusive = rig.executor.exclusive(lambda db: (db.in_transaction, db.total_changes))
+    read = rig.executor.read(lambda db: db.in_transaction)
+    after = rig.insert(2)
+    _, *outcomes = await rig.settle(parked, before, exclusive, read, after)
+    # Outside any transaction, once the insert queued before it committed; the read too.
+    assert outcomes == [1, (False, 1), False, 1]
+    assert (rig.executor.transactions, rig.executor.operations) == (2, 2)
+
+
+async def test_close_finishes_what_is_queued(tmp_path: Path) -> None:
     rig = await open_rig(tmp_path)
     parked = rig.park()
     queued = rig.insert(3)
     rig.release.set()
-    await rig.thread.submit(lambda: _disconnect(rig.thread), writes=None)
-    await rig.thread.stop()
+    await rig.executor.close()
     assert await parked is True
     assert await queued == 1
     with sqlite3.connect(rig.path) as db:
         assert db.execute("SELECT id FROM t").fetchall() == [(3,)]
 
 
-async def test_jobs_queued_before_the_queue_closes_run_in_the_last_batch(tmp_path: Path) -> None:
+async def test_jobs_queued_before_close_run_in_the_last_batch(tmp_path: Path) -> None:
     rig = await open_rig(tmp_path)
     parked = rig.park()
     queued = rig.insert(4)
-    disconnected = rig.thread.enqueue(lambda: _disconnect(rig.thread), writes=None)
-    rig.thread.close_queue()  # the stop marker is queued behind them
-    await rig.settle(parked, queued, disconnected)
-    await rig.thread.stop()
+    closing = rig.executor.close()  # the stop marker is queued behind them, at once
+    await rig.settle(parked, queued)
+    await closing
     assert queued.result() == 1
-    assert rig.thread.transactions == 1
+    assert rig.executor.transactions == 1
 
 
-async def test_operations_without_a_connection_fail_with_closed(tmp_path: Path) -> None:
-    thread = GroupCommitThread(4)
-    operation: Callable[[sqlite3.Connection], int] = lambda db: 1  # noqa: E731
-    try:
-        with pytest.raises(RuntimeError, match="closed"):
-            await thread.submit(operation, writes=True)
-    finally:
-        await thread.stop()
+async def test_an_executor_that_was_never_opened_refuses_every_operation() -> None:
+    executor = GroupCommitExecutor(max_batch=4)
+    with pytest.raises(RuntimeError, match="closed"):
+        await executor.write(lambda db: 1)
+    await executor.close()
 
 
 def test_max_batch_must_be_positive() -> None:
     with pytest.raises(ValueError, match="at least 1"):
-        GroupCommitThread(0)
+        GroupCommitExecutor(max_batch=0)
 
 
-async def test_a_job_submitted_once_the_queue_is_closed_fails_at_once(tmp_path: Path) -> None:
+async def test_an_operation_submitted_once_closing_fails_at_once(tmp_path: Path) -> None:
     rig = await open_rig(tmp_path)
-    await rig.thread.submit(lambda: _disconnect(rig.thread), writes=None)
-    rig.thread.close_queue()
+    closing = rig.executor.close()
     with pytest.raises(RuntimeError, match="closed"):
         await rig.insert(5)  # not queued behind the stop marker, where nothing would run it
-    await rig.thread.stop()
+    await closing
     with pytest.raises(RuntimeError, match="closed"):
         await rig.insert(6)  # and no new thread is started
+    await rig.executor.close()  # again: nothing to do
 
 
 def _interrupt(db: sqlite3.Connection) -> None:
@@ -263,9 +277,33 @@ def _interrupt(db: sqlite3.Connection) -> None:
 
 async def test_an_interrupted_operation_fails_alone_and_the_thread_lives_on(rig: Rig) -> None:
     with pytest.raises(RuntimeError, match="interrupted: SystemExit"):
-        await rig.thread.submit(_interrupt, writes=True)
+        await rig.executor.write(_interrupt)
     assert await rig.insert(8) == 1
     assert await rig.ids() == [8]
+
+
+async def test_a_failed_connect_fails_open_and_leaves_no_thread(tmp_path: Path) -> None:
+    before = set(threading.enumerate())
+    missing = tmp_path / "no such folder" / "g.db"
+    with pytest.raises(sqlite3.OperationalError, match="unable to open"):
+        await GroupCommitExecutor.open(partial(_connect, missing, 1.0))
+    assert {thread for thread in threading.enumerate() if thread.name == THREAD_NAME} <= before
+
+
+class _CloseFails(sqlite3.Connection):
+    def close(self) -> None:
+        super().close()
+        raise sqlite3.OperationalError("disk I/O error")
+
+
+async def test_a_failure_to_close_the_connection_is_raised_by_close(tmp_path: Path) -> None:
+    executor = await GroupCommitExecutor.open(
+        partial(_connect, tmp_path / "g.db", 1.0, _CloseFails)
+    )
+    assert await executor.write(lambda db: db.execute(INSERT, (1,)).rowcount) == 1
+    with pytest.raises(sqlite3.OperationalError, match="disk I/O error"):
+        await executor.close()
+    await executor.close()  # reported once; the thread has ended
 
 
 async def test_a_failed_replacement_of_an_expired_key_keeps_the_old_payment(
@@ -274,9 +312,7 @@ async def test_a_failed_replacement_of_an_expired_key_keeps_the_old_payment(
     """The claim's DELETE of an expired owner and its INSERT are one unit (a SAVEPOINT): when
     the INSERT fails, the DELETE is undone too, although the batch commits."""
     clock = FakeClock()
-    repository = await SqlitePaymentRepository.open(
-        str(tmp_path / "p.db"), ttl=timedelta(seconds=1), clock=clock
-    )
+    repository = await open_sqlite(tmp_path / "p.db", ttl=timedelta(seconds=1), clock=clock)
     done = Outcome(PaymentStatus.SUCCEEDED, "ok")
 
     def candidate(payment_id: str, key: str) -> Payment:

@@ -26,7 +26,7 @@ from payments_service.observability.metrics import Metrics, StoreMetrics
 from payments_service.observability.telemetry import Telemetry
 from payments_service.observability.tracing import ServiceTracerProvider
 from tests.fakes import FakeClock
-from tests.stores import postgres_schema
+from tests.stores import open_sqlite, postgres_schema
 
 KEY = "planted-key-7731"
 PAYMENT_ID = "pay_" + "7" * 32
@@ -47,9 +47,7 @@ def provider(exporter: InMemorySpanExporter) -> ServiceTracerProvider:
 
 @pytest.fixture
 async def sqlite_store(tmp_path: Path, clock: FakeClock) -> AsyncIterator[SqlitePaymentRepository]:
-    repository = await SqlitePaymentRepository.open(
-        str(tmp_path / "p.db"), ttl=timedelta(hours=1), clock=clock
-    )
+    repository = await open_sqlite(tmp_path / "p.db", ttl=timedelta(hours=1), clock=clock)
     yield repository
     await repository.close()
 

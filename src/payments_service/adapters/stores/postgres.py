@@ -19,7 +19,6 @@ process): shared by any number of replicas.
 
 from __future__ import annotations
 
-from datetime import timedelta
 from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -32,14 +31,12 @@ from payments_service.domain.ports import Claim
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
-    from datetime import datetime
+    from datetime import datetime, timedelta
 
     from payments_service.domain.model import Outcome, Payment
     from payments_service.domain.ports import Clock
 
 T = TypeVar("T")
-DEFAULT_POOL_SIZE = 10
-DEFAULT_LEASE = timedelta(seconds=36)  # Settings.settlement_lease_seconds with the defaults
 # pg_advisory_lock(classid, objid): classid says "payments-service migrations", objid is a hash
 # of the schema, so runs in different schemas of one database do not wait for each other.
 MIGRATION_LOCK_CLASS = 0x5041_594D  # "PAYM"
@@ -100,7 +97,7 @@ class PostgresPaymentRepository:
         *,
         ttl: timedelta,
         clock: Clock,
-        lease: timedelta = DEFAULT_LEASE,
+        lease: timedelta,
     ) -> None:
         self._connections = connections
         self._ttl = ttl
@@ -115,10 +112,10 @@ class PostgresPaymentRepository:
         password: str | None,
         ttl: timedelta,
         clock: Clock,
+        lease: timedelta,
+        pool_size: int,
         migrate: bool = True,
-        pool_size: int = DEFAULT_POOL_SIZE,
         connect_timeout: float = 10.0,
-        lease: timedelta = DEFAULT_LEASE,
     ) -> PostgresPaymentRepository:
         """Connect (and by default migrate); the caller must `close()` it."""
         connect = partial(asyncpg.connect, dsn, password=password, timeout=connect_timeout)
