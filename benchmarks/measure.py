@@ -120,7 +120,12 @@ class CpuWatch:
     @property
     def clients(self) -> float:
         """CPU seconds of every load-generator worker."""
-        return sum(used for name, used in self.used.items() if name.startswith("client-"))
+        return sum(self.workers)
+
+    @property
+    def workers(self) -> list[float]:
+        """CPU seconds of each load-generator worker."""
+        return [used for name, used in self.used.items() if name.startswith("client-")]
 
 
 def base_env() -> dict[str, str]:
@@ -248,6 +253,7 @@ def summarise(load: LoadResult, cpu: CpuWatch, peak_rss_kib: int) -> dict[str, A
     lat = load.latencies_ns
     server_cores, client_cores = len(cpu.pinning.server), len(cpu.pinning.client)
     client_cpu_pct = cpu.clients / load.window_s / client_cores * 100
+    busiest_worker_pct = max(cpu.workers, default=0.0) / load.window_s * 100
     return {
         "calls": load.calls,
         "window_s": load.window_s,
@@ -262,7 +268,8 @@ def summarise(load: LoadResult, cpu: CpuWatch, peak_rss_kib: int) -> dict[str, A
         "db_cpu_us_per_call": None if cpu.db_used is None else cpu.db_used / calls * 1e6,
         "client_cpu_us_per_call": cpu.clients / calls * 1e6,
         "client_cpu_pct": client_cpu_pct,
-        "client_bound": client_bound(client_cpu_pct),
+        "busiest_worker_cpu_pct": busiest_worker_pct,  # of one core
+        "client_bound": client_bound(client_cpu_pct, busiest_worker_pct),
         "host_busy_pct": cpu.busy["host"] * 100,
         "server_cores_busy_pct": cpu.busy["server"] * 100,
         "client_cores_busy_pct": cpu.busy["client"] * 100,

@@ -296,12 +296,15 @@ def _terminate(signum: int, _frame: object) -> NoReturn:
 def execute(opts: argparse.Namespace, procs: ProcessSet) -> tuple[dict[str, Any], str, bool]:
     """Run what `opts` asks; returns the JSON document, the Markdown, and whether all passed."""
     info = {**report.machine(), "pinning": asdict(opts.pinning)}
+    if opts.pinning.pinned:
+        # The runner itself (and so anything it forks) stays off the server's cores too.
+        os.sched_setaffinity(0, opts.pinning.client)
     if opts.soak:
         plan = SoakPlan(
             opts.soak_payments, opts.soak_ttl, opts.concurrency, opts.workers, 1.0, opts.pinning
         )
         soak = run_soak(procs, plan)
-        text = "## Soak\n\n" + soak_markdown(soak)
+        text = f"Pinning: {opts.pinning.describe()}.\n\n## Soak\n\n" + soak_markdown(soak)
         return {"machine": info, "soak": soak}, text, soak["rss"]["result"] == "PASS"
     result = run_comparison(procs, opts)
     text = comparison_markdown(result, opts)
@@ -313,9 +316,6 @@ def main(argv: list[str] | None = None) -> int:
     opts = parse_args(argv)
     signal.signal(signal.SIGTERM, _terminate)
     out = opts.out or RESULTS / ("soak.json" if opts.soak else "latest.json")
-    if opts.pinning.pinned:
-        # The runner itself (and so anything it forks) stays off the server's cores too.
-        os.sched_setaffinity(0, opts.pinning.client)
     workdir = Path(tempfile.mkdtemp(prefix="payments-bench-"))
     procs = ProcessSet(workdir)
     try:

@@ -37,7 +37,7 @@ def measurement(
         "throughput": throughput,
         "p99_ms": 10.0,
         "client_cpu_pct": client_pct,
-        "client_bound": report.client_bound(client_pct),
+        "client_bound": report.client_bound(client_pct, client_pct),
         "errors": errors,
     }
 
@@ -156,6 +156,22 @@ def test_a_round_whose_load_generator_used_over_90_percent_of_its_core_is_client
     client_s: float, bound: bool
 ) -> None:
     result = summarise(load(10_000), watched(TWO_CORES, {"client-0": client_s}), 1024)
+    assert result["client_bound"] is bound
+
+
+@pytest.mark.parametrize(
+    ("workers", "bound"),
+    [
+        ({"client-0": 9.5}, True),  # one event loop near its core: saturated
+        ({"client-0": 8.0, "client-1": 8.0}, False),
+        ({"client-0": 9.5, "client-1": 9.5, "client-2": 9.5}, True),
+    ],
+)
+def test_a_saturated_worker_is_flagged_even_when_other_client_cores_idle(
+    workers: dict[str, float], bound: bool
+) -> None:
+    pinning = Pinning((0,), (1, 2, 3), pinned=True)
+    result = summarise(load(10_000), watched(pinning, workers), 1024)
     assert result["client_bound"] is bound
 
 
