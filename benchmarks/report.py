@@ -112,7 +112,7 @@ class Target:
 
 
 # Issue 19's targets, on the honest bench (server pinned, client not saturated, medians of >= 3
-# interleaved rounds). The last two say whether the bench was honest at all.
+# interleaved rounds). The last four (`RunChecks`) say whether the run measured the server at all.
 TARGETS = (
     Target("CPU/call full/floor", "<=", 2.0),
     Target("CPU/call off/floor", "<=", 1.3),
@@ -126,8 +126,30 @@ TARGETS = (
     Target("errors", "==", 0),
     Target("client-bound rounds", "==", 0),
     Target("server pinned apart from the client", "==", 1),
+    Target("interleaved rounds", ">=", 3),
 )
-COUNTS = ("errors", "client-bound rounds", "server pinned apart from the client")
+
+
+@dataclass(frozen=True, slots=True)
+class RunChecks:
+    """What a run says about itself: a run with errors, client-bound rounds, server and client on
+    the same cores, or fewer than 3 rounds to take medians of, fails its own targets."""
+
+    errors: int
+    client_bound_rounds: int
+    pinned: bool
+    rounds: int
+
+    def values(self) -> dict[str, float]:
+        return {
+            "errors": float(self.errors),
+            "client-bound rounds": float(self.client_bound_rounds),
+            "server pinned apart from the client": float(self.pinned),
+            "interleaved rounds": float(self.rounds),
+        }
+
+
+COUNTS = tuple(RunChecks(0, 0, pinned=True, rounds=0).values())  # shown as integers
 
 
 def percentile(sorted_values: list[int], q: float) -> float:
@@ -180,15 +202,8 @@ def ratios(by_config: dict[str, dict[str, Any]]) -> dict[str, float | None]:
     return result
 
 
-def targets(
-    ratio_values: dict[str, float | None], *, errors: int, client_bound_rounds: int, pinned: bool
-) -> list[dict[str, Any]]:
-    values = {
-        **ratio_values,
-        "errors": float(errors),
-        "client-bound rounds": float(client_bound_rounds),
-        "server pinned apart from the client": float(pinned),
-    }
+def targets(ratio_values: dict[str, float | None], run: RunChecks) -> list[dict[str, Any]]:
+    values = {**ratio_values, **run.values()}
     return [
         {
             "name": t.name,

@@ -177,7 +177,9 @@ def run_comparison(procs: ProcessSet, opts: argparse.Namespace) -> dict[str, Any
                 print(f"[bench] {label}: {_brief(result)}", file=sys.stderr, flush=True)
                 measurements.append(result)
     summaries = {
-        w: summarise_workload(opts.configs, measurements, w, pinned=plan.pinning.pinned)
+        w: summarise_workload(
+            opts.configs, measurements, w, pinned=plan.pinning.pinned, rounds=opts.rounds
+        )
         for w in opts.workload
     }
     return {
@@ -197,25 +199,33 @@ def _brief(result: dict[str, Any]) -> str:
 
 
 def summarise_workload(
-    configs: list[str], measurements: list[dict[str, Any]], workload: str, *, pinned: bool
+    configs: list[str],
+    measurements: list[dict[str, Any]],
+    workload: str,
+    *,
+    pinned: bool,
+    rounds: int,
 ) -> dict[str, Any]:
-    rounds = {
+    by_config = {
         c: [m for m in measurements if m["workload"] == workload and m["config"] == c]
         for c in configs
     }
-    medians = {c: report.medians(rs) for c, rs in rounds.items()}
+    medians = {c: report.medians(rs) for c, rs in by_config.items()}
     ratios = report.ratios(medians)
-    errors = sum(
-        m["errors"] + int(m.get("telemetry_checks", {}).get("server_non_ok", 0))
-        for rs in rounds.values()
-        for m in rs
+    every = [m for rs in by_config.values() for m in rs]
+    run = report.RunChecks(
+        errors=sum(
+            m["errors"] + int(m.get("telemetry_checks", {}).get("server_non_ok", 0)) for m in every
+        ),
+        client_bound_rounds=sum(bool(m["client_bound"]) for m in every),
+        pinned=pinned,
+        rounds=rounds,
     )
-    bound = sum(bool(m["client_bound"]) for rs in rounds.values() for m in rs)
     return {
         "medians": medians,
         "ratios": ratios,
-        "targets": report.targets(ratios, errors=errors, client_bound_rounds=bound, pinned=pinned),
-        "rounds": rounds,
+        "targets": report.targets(ratios, run),
+        "rounds": by_config,
     }
 
 

@@ -5,6 +5,7 @@ decides what its report says.)"""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -16,6 +17,7 @@ from benchmarks.pinning import Pinning, parse_cpu_list, plan_pinning
 from benchmarks.run import comparison_markdown, default_workers, parse_args, summarise_workload
 
 TWO_CORES = Pinning(server=(0,), client=(1,), pinned=True)
+HONEST = report.RunChecks(errors=0, client_bound_rounds=0, pinned=True, rounds=3)
 
 
 def measurement(
@@ -217,18 +219,19 @@ def test_medians_count_the_client_bound_rounds() -> None:
 
 
 @pytest.mark.parametrize(
-    ("errors", "bound", "pinned", "failed"),
+    ("run", "failed"),
     [
-        (0, 0, True, set()),
-        (1, 0, True, {"errors"}),
-        (0, 2, True, {"client-bound rounds"}),
-        (0, 0, False, {"server pinned apart from the client"}),
+        (HONEST, set()),
+        (replace(HONEST, errors=1), {"errors"}),
+        (replace(HONEST, client_bound_rounds=2), {"client-bound rounds"}),
+        (replace(HONEST, pinned=False), {"server pinned apart from the client"}),
+        (replace(HONEST, rounds=2), {"interleaved rounds"}),
     ],
 )
-def test_a_dishonest_bench_fails_its_own_targets(
-    errors: int, bound: int, pinned: bool, failed: set[str]
+def test_a_run_that_did_not_measure_the_server_fails_its_own_targets(
+    run: report.RunChecks, failed: set[str]
 ) -> None:
-    checks = report.targets({}, errors=errors, client_bound_rounds=bound, pinned=pinned)
+    checks = report.targets({}, run)
     assert {c["name"] for c in checks if c["result"] == "FAIL"} == failed
 
 
@@ -240,7 +243,7 @@ def test_the_issue_19_targets_judge_cpu_per_call_and_proto() -> None:
             "floor": measurement("floor", cpu_us=300.0, throughput=2000.0),
         }
     )
-    checks = report.targets(ratios, errors=0, client_bound_rounds=0, pinned=True)
+    checks = report.targets(ratios, HONEST)
     verdicts = {c["name"]: c["result"] for c in checks}
     assert verdicts["CPU/call full/floor"] == "FAIL"  # 2.03 > 2.0
     assert verdicts["throughput full/proto"] == "PASS"  # 0.9
@@ -278,9 +281,10 @@ def test_the_markdown_states_the_pinning_and_the_flag_in_its_summary() -> None:
         measurement("full", 2),
         measurement("floor", 2),
     ]
-    summary = summarise_workload(["full", "floor"], rounds, "mix", pinned=True)
+    summary = summarise_workload(["full", "floor"], rounds, "mix", pinned=True, rounds=2)
     text = comparison_markdown({"workloads": {"mix": summary}}, opts)
     assert text.startswith("Pinning: server under test on core 0 (`taskset -c`)")
     assert "**1 of 4 rounds were client-bound**" in text
     assert "- client-bound rounds == 0: 1 **FAIL**" in text
+    assert "- interleaved rounds >= 3: 2 **FAIL**" in text
     assert summary["medians"]["floor"]["client_bound_rounds"] == 1

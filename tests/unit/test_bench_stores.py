@@ -14,6 +14,8 @@ from benchmarks.loadgen import Traffic
 from benchmarks.run import parse_args
 from benchmarks.stores import Config, bench_location, expand, parse_config, with_database
 
+HONEST = report.RunChecks(errors=0, client_bound_rounds=0, pinned=True, rounds=3)
+
 
 @pytest.mark.parametrize(
     ("name", "expected"),
@@ -152,8 +154,7 @@ def test_durable_store_targets_are_07_and_06_of_full_on_memory(
     sqlite: float, postgresql: float, verdicts: tuple[str, str]
 ) -> None:
     ratios = report.ratios(by_config(full=1000.0, full_sqlite=sqlite, full_postgresql=postgresql))
-    verdicts_by_name = report.targets(ratios, errors=0, client_bound_rounds=0, pinned=True)
-    checks = {t["name"]: t["result"] for t in verdicts_by_name}
+    checks = {t["name"]: t["result"] for t in report.targets(ratios, HONEST)}
     got = (checks["throughput full-sqlite/full"], checks["throughput full-postgresql/full"])
     assert got == verdicts
 
@@ -162,7 +163,7 @@ def test_ratios_and_targets_of_configurations_that_did_not_run_are_left_out_of_t
     None
 ):
     ratios = report.ratios(by_config(full=1000.0, floor=2000.0))
-    checks = report.targets(ratios, errors=0, client_bound_rounds=0, pinned=True)
+    checks = report.targets(ratios, HONEST)
     lines = report.ratio_lines(ratios) + "\n" + report.target_lines(checks)
     assert "throughput full/floor: 0.500" in lines
     assert "sqlite" not in lines
