@@ -10,10 +10,11 @@ gRPC's `round_robin` policy), so the replicas share its calls evenly.
 
 Protocol with the parent: every worker prepares its key pools, runs the workload for the
 warm-up, then reports "ready" and blocks; when all are ready the parent calls
-`hooks.started()` (reads the server's CPU time) and releases them together; each runs the
+`hooks.started()` (reads the server's and the workers' CPU time from /proc: the workers' pids
+were handed to `hooks.spawned` when they started) and releases them together; each runs the
 measured phase (a duration, or a number of calls for the soak), reports "done", and then sends
 its samples. After the last "done" the parent calls `hooks.ended()`. The measured window is
-therefore the same for the clients' calls and the server's CPU.
+therefore the same for the clients' calls, the clients' CPU and the server's CPU.
 
 Workloads (every request is valid: currency EUR, an order id, an amount, and idempotency keys
 unique per measurement, worker and call):
@@ -30,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import multiprocessing
+import os
 import queue
 import time
 import traceback
@@ -72,6 +74,7 @@ class LoadSpec:
     duration_s: float  # measured phase, unless total_calls is set
     total_calls: int | None = None
     tag: str = "bench"  # unique per measurement; prefixes every idempotency key
+    cpus: tuple[int, ...] | None = None  # the cores every worker is pinned to (None: any)
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,7 +84,6 @@ class WorkerResult:
     latencies_ns: bytes  # array('q') of the measured calls, in completion order
     codes: dict[str, int]  # measured calls by status code name
     setup_errors: int  # non-OK calls during preparation and warm-up
-    cpu_s: float  # the worker's own CPU time during the measured phase
 
 
 @dataclass(slots=True)
@@ -91,7 +93,6 @@ class LoadResult:
     latencies_ns: list[int]  # sorted
     codes: dict[str, int]
     setup_errors: int
-    client_cpu_s: float
 
     @property
     def errors(self) -> int:
@@ -101,9 +102,10 @@ class LoadResult:
 
 @dataclass(slots=True)
 class WindowHooks:
-    """Called by the parent at the start and end of the measured window, and about once a
-    second in between (the soak samples RSS there)."""
+    """Called by the parent with the workers' pids once they run, at the start and end of the
+    measured window, and about once a second in between (the soak samples RSS there)."""
 
+    spawned: Callable[[list[int]], None] = lambda pids: None
     started: Callable[[], None] = lambda: None
     ended: Callable[[], None] = lambda: None
     tick: Callable[[], None] = lambda: None
@@ -244,9 +246,7 @@ async def _worker(spec: LoadSpec, index: int, results: queue.Queue[Any], go: Eve
             more = until(time.monotonic() + spec.duration_s)
         else:
             more = budget(share(spec.total_calls, spec.workers, index))
-        cpu_start = time.process_time()
         rec = await run_loops(traffic, spec, loops, more)
-        cpu_s = time.process_time() - cpu_start
         results.put(("done", index))
     results.put(
         (
@@ -257,7 +257,6 @@ async def _worker(spec: LoadSpec, index: int, results: queue.Queue[Any], go: Eve
                 latencies_ns=rec.latencies_ns.tobytes(),
                 codes=dict(rec.codes),
                 setup_errors=warm.errors,
-                cpu_s=cpu_s,
             ),
         )
     )
@@ -266,6 +265,8 @@ async def _worker(spec: LoadSpec, index: int, results: queue.Queue[Any], go: Eve
 def worker_main(spec: LoadSpec, index: int, results: queue.Queue[Any], go: Event) -> None:
     """Entry point of a worker process; a failure is reported to the parent, not lost."""
     die_with_parent()
+    if spec.cpus is not None:
+        os.sched_setaffinity(0, spec.cpus)  # what `taskset -c` does, for a spawned worker
     try:
         asyncio.run(_worker(spec, index, results, go))
     except BaseException as exc:  # report everything, including KeyboardInterrupt
@@ -292,6 +293,7 @@ def run_load(spec: LoadSpec, hooks: WindowHooks | None = None) -> LoadResult:
     try:
         for proc in procs:
             proc.start()
+        hooks.spawned([proc.pid for proc in procs if proc.pid is not None])
         result = _drive(spec, hooks, results, go, procs)
     except BaseException:
         _stop_workers(procs, grace_s=0)  # interrupted or failed: do not wait for them
@@ -389,5 +391,4 @@ def _merge(window_s: float, parts: list[WorkerResult]) -> LoadResult:
         latencies_ns=latencies,
         codes=dict(codes),
         setup_errors=sum(part.setup_errors for part in parts),
-        client_cpu_s=sum(part.cpu_s for part in parts),
     )

@@ -1,5 +1,6 @@
-"""One measurement: a fresh server (and, for `full`, a fresh OTLP sink) on free ports, one
-closed-loop load run against it, and what the clients, /proc and the server itself report.
+"""One measurement: a fresh server (and, for `full` and `proto`, a fresh OTLP sink) on free
+ports, one closed-loop load run against it, and what the clients, /proc and the server itself
+report.
 
 Configurations:
 - `full`: `payments-server` with every signal on: 100 % of calls traced and exported over
@@ -7,6 +8,8 @@ Configurations:
   JSON access logs on stdout, redirected to a file;
 - `off`: the same server with OTEL_SDK_DISABLED=true, PAYMENTS_METRICS_ADDRESS=off and
   PAYMENTS_ACCESS_LOG=off (the service's own domain log lines, e.g. `payment_created`, stay);
+- `proto`: `benchmarks.proto_server`, the floor plus stock telemetry (a SERVER span per call
+  exported over OTLP/gRPC to its own `benchmarks.otlp_sink`, a structlog line, 2 metrics);
 - `floor`: `benchmarks.floor_server`, the cheapest grpc.aio server for the same RPCs.
 - `floor-sync`: `benchmarks.floor_sync_server`, the same floor on grpcio's sync thread-pool
   server, to price the server model itself.
@@ -15,6 +18,10 @@ Configurations:
 (`full-sqlite`, `full-postgresql-x2`, ...: `benchmarks.stores`). With replicas, the load
 generator spreads its calls over all of them, the server CPU is their sum, the peak RSS the
 largest, and one OTLP sink receives every replica's spans.
+
+Every server runs under `taskset -c` on the server cores of the run's `Pinning`; the sink and
+the load-generator workers run on the client cores. CPU is read from /proc per process: the
+servers', the workers' and the sink's, and each core set's busy share.
 """
 
 from __future__ import annotations
@@ -30,11 +37,23 @@ from typing import Any
 from prometheus_client.parser import text_string_to_metric_families
 
 from benchmarks.loadgen import LoadResult, LoadSpec, WindowHooks, run_load
-from benchmarks.procs import Child, ProcessSet, cpu_seconds, host_cpu_ticks, status_kib
-from benchmarks.report import percentile
+from benchmarks.pinning import Pinning, cpu_list, parse_cpu_list
+from benchmarks.procs import (
+    Child,
+    ProcessSet,
+    StartError,
+    cpu_seconds,
+    cpus_allowed,
+    host_cpu_ticks,
+    status_kib,
+)
+from benchmarks.proto_server import HANDLED
+from benchmarks.report import client_bound, percentile
 from benchmarks.stores import KINDS, Store, parse_config, provision
+from payments_service.observability.logs import ACCESS_EVENT
 
 CONFIGS = KINDS
+TELEMETRY_KINDS = ("full", "proto")  # export spans to a sink; cross-checked after each run
 BIN = Path(sys.executable).parent
 SHUTDOWN_GRACE_S = "2"
 
@@ -47,33 +66,46 @@ class Plan:
     workers: int
     warmup_s: float
     duration_s: float
+    pinning: Pinning
 
 
 @dataclass(slots=True)
 class CpuWatch:
-    """CPU seconds of some processes, and the machine's busy share, over the measured window.
-    With a PostgreSQL store, also the CPU of the database backends serving the measurement."""
+    """CPU seconds of the processes of a measurement (`server*`, `client-*` for the load
+    generator's workers, `sink`) over the measured window, where each may run, and how busy the
+    machine and the server and client cores were. With a PostgreSQL store, also the CPU of the
+    database backends serving the measurement."""
 
     pids: dict[str, int]
+    pinning: Pinning
     store: Store | None = None
     start: dict[str, float] = field(default_factory=dict)
     used: dict[str, float] = field(default_factory=dict)
-    host_start: tuple[int, int] = (0, 0)
-    host_busy: float = 0.0
+    affinity: dict[str, str] = field(default_factory=dict)
+    ticks_start: dict[str, tuple[int, int]] = field(default_factory=dict)
+    busy: dict[str, float] = field(default_factory=dict)  # host, server cores, client cores
     db_start: dict[int, float] = field(default_factory=dict)
     db_used: float | None = None
+
+    def spawned(self, pids: list[int]) -> None:
+        self.pids |= {f"client-{i}": pid for i, pid in enumerate(pids)}
+
+    def _core_sets(self) -> dict[str, tuple[int, ...] | None]:
+        return {"host": None, "server": self.pinning.server, "client": self.pinning.client}
 
     def started(self) -> None:
         if self.store is not None and self.store.database is not None:
             self.db_start = self.store.backend_cpu()
+        self.affinity = {name: cpus_allowed(pid) for name, pid in self.pids.items()}
         self.start = {name: cpu_seconds(pid) for name, pid in self.pids.items()}
-        self.host_start = host_cpu_ticks()
+        self.ticks_start = {name: host_cpu_ticks(cpus) for name, cpus in self._core_sets().items()}
 
     def ended(self) -> None:
         self.used = {name: cpu_seconds(pid) - self.start[name] for name, pid in self.pids.items()}
-        busy, total = host_cpu_ticks()
-        elapsed = total - self.host_start[1]
-        self.host_busy = (busy - self.host_start[0]) / elapsed if elapsed else 0.0
+        for name, cpus in self._core_sets().items():
+            busy, total = host_cpu_ticks(cpus)
+            busy0, total0 = self.ticks_start[name]
+            self.busy[name] = (busy - busy0) / (total - total0) if total > total0 else 0.0
         if self.store is not None and self.store.database is not None:
             # A backend that connected during the window counts whole; one that ended is lost
             # (asyncpg keeps idle connections for 5 minutes, so none does in a measurement).
@@ -85,6 +117,16 @@ class CpuWatch:
         """CPU seconds of every server process (the replicas' sum)."""
         return sum(used for name, used in self.used.items() if name.startswith("server"))
 
+    @property
+    def clients(self) -> float:
+        """CPU seconds of every load-generator worker."""
+        return sum(self.workers)
+
+    @property
+    def workers(self) -> list[float]:
+        """CPU seconds of each load-generator worker."""
+        return [used for name, used in self.used.items() if name.startswith("client-")]
+
 
 def base_env() -> dict[str, str]:
     """The environment without the developer's own OTEL_* and PAYMENTS_* settings."""
@@ -94,11 +136,18 @@ def base_env() -> dict[str, str]:
     return env
 
 
-def full_env(sink_port: int, **extra: str) -> dict[str, str]:
+def export_env(sink: Child) -> dict[str, str]:
+    """Every call traced, spans exported over OTLP/gRPC to `sink`."""
+    return {
+        "OTEL_TRACES_SAMPLER": "always_on",
+        "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{sink.port}",
+    }
+
+
+def full_env(sink: Child, **extra: str) -> dict[str, str]:
     return {
         **base_env(),
-        "OTEL_TRACES_SAMPLER": "always_on",
-        "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{sink_port}",
+        **export_env(sink),
         "PAYMENTS_METRICS_ADDRESS": "127.0.0.1:0",
         "PAYMENTS_ACCESS_LOG": "on",
         **extra,
@@ -125,25 +174,49 @@ def python_module(module: str) -> list[str]:
     return [sys.executable, "-m", module]
 
 
-def start_sink(procs: ProcessSet, label: str) -> Child:
-    return procs.start(f"{label}-sink", python_module("benchmarks.otlp_sink"), base_env())
+def start_sink(procs: ProcessSet, label: str, pinning: Pinning) -> Child:
+    """The OTLP sink, on the client cores: it stands for the Collector, not the server."""
+    argv, cpus = python_module("benchmarks.otlp_sink"), pinning.client if pinning.pinned else None
+    return procs.start(f"{label}-sink", argv, base_env(), cpus=cpus)
+
+
+def server_command(
+    config: str, sink: Child | None, **extra: str
+) -> tuple[list[str], dict[str, str]]:
+    """argv and environment of one server of kind `config`; `extra` goes into the payments
+    server's environment (the store)."""
+    if config in TELEMETRY_KINDS and sink is None:
+        raise ValueError(f"{config!r} exports spans: it needs a sink")
+    if config == "full" and sink is not None:
+        return payments_server(), full_env(sink, **extra)
+    if config == "off":
+        return payments_server(), {**off_env(), **extra}
+    if config == "proto" and sink is not None:
+        return python_module("benchmarks.proto_server"), {**base_env(), **export_env(sink)}
+    if config in ("floor", "floor-sync"):
+        module = "floor_server" if config == "floor" else "floor_sync_server"
+        return python_module(f"benchmarks.{module}"), base_env()
+    raise ValueError(f"unknown configuration {config!r}; expected one of {', '.join(CONFIGS)}")
 
 
 def start_server(
-    procs: ProcessSet, config: str, label: str, sink: Child | None, **extra: str
+    procs: ProcessSet,
+    config: str,
+    label: str,
+    sink: Child | None,
+    pinning: Pinning,
+    **extra: str,
 ) -> Child:
-    """Start one server of kind `config` (full, off, floor, floor-sync); `extra` goes into the
-    payments server's environment (the store)."""
-    if config == "full":
-        assert sink is not None
-        return procs.start(label, payments_server(), full_env(sink.port, **extra))
-    if config == "off":
-        return procs.start(label, payments_server(), {**off_env(), **extra})
-    if config == "floor":
-        return procs.start(label, python_module("benchmarks.floor_server"), base_env())
-    if config == "floor-sync":
-        return procs.start(label, python_module("benchmarks.floor_sync_server"), base_env())
-    raise ValueError(f"unknown configuration {config!r}; expected one of {', '.join(CONFIGS)}")
+    """Start one server of kind `config` on the server cores (`taskset -c`), and check that the
+    kernel really holds it there."""
+    argv, env = server_command(config, sink, **extra)
+    if not pinning.pinned:
+        return procs.start(label, argv, env)
+    server = procs.start(label, argv, env, cpus=pinning.server)
+    allowed = cpus_allowed(server.pid)
+    if parse_cpu_list(allowed) != pinning.server:
+        raise StartError(f"{label} may run on cores {allowed}, not {cpu_list(pinning.server)}")
+    return server
 
 
 def scrape_handled(metrics_port: int) -> dict[str, float]:
@@ -153,17 +226,17 @@ def scrape_handled(metrics_port: int) -> dict[str, float]:
         text = response.read().decode()
     by_code: dict[str, float] = {}
     for family in text_string_to_metric_families(text):
-        if family.name != "grpc_server_handled":
+        if family.name != HANDLED:
             continue
         for sample in family.samples:
-            if sample.name == "grpc_server_handled_total":
+            if sample.name == f"{HANDLED}_total":
                 code = sample.labels["grpc_code"]
                 by_code[code] = by_code.get(code, 0.0) + sample.value
     return dict(by_code)
 
 
 def count_access_lines(child: Child) -> int:
-    return sum(1 for line in child.lines() if line.get("event") == "rpc_completed")
+    return sum(1 for line in child.lines() if line.get("event") == ACCESS_EVENT)
 
 
 def sink_spans(sink: Child) -> int | None:
@@ -174,36 +247,56 @@ def sink_spans(sink: Child) -> int | None:
 
 
 def summarise(load: LoadResult, cpu: CpuWatch, peak_rss_kib: int) -> dict[str, Any]:
+    """One measurement's figures. CPU shares are of the cores a process may run on (the
+    server's or the client's set; every usable core when not pinned)."""
     calls = max(load.calls, 1)
     lat = load.latencies_ns
+    server_cores, client_cores = len(cpu.pinning.server), len(cpu.pinning.client)
+    client_cpu_pct = cpu.clients / load.window_s / client_cores * 100
+    busiest_worker_pct = max(cpu.workers, default=0.0) / load.window_s * 100
     return {
         "calls": load.calls,
         "window_s": load.window_s,
+        "server_cpu_us_per_call": cpu.servers / calls * 1e6,
         "throughput": load.calls / load.window_s,
         "p50_ms": percentile(lat, 0.50) / 1e6,
         "p95_ms": percentile(lat, 0.95) / 1e6,
         "p99_ms": percentile(lat, 0.99) / 1e6,
         "max_ms": (lat[-1] / 1e6) if lat else None,
         "mean_ms": (sum(lat) / len(lat) / 1e6) if lat else None,
-        "server_cpu_us_per_call": cpu.servers / calls * 1e6,
-        "server_cpu_pct": cpu.servers / load.window_s * 100,
+        "server_cpu_pct": cpu.servers / load.window_s / server_cores * 100,
         "db_cpu_us_per_call": None if cpu.db_used is None else cpu.db_used / calls * 1e6,
-        "client_cpu_us_per_call": load.client_cpu_s / calls * 1e6,
-        "host_busy_pct": cpu.host_busy * 100,
+        "client_cpu_us_per_call": cpu.clients / calls * 1e6,
+        "client_cpu_pct": client_cpu_pct,
+        "busiest_worker_cpu_pct": busiest_worker_pct,  # of one core
+        "client_bound": client_bound(client_cpu_pct, busiest_worker_pct),
+        "host_busy_pct": cpu.busy["host"] * 100,
+        "server_cores_busy_pct": cpu.busy["server"] * 100,
+        "client_cores_busy_pct": cpu.busy["client"] * 100,
+        "pinned": cpu.pinning.pinned,
+        "processes": {
+            name: {
+                "cores": cpu.affinity.get(name),
+                "cpu_s": used,
+                "cpu_pct_of_one_core": used / load.window_s * 100,
+            }
+            for name, used in cpu.used.items()
+        },
         "peak_rss_mib": peak_rss_kib / 1024,
         "client_errors": load.errors,
         "codes": load.codes,
     }
 
 
-def full_checks(
+def telemetry_checks(
     servers: list[Child],
     sink: Child,
     handled: dict[str, float],
     cpu: CpuWatch,
-    calls: int,
+    load: LoadResult,
 ) -> dict[str, Any]:
-    """Cross-checks that `full` really did its work: metrics, spans exported, log lines."""
+    """Cross-checks that a telemetry configuration (`full*`, `proto`) really did its work:
+    calls counted by its metrics, spans exported, access-log lines."""
     total = sum(handled.values())
     spans = sink_spans(sink)
     lines = sum(count_access_lines(server) for server in servers)
@@ -215,7 +308,8 @@ def full_checks(
         "spans_per_handled_call": (spans / total) if spans is not None and total else None,
         "access_log_lines": lines,
         "access_lines_per_handled_call": (lines / total) if total else None,
-        "sink_cpu_us_per_call": cpu.used["sink"] / max(calls, 1) * 1e6,
+        "sink_cpu_us_per_call": cpu.used["sink"] / max(load.calls, 1) * 1e6,
+        "sink_cpu_pct": cpu.used["sink"] / load.window_s * 100,  # of one core
     }
 
 
@@ -225,12 +319,15 @@ def measure(
     """Fresh processes (and a fresh store), one load run, then everything stopped and the
     store dropped; returns the measurement."""
     spec = parse_config(config)
-    sink = start_sink(procs, label) if spec.kind == "full" else None
+    telemetry = spec.kind in TELEMETRY_KINDS
+    sink = start_sink(procs, label, plan.pinning) if telemetry else None
     with provision(spec, procs.workdir, label) as store:
         names = [label] if spec.replicas == 1 else [f"{label}-{i}" for i in range(spec.replicas)]
-        servers = [start_server(procs, spec.kind, name, sink, **store.env) for name in names]
+        servers = [
+            start_server(procs, spec.kind, name, sink, plan.pinning, **store.env) for name in names
+        ]
         pids = {("server" if i == 0 else f"server-{i}"): s.pid for i, s in enumerate(servers)}
-        cpu = CpuWatch(pids | ({"sink": sink.pid} if sink else {}), store)
+        cpu = CpuWatch(pids | ({"sink": sink.pid} if sink else {}), plan.pinning, store)
         load_spec = LoadSpec(
             targets=tuple(f"127.0.0.1:{server.port}" for server in servers),
             workload=workload,
@@ -239,10 +336,12 @@ def measure(
             warmup_s=plan.warmup_s,
             duration_s=plan.duration_s,
             tag=f"{label}-{uuid.uuid4().hex[:8]}",
+            cpus=plan.pinning.client if plan.pinning.pinned else None,
         )
-        load = run_load(load_spec, WindowHooks(started=cpu.started, ended=cpu.ended))
+        hooks = WindowHooks(spawned=cpu.spawned, started=cpu.started, ended=cpu.ended)
+        load = run_load(load_spec, hooks)
         handled: dict[str, float] = {}
-        if spec.kind == "full":
+        if telemetry:
             for server in servers:
                 for code, n in scrape_handled(int(server.started["metrics_port"])).items():
                     handled[code] = handled.get(code, 0.0) + n
@@ -252,7 +351,7 @@ def measure(
     result["server_exit_status"] = max(statuses, key=abs)
     if sink is not None:
         result["sink_exit_status"] = procs.stop(sink)
-        result["full_checks"] = full_checks(servers, sink, handled, cpu, load.calls)
+        result["telemetry_checks"] = telemetry_checks(servers, sink, handled, cpu, load)
     result["errors"] = load.errors
     return {
         "config": config,

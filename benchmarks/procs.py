@@ -12,6 +12,7 @@ import contextlib
 import ctypes
 import json
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -59,8 +60,16 @@ class ProcessSet:
     children: list[Child] = field(default_factory=list)
 
     def start(
-        self, name: str, argv: list[str], env: dict[str, str], timeout: float = 30.0
+        self,
+        name: str,
+        argv: list[str],
+        env: dict[str, str],
+        timeout: float = 30.0,
+        cpus: tuple[int, ...] | None = None,
     ) -> Child:
+        """Start `argv`; with `cpus`, under `taskset -c` so it only ever runs on those cores."""
+        if cpus is not None:
+            argv = [taskset(), "-c", ",".join(map(str, cpus)), *argv]
         stdout_path = self.workdir / f"{name}.stdout"
         stderr_path = self.workdir / f"{name}.stderr"
         with stdout_path.open("wb") as out, stderr_path.open("wb") as err:
@@ -95,6 +104,14 @@ class ProcessSet:
         for child in list(self.children):
             with contextlib.suppress(Exception):
                 self.stop(child, timeout=5.0)
+
+
+def taskset() -> str:
+    """The path of util-linux's `taskset`."""
+    path = shutil.which("taskset")
+    if path is None:
+        raise FileNotFoundError("taskset (util-linux) not found: install it, or run with --no-pin")
+    return path
 
 
 def die_with_parent() -> None:
@@ -154,9 +171,25 @@ def status_kib(pid: int, key: str) -> int:
     raise KeyError(f"{key} not in /proc/{pid}/status")
 
 
-def host_cpu_ticks() -> tuple[int, int]:
-    """(busy, total) jiffies of the whole machine, from the `cpu` line of /proc/stat."""
-    first = Path("/proc/stat").read_text().splitlines()[0].split()
-    values = [int(v) for v in first[1:9]]  # user nice system idle iowait irq softirq steal
-    idle = values[3] + values[4]
-    return sum(values) - idle, sum(values)
+def cpus_allowed(pid: int) -> str:
+    """The cores `pid` may run on, e.g. `1` or `0-1` (Cpus_allowed_list in /proc/PID/status)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        name, _, value = line.partition(":")
+        if name == "Cpus_allowed_list":
+            return value.strip()
+    raise KeyError(f"Cpus_allowed_list not in /proc/{pid}/status")
+
+
+def host_cpu_ticks(cpus: tuple[int, ...] | None = None) -> tuple[int, int]:
+    """(busy, total) jiffies of the whole machine (the `cpu` line of /proc/stat), or summed over
+    the `cpuN` lines of `cpus`."""
+    wanted = {"cpu"} if cpus is None else {f"cpu{cpu}" for cpu in cpus}
+    busy = total = 0
+    for line in Path("/proc/stat").read_text().splitlines():
+        fields = line.split()
+        if not fields or fields[0] not in wanted:
+            continue
+        values = [int(v) for v in fields[1:9]]  # user nice system idle iowait irq softirq steal
+        idle = values[3] + values[4]
+        busy, total = busy + sum(values) - idle, total + sum(values)
+    return busy, total

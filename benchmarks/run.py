@@ -1,17 +1,21 @@
 """`make bench`: what does observability cost the payments server?
 
-Measures three configurations (see `benchmarks.measure`): `full` (traces at 100 % exported
-over OTLP/gRPC to another process, metrics, JSON access logs), `off` (the same server with
-every signal off) and `floor` (the cheapest grpc.aio server for the same RPCs), INTERLEAVED:
-round 1 full, off, floor; round 2 full, off, floor; ... so drift of a shared machine hits every
-configuration alike. Each measurement starts fresh processes on free ports. Prints Markdown
-(medians over rounds, ratios, targets, every round) and writes everything to a JSON file.
+Measures the configurations of `benchmarks.measure`: `full` (traces at 100 % exported over
+OTLP/gRPC to another process, metrics, JSON access logs), `off` (the same server with every
+signal off), `proto` (the cheapest honest full-telemetry server, from stock parts), `floor`
+and `floor-sync` (the cheapest grpc.aio and sync servers for the same RPCs), INTERLEAVED:
+round 1 full, off, proto, floor, floor-sync; round 2 the same; ... so drift of a shared machine
+hits every configuration alike. Each measurement starts fresh processes on free ports, the
+server pinned to its own core(s) and the load generator to the others (`benchmarks.pinning`).
+Prints Markdown (medians over rounds with server CPU µs/call first, ratios, targets, every round
+with each process's CPU share and the client-bound flag) and writes everything to a JSON file.
 
 `--store` runs `full` on each store (`full` = memory, `full-sqlite`, `full-postgresql`) in the
 same interleaved rounds, each measurement on a fresh SQLite file or PostgreSQL database;
 `--replicas 1,2` adds 2 server processes sharing one durable store (`full-sqlite-x2`, ...).
 
     python -m benchmarks.run [--workload mix] [--concurrency 32] [--duration 10] [--rounds 3]
+    python -m benchmarks.run --server-cpus 0 --client-cpus 1
     python -m benchmarks.run --store memory,sqlite,postgresql --configs full,off,floor
     python -m benchmarks.run --store sqlite,postgresql --replicas 1,2 --configs full
     python -m benchmarks.run --soak          # 200 000 new payments, RSS growth
@@ -36,14 +40,18 @@ if __package__ in (None, ""):  # `python benchmarks/run.py`: make `benchmarks` i
 from benchmarks import report
 from benchmarks.loadgen import SCHEDULES, LoadError
 from benchmarks.measure import CONFIGS, Plan, measure
+from benchmarks.pinning import Pinning, parse_cpu_list, plan_pinning, usable_cpus
 from benchmarks.procs import REPO_ROOT, ProcessSet, StartError
 from benchmarks.soak import SoakPlan, run_soak, soak_markdown
 from benchmarks.stores import STORES, SYNCHRONOUS, expand, parse_config
 
 RESULTS = REPO_ROOT / "benchmarks" / "results"
-# Half the cores drive the load, the rest serve; 1 process on a 2-core machine. Why: the
-# "Workers" section of benchmarks/README.md.
-DEFAULT_WORKERS = max(1, (os.cpu_count() or 2) // 2)
+
+
+def default_workers(pinning: Pinning) -> int:
+    """One load-generator process per client core (1 on a 2-core machine); unpinned, half the
+    cores. Why: the "Workers" section of benchmarks/README.md."""
+    return len(pinning.client) if pinning.pinned else max(1, len(pinning.client) // 2)
 
 
 def csv(choices: tuple[str, ...]) -> Any:
@@ -57,8 +65,15 @@ def csv(choices: tuple[str, ...]) -> Any:
     return parse
 
 
+def cpus(raw: str) -> tuple[int, ...]:
+    try:
+        return parse_cpu_list(raw)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def config_list(raw: str) -> list[str]:
-    """A comma list of configurations: full, off, floor, floor-sync, or a store-specific name
+    """A comma list of configurations: full, off, proto, floor, floor-sync, or a store-specific name
     such as full-sqlite-normal or full-postgresql-x2 (see benchmarks.stores)."""
     values = [v.strip() for v in raw.split(",") if v.strip()]
     if not values:
@@ -92,12 +107,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add("--warmup", type=float, default=2.0, help="warm-up seconds before each (default 2)")
     add("--rounds", type=int, default=3, help="interleaved rounds (default 3)")
     add("--workload", type=csv(tuple(SCHEDULES)), default=["mix"], help="e.g. mix or new,get")
-    add("--workers", type=int, default=DEFAULT_WORKERS, help="load-generator processes (cores/2)")
+    add(
+        "--workers",
+        type=int,
+        default=None,
+        help="load-generator processes (default: one per client core)",
+    )
+    add("--server-cpus", type=cpus, default=None, help="cores of the server (default: the first)")
+    add("--client-cpus", type=cpus, default=None, help="cores of the client (default: the rest)")
+    add("--no-pin", action="store_true", help="do not pin server and client apart (not honest)")
     add(
         "--configs",
         type=config_list,
         default=list(CONFIGS),
-        help="default full,off,floor,floor-sync; `full` expands per --store/--replicas",
+        help=f"default {','.join(CONFIGS)}; `full` expands per --store/--replicas",
     )
     add(
         "--store",
@@ -124,6 +147,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add("--keep-workdir", action="store_true", help="keep server logs in the temp directory")
     add("--check", action="store_true", help="exit 1 when a target fails")
     opts = parser.parse_args(argv)
+    try:
+        opts.pinning = plan_pinning(
+            usable_cpus(), opts.server_cpus, opts.client_cpus, enabled=not opts.no_pin
+        )
+    except ValueError as exc:
+        parser.error(str(exc))
+    if opts.workers is None:
+        opts.workers = default_workers(opts.pinning)
     if opts.concurrency < opts.workers or opts.workers < 1 or opts.rounds < 1:
         parser.error("need 1 <= --workers <= --concurrency and --rounds >= 1")
     opts.configs = expand(opts.configs, opts.store, opts.sqlite_synchronous, opts.replicas)
@@ -133,7 +164,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def run_comparison(procs: ProcessSet, opts: argparse.Namespace) -> dict[str, Any]:
-    plan = Plan(opts.concurrency, opts.workers, opts.warmup, opts.duration)
+    plan = Plan(opts.concurrency, opts.workers, opts.warmup, opts.duration, opts.pinning)
+    print(f"[bench] pinning: {plan.pinning.describe()}", file=sys.stderr, flush=True)
     measurements: list[dict[str, Any]] = []
     for round_no in range(1, opts.rounds + 1):
         for workload in opts.workload:
@@ -144,54 +176,76 @@ def run_comparison(procs: ProcessSet, opts: argparse.Namespace) -> dict[str, Any
                 result["round"] = round_no
                 print(f"[bench] {label}: {_brief(result)}", file=sys.stderr, flush=True)
                 measurements.append(result)
+    summaries = {
+        w: summarise_workload(
+            opts.configs, measurements, w, pinned=plan.pinning.pinned, rounds=opts.rounds
+        )
+        for w in opts.workload
+    }
     return {
         "plan": {**asdict(plan), "rounds": opts.rounds, "configs": opts.configs},
-        "workloads": {w: summarise_workload(opts.configs, measurements, w) for w in opts.workload},
+        "workloads": summaries,
     }
 
 
 def _brief(result: dict[str, Any]) -> str:
+    bound = ", CLIENT-BOUND" if result["client_bound"] else ""
     return (
+        f"server CPU {result['server_cpu_us_per_call']:.0f} µs/call, "
         f"{result['throughput']:.0f} calls/s, p99 {result['p99_ms']:.2f} ms, "
-        f"server CPU {result['server_cpu_us_per_call']:.0f} µs/call, errors {result['errors']}"
+        f"client {result['client_cpu_us_per_call']:.0f} µs/call "
+        f"({result['client_cpu_pct']:.0f} % of its cores{bound}), errors {result['errors']}"
     )
 
 
 def summarise_workload(
-    configs: list[str], measurements: list[dict[str, Any]], workload: str
+    configs: list[str],
+    measurements: list[dict[str, Any]],
+    workload: str,
+    *,
+    pinned: bool,
+    rounds: int,
 ) -> dict[str, Any]:
-    rounds = {
+    by_config = {
         c: [m for m in measurements if m["workload"] == workload and m["config"] == c]
         for c in configs
     }
-    medians = {c: report.medians(rs) for c, rs in rounds.items()}
+    medians = {c: report.medians(rs) for c, rs in by_config.items()}
     ratios = report.ratios(medians)
-    errors = sum(
-        m["errors"] + int(m.get("full_checks", {}).get("server_non_ok", 0))
-        for rs in rounds.values()
-        for m in rs
+    every = [m for rs in by_config.values() for m in rs]
+    run = report.RunChecks(
+        errors=sum(
+            m["errors"] + int(m.get("telemetry_checks", {}).get("server_non_ok", 0)) for m in every
+        ),
+        client_bound_rounds=sum(bool(m["client_bound"]) for m in every),
+        pinned=pinned,
+        rounds=rounds,
     )
     return {
         "medians": medians,
         "ratios": ratios,
-        "targets": report.targets(ratios, errors),
-        "rounds": rounds,
+        "targets": report.targets(ratios, run),
+        "rounds": by_config,
     }
 
 
 def comparison_markdown(result: dict[str, Any], opts: argparse.Namespace) -> str:
-    parts = []
+    parts = [f"Pinning: {opts.pinning.describe()}.", ""]
     for workload, summary in result["workloads"].items():
+        every_round = _round_rows(summary["rounds"])
         parts += [
             f"## Workload `{workload}`: concurrency {opts.concurrency}, {opts.workers} "
             f"load-generator process{'es' if opts.workers != 1 else ''}, "
             f"{opts.duration:g} s x {opts.rounds} rounds, interleaved",
             "",
-            "Medians over rounds (errors: sum over rounds):",
+            report.client_bound_line(every_round),
+            "",
+            "Medians over rounds (errors and client-bound rounds: sums over rounds); the primary "
+            "figure is server CPU µs/call:",
             "",
             report.table(list(summary["medians"].items()), _columns(report.COLUMNS, opts)),
             "",
-            "Ratios (from the medians):",
+            "Ratios (from the medians; server CPU per call first):",
             "",
             report.ratio_lines(summary["ratios"]),
             "",
@@ -201,15 +255,10 @@ def comparison_markdown(result: dict[str, Any], opts: argparse.Namespace) -> str
             "",
             "Every round:",
             "",
-            report.table(_round_rows(summary["rounds"]), _columns(report.ROUND_COLUMNS, opts)),
+            report.table(every_round, _columns(report.ROUND_COLUMNS, opts)),
             "",
-            _full_checks_lines(
-                [
-                    m
-                    for config, rs in summary["rounds"].items()
-                    if config.startswith("full")
-                    for m in rs
-                ]
+            _telemetry_checks_lines(
+                [m for rs in summary["rounds"].values() for m in rs if "telemetry_checks" in m]
             ),
             "",
         ]
@@ -230,18 +279,19 @@ def _round_rows(rounds: dict[str, list[dict[str, Any]]]) -> list[tuple[str, dict
     return sorted(rows, key=lambda row: (row[1]["round"], list(rounds).index(row[1]["config"])))
 
 
-def _full_checks_lines(full_rounds: list[dict[str, Any]]) -> str:
-    lines = ["`full` cross-checks (per round):", ""]
-    for m in sorted(full_rounds, key=lambda m: int(m["round"])):
-        c = m["full_checks"]
+def _telemetry_checks_lines(telemetry_rounds: list[dict[str, Any]]) -> str:
+    lines = ["Telemetry cross-checks (`full*`, `proto`; per round):", ""]
+    for m in sorted(telemetry_rounds, key=lambda m: int(m["round"])):
+        c = m["telemetry_checks"]
         lines.append(
             f"- {m['config']} r{m['round']}: server handled {c['server_handled_total']:.0f} calls, "
             f"non-OK {c['server_non_ok']:.0f}; spans received {c['spans_received']} "
             f"({_num(c['spans_per_handled_call'])}/call); access-log lines "
             f"{c['access_log_lines']} ({_num(c['access_lines_per_handled_call'])}/call); "
-            f"sink CPU {c['sink_cpu_us_per_call']:.0f} µs/call"
+            f"sink CPU {c['sink_cpu_us_per_call']:.0f} µs/call "
+            f"({c['sink_cpu_pct']:.0f} % of a core)"
         )
-    return "\n".join(lines) if full_rounds else ""
+    return "\n".join(lines) if telemetry_rounds else ""
 
 
 def _num(value: float | None) -> str:
@@ -255,11 +305,16 @@ def _terminate(signum: int, _frame: object) -> NoReturn:
 
 def execute(opts: argparse.Namespace, procs: ProcessSet) -> tuple[dict[str, Any], str, bool]:
     """Run what `opts` asks; returns the JSON document, the Markdown, and whether all passed."""
-    info = report.machine()
+    info = {**report.machine(), "pinning": asdict(opts.pinning)}
+    if opts.pinning.pinned:
+        # The runner itself (and so anything it forks) stays off the server's cores too.
+        os.sched_setaffinity(0, opts.pinning.client)
     if opts.soak:
-        plan = SoakPlan(opts.soak_payments, opts.soak_ttl, opts.concurrency, opts.workers, 1.0)
+        plan = SoakPlan(
+            opts.soak_payments, opts.soak_ttl, opts.concurrency, opts.workers, 1.0, opts.pinning
+        )
         soak = run_soak(procs, plan)
-        text = "## Soak\n\n" + soak_markdown(soak)
+        text = f"Pinning: {opts.pinning.describe()}.\n\n## Soak\n\n" + soak_markdown(soak)
         return {"machine": info, "soak": soak}, text, soak["rss"]["result"] == "PASS"
     result = run_comparison(procs, opts)
     text = comparison_markdown(result, opts)

@@ -1,5 +1,5 @@
-"""Shared by the benchmark's helper servers (floor and OTLP sink): announce the bound port on
-stdout the way `payments-server` does, and serve until SIGTERM or SIGINT."""
+"""Shared by the benchmark's helper servers (floor, proto and OTLP sink): announce the bound
+port on stdout the way `payments-server` does, and serve until SIGTERM or SIGINT."""
 
 from __future__ import annotations
 
@@ -18,10 +18,11 @@ def announce(event: str, **fields: Any) -> None:
     print(json.dumps({"event": event, **fields}), flush=True)
 
 
-async def serve_until_signalled(server: grpc.aio.Server, port: int) -> None:
-    """Start `server`, announce `port`, and stop it (no grace) on SIGTERM or SIGINT."""
+async def serve_until_signalled(server: grpc.aio.Server, port: int, **fields: Any) -> None:
+    """Start `server`, announce `port` (and `fields`), and stop it (no grace) on SIGTERM or
+    SIGINT."""
     await server.start()
-    announce("server_started", port=port, pid=os.getpid())
+    announce("server_started", port=port, pid=os.getpid(), **fields)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):

@@ -12,11 +12,14 @@ from __future__ import annotations
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from benchmarks.loadgen import LoadSpec, WindowHooks, run_load
 from benchmarks.measure import CpuWatch, scrape_handled, start_server, start_sink, summarise
 from benchmarks.procs import ProcessSet, status_kib
+
+if TYPE_CHECKING:
+    from benchmarks.pinning import Pinning
 
 SETTLE_S = 5.0
 MAX_GROWTH_PCT = 10.0
@@ -29,6 +32,7 @@ class SoakPlan:
     concurrency: int
     workers: int
     warmup_s: float
+    pinning: Pinning
 
 
 @dataclass(slots=True)
@@ -72,12 +76,17 @@ def analyse(samples: list[tuple[float, int]], ttl_s: float) -> dict[str, Any]:
 
 def run_soak(procs: ProcessSet, plan: SoakPlan) -> dict[str, Any]:
     label = "soak"
-    sink = start_sink(procs, label)
+    sink = start_sink(procs, label, plan.pinning)
     server = start_server(
-        procs, "full", label, sink, PAYMENTS_IDEMPOTENCY_TTL_SECONDS=f"{plan.ttl_s:g}"
+        procs,
+        "full",
+        label,
+        sink,
+        plan.pinning,
+        PAYMENTS_IDEMPOTENCY_TTL_SECONDS=f"{plan.ttl_s:g}",
     )
     rss = RssSampler(server.pid)
-    cpu = CpuWatch({"server": server.pid, "sink": sink.pid})
+    cpu = CpuWatch({"server": server.pid, "sink": sink.pid}, plan.pinning)
 
     def started() -> None:
         cpu.started()
@@ -96,8 +105,10 @@ def run_soak(procs: ProcessSet, plan: SoakPlan) -> dict[str, Any]:
         duration_s=0.0,
         total_calls=plan.payments,
         tag=f"{label}-{uuid.uuid4().hex[:8]}",
+        cpus=plan.pinning.client if plan.pinning.pinned else None,
     )
-    load = run_load(spec, WindowHooks(started=started, ended=ended, tick=rss.tick))
+    hooks = WindowHooks(spawned=cpu.spawned, started=started, ended=ended, tick=rss.tick)
+    load = run_load(spec, hooks)
     handled = scrape_handled(int(server.started["metrics_port"]))
     result = summarise(load, cpu, status_kib(server.pid, "VmHWM"))
     result["server_non_ok"] = sum(handled.values()) - handled.get("OK", 0.0)

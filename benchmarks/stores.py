@@ -1,6 +1,6 @@
 """Configurations on stores and replicas, and the store each measurement gets.
 
-A configuration name says what runs: `full`, `off`, `floor`, `floor-sync` (see
+A configuration name says what runs: `full`, `off`, `proto`, `floor`, `floor-sync` (see
 `benchmarks.measure`), and for `full` also the store and the number of server processes:
 
     full                      the in-memory store, one process (the name existing runs use)
@@ -41,7 +41,7 @@ if TYPE_CHECKING:
 
 STORES = ("memory", "sqlite", "postgresql")
 SYNCHRONOUS = ("full", "normal")
-KINDS = ("full", "off", "floor", "floor-sync")
+KINDS = ("full", "off", "proto", "floor", "floor-sync")
 BENCH_DATABASE_URL = "PAYMENTS_BENCH_DATABASE_URL"
 DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/test"
 DATABASE_PREFIX = "payments_bench_"  # a database left by a killed run: DROP DATABASE it by hand
@@ -56,7 +56,7 @@ class Config:
     """What one configuration name means."""
 
     name: str
-    kind: str  # full, off, floor, floor-sync
+    kind: str  # full, off, proto, floor, floor-sync
     store: str = "memory"
     synchronous: str = "full"  # SQLite only
     replicas: int = 1
@@ -69,7 +69,7 @@ class Config:
 
 def parse_config(name: str) -> Config:
     """`full-sqlite-normal-x2` -> Config(kind=full, store=sqlite, synchronous=normal, 2)."""
-    if name in ("floor", "floor-sync"):
+    if name in ("proto", "floor", "floor-sync"):
         return Config(name, name)
     match = _ON_STORE.fullmatch(name)
     if (
