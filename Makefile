@@ -15,7 +15,10 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 .PHONY: help install lock proto proto-check docs lint lint-imports format format-check typecheck test check e2e run clean
 
 help: ## List the targets
-	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {name[++n] = $$1; text[n] = $$2; \
+		if (length($$1) > width) width = length($$1)} \
+		END {for (i = 1; i <= n; i++) printf "  \033[36m%-" width "s\033[0m  %s\n", name[i], text[i]}' \
+		$(MAKEFILE_LIST)
 
 $(STAMP): requirements/dev.lock pyproject.toml
 	$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "Python >= 3.11 is required"; exit 1; }
@@ -64,10 +67,12 @@ test: $(STAMP) ## pytest with the coverage gate (>= 90 % line + branch, see pypr
 format-check: $(STAMP) ## ruff format --check (changes nothing)
 	$(BIN)/ruff format --check .
 
-check: lint lint-imports format-check proto-check typecheck test ## Everything CI runs: lint, layer contracts, format check, proto check, types, tests
+check: lint lint-imports format-check proto-check typecheck test ## Lint, layer contracts, format, generated code, types, tests (docs test included); CI also runs e2e
 
-e2e: $(STAMP) ## Real grpcurl, Prometheus (installed if missing) and OTLP export against the real server
-	command -v prometheus >/dev/null || { $(SUDO) apt-get update -qq && \
+e2e: $(STAMP) ## Real processes and tools: grpcurl, Prometheus, OTLP export (installs Debian's prometheus with apt-get if missing)
+	@command -v prometheus >/dev/null || { \
+	  echo "make e2e: prometheus is not on PATH: installing Debian's prometheus package system-wide with apt-get$(if $(SUDO), (through sudo))" >&2; \
+	  $(SUDO) apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends prometheus; }
 	$(BIN)/pytest -m e2e -p no:cacheprovider
 
