@@ -56,10 +56,10 @@ format: $(STAMP) ## ruff format (rewrites files) and safe lint fixes
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-typecheck: $(STAMP) ## mypy --strict on src/, tests/, benchmarks/, scripts/ and fuzzing/
+typecheck: $(STAMP) ## mypy --strict on src/, tests/, benchmarks/, scripts/, fuzzing/ and examples/
 	$(BIN)/mypy
 	$(BIN)/mypy tests
-	$(BIN)/mypy benchmarks scripts fuzzing
+	$(BIN)/mypy benchmarks scripts fuzzing examples
 
 test: $(STAMP) ## pytest with the coverage gate (>= 90 % line + branch, see pyproject.toml)
 	$(BIN)/pytest --cov --cov-report=term-missing --cov-fail-under=90

@@ -12,7 +12,7 @@ BENCH_SERVER_CPUS ?=
 BENCH_CLIENT_CPUS ?=
 BENCH_PIN := $(if $(BENCH_SERVER_CPUS),--server-cpus $(BENCH_SERVER_CPUS)) $(if $(BENCH_CLIENT_CPUS),--client-cpus $(BENCH_CLIENT_CPUS))
 
-.PHONY: bench bench-replicas bench-soak bench-encoder
+.PHONY: bench bench-replicas bench-soak bench-encoder bench-shared-limiter
 
 bench: $(STAMP) ## Server CPU µs/call of full vs off vs proto vs floor (stores: BENCH_ARGS="--store memory,sqlite,postgresql"), pinned apart, 3 rounds
 	$(BIN)/python -m benchmarks.run $(BENCH_PIN) $(BENCH_ARGS)
@@ -25,5 +25,8 @@ bench-soak: $(STAMP) ## Soak: 200 000 new payments on one full server, TTL 20 s;
 
 bench-encoder: $(STAMP) ## The SDK's OTLP span encoder vs the fast one: µs/span and GIL hold per batch
 	$(BIN)/python -m benchmarks.encoder $(BENCH_ARGS)
+
+bench-shared-limiter: $(STAMP) ## Cost per call of a rate limiter shared through PostgreSQL (one upsert per call)
+	$(BIN)/python -m benchmarks.shared_limiter $(BENCH_ARGS)
 
 endif

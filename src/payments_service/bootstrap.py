@@ -26,11 +26,14 @@ from payments_service.adapters.stores.pending import PendingRepository
 from payments_service.adapters.system import RandomPaymentIds, SystemClock
 from payments_service.adapters.traced_processor import TracedProcessor
 from payments_service.application.expiry import ExpirySweeper
+from payments_service.application.order_limit import OrderAttempts
 from payments_service.application.recovery import SettlementRecovery
 from payments_service.application.service import PaymentService
 from payments_service.observability.metrics import (
     StoreMetrics,
+    auth_failure_series,
     load_series,
+    order_window_series,
     pool_series,
     register_sampled,
     start_metrics_server,
@@ -41,7 +44,8 @@ from payments_service.observability.observer import TelemetryObserver
 from payments_service.observability.telemetry import Telemetry, build_telemetry
 from payments_service.observability.tracing import library_server_interceptor
 from payments_service.security.authenticator import DEFAULT_MERCHANT, Authenticator
-from payments_service.transport.admission import ConcurrencyLimit, ShutdownGate
+from payments_service.security.throttle import Buckets
+from payments_service.transport.admission import ConcurrencyLimit, MerchantRateLimit, ShutdownGate
 from payments_service.transport.grpc_server import UNARY_METHODS, start_server
 from payments_service.transport.interceptors.auth import AuthInterceptor
 from payments_service.transport.interceptors.observation import (
@@ -112,9 +116,11 @@ def build_service(
     ids: IdGenerator | None = None,
     repository: PaymentRepository | None = None,
     processor: PaymentProcessor | None = None,
+    order_attempts: OrderAttempts | None = None,
 ) -> PaymentService:
     """The application service. Ports not given are the defaults `build_app` uses: the memory
-    store, the simulated processor, the system clock and random ids (tests pass their own)."""
+    store, the simulated processor, the system clock, random ids and the per-order limit of
+    the settings (tests pass their own)."""
     telemetry = telemetry or Telemetry()
     clock = SystemClock() if clock is None else clock
     if repository is None:  # `is None`, not `or`: an empty repository is falsy (__len__)
@@ -129,7 +135,41 @@ def build_service(
         observer=TelemetryObserver(telemetry.metrics),
         tracer=telemetry.tracer(),
         simulation=settings.simulation,
+        order_attempts=build_order_attempts(settings) if order_attempts is None else order_attempts,
     )
+
+
+def build_order_attempts(settings: Settings) -> OrderAttempts | None:
+    """The per-order limit on new payments, or None when it is off."""
+    if settings.order_attempts_per_minute is None:
+        return None
+    return OrderAttempts(
+        per_window=settings.order_attempts_per_minute, max_windows=settings.order_windows_max
+    )
+
+
+def build_rate_limit(settings: Settings) -> MerchantRateLimit | None:
+    """The per-merchant rate limit, or None when it is off. Its buckets are capped like the
+    others, though the keys file already bounds the merchants."""
+    if settings.rate_limit_rps is None:
+        return None
+    return MerchantRateLimit(
+        Buckets(
+            rate=settings.rate_limit_rps,
+            burst=settings.rate_limit_burst,
+            max_keys=settings.auth_peers_max,
+        )
+    )
+
+
+def build_authenticator(settings: Settings, keys: KeyRing | None) -> Authenticator:
+    """The authenticator of `keys` (None: authentication off), with the per-address limit on
+    failed authentications of the settings."""
+    per_minute = settings.auth_failures_per_minute
+    failures = None
+    if per_minute is not None:
+        failures = Buckets(rate=per_minute / 60, burst=per_minute, max_keys=settings.auth_peers_max)
+    return Authenticator(keys, failures=failures)
 
 
 def build_interceptors(
@@ -137,6 +177,7 @@ def build_interceptors(
     authenticator: Authenticator | None = None,
     limit: ConcurrencyLimit | None = None,
     gate: ShutdownGate | None = None,
+    rate_limit: MerchantRateLimit | None = None,
 ) -> list[grpc.aio.ServerInterceptor[Any, Any]]:
     """The server interceptor chain, outermost first.
 
@@ -149,8 +190,9 @@ def build_interceptors(
        `limit` (RESOURCE_EXHAUSTED), and parks then refuses (UNAVAILABLE) new calls once
        `gate` closes at shutdown, so those calls are counted, logged and traced too.
     3. AuthInterceptor: the caller's principal (`security.principal`) from its API key, or the
-       `default` merchant with authentication off; inside the observation point, so a refused
-       key becomes UNAUTHENTICATED through the one error table and is counted, logged and
+       `default` merchant with authentication off, then the merchant's `rate_limit`; inside the
+       observation point, so a refused key (UNAUTHENTICATED) or a limited caller
+       (RESOURCE_EXHAUSTED) is answered through the one error table and counted, logged and
        traced like any call.
     """
     telemetry = telemetry or Telemetry()
@@ -162,7 +204,7 @@ def build_interceptors(
     chain.append(
         ObservationInterceptor(every_call, health_reporters=health_checks, limit=limit, gate=gate)
     )
-    chain.append(AuthInterceptor(authenticator or Authenticator(None)))
+    chain.append(AuthInterceptor(authenticator or Authenticator(None), rate_limit))
     return chain
 
 
@@ -236,14 +278,30 @@ async def build_app(
     clock = SystemClock()
     processor = build_processor(settings, telemetry)
     pending = PendingRepository()  # until the store is open: UNAVAILABLE, health NOT_SERVING
+    order_attempts = build_order_attempts(settings)
+    authenticator = build_authenticator(settings, keys)
     service = build_service(
-        settings, telemetry=telemetry, clock=clock, repository=pending, processor=processor
+        settings,
+        telemetry=telemetry,
+        clock=clock,
+        repository=pending,
+        processor=processor,
+        order_attempts=order_attempts,
     )
+    if telemetry.metrics is not None:
+        registry = telemetry.metrics.registry
+        if order_attempts is not None:
+            register_sampled(registry, order_window_series(order_attempts))
+        if authenticator.failures is not None:
+            register_sampled(
+                registry,
+                auth_failure_series(authenticator.failures, lambda: authenticator.throttled),
+            )
     gate = ShutdownGate()
     server = await start_server(
         service,
         settings.grpc_address,
-        build_interceptors(telemetry, Authenticator(keys), limit, gate),
+        build_interceptors(telemetry, authenticator, limit, gate, build_rate_limit(settings)),
         credentials,
         settings=settings,
         gate=gate,

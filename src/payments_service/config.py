@@ -199,6 +199,25 @@ def text(raw: str) -> str:
     return raw
 
 
+def per_second(raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError("expected a number per second") from None
+    if not 0 < value < float("inf"):
+        raise ValueError("expected a finite number per second greater than 0")
+    return value
+
+
+def or_off(parse: Callable[[str], T]) -> Callable[[str], T | None]:
+    """`parse`, or None for `off` (the limit is disabled)."""
+
+    def parse_or_off(raw: str) -> T | None:
+        return None if raw.lower() == "off" else parse(raw)
+
+    return parse_or_off
+
+
 positive = whole(1)
 
 
@@ -392,6 +411,76 @@ class Settings(_FromEnv):
             "the call is refused before any work (health checks are never refused)",
             ("payments_rpcs_shed_total", "payments_rpcs_in_flight", "payments_rpcs_max_in_flight"),
             reason="OVERLOADED",
+        ),
+    )
+    rate_limit_rps: float | None = setting(
+        "PAYMENTS_RATE_LIMIT_RPS",
+        or_off(per_second),
+        "500",
+        "payments calls per second each merchant may make on this replica (health checks "
+        "never count); `off` disables the merchant limit",
+        limit=Limit(
+            "calls per merchant",
+            "the call is refused before any work; the RetryInfo says when a token is back",
+            ("payments_rate_limited_total",),
+            reason="RATE_LIMITED",
+        ),
+    )
+    rate_limit_burst: int = setting(
+        "PAYMENTS_RATE_LIMIT_BURST",
+        positive,
+        "1000",
+        "calls a merchant may make at once above its rate (the bucket's size)",
+    )
+    order_attempts_per_minute: int | None = setting(
+        "PAYMENTS_ORDER_ATTEMPTS_PER_MINUTE",
+        or_off(positive),
+        "10",
+        "new payments (new idempotency keys) per merchant and `order_id` in a sliding minute "
+        "on this replica; replays never count; `off` disables",
+        limit=Limit(
+            "new payments per order",
+            "the new key is refused and nothing is stored; a replay is never refused for it",
+            ("payments_rate_limited_total",),
+            reason="RATE_LIMITED",
+        ),
+    )
+    order_windows_max: int = setting(
+        "PAYMENTS_ORDER_WINDOWS_MAX",
+        positive,
+        "50000",
+        "orders whose last minute the per-order limit tracks",
+        limit=Limit(
+            "orders tracked by the per-order limit",
+            "nothing for the client: the least recently used order's window is forgotten",
+            (
+                "payments_rate_limit_order_windows",
+                "payments_rate_limit_order_windows_evicted_total",
+            ),
+        ),
+    )
+    auth_failures_per_minute: int | None = setting(
+        "PAYMENTS_AUTH_FAILURES_PER_MINUTE",
+        or_off(positive),
+        "60",
+        "failed authentications a peer address may make per minute (also the burst); `off` "
+        "disables",
+        limit=Limit(
+            "failed authentications per peer address",
+            "UNAUTHENTICATED at once, the key not looked at, until the address's bucket "
+            "refills; one access line in 100",
+            ("payments_auth_throttled_total",),
+        ),
+    )
+    auth_peers_max: int = setting(
+        "PAYMENTS_AUTH_PEERS_MAX",
+        positive,
+        "10000",
+        "peer addresses whose failed authentications are tracked",
+        limit=Limit(
+            "peer addresses tracked for failed authentications",
+            "nothing for the client: the least recently used address is forgotten",
+            ("payments_auth_failure_peers", "payments_auth_failure_peers_evicted_total"),
         ),
     )
     max_request_bytes: int = setting(

@@ -163,7 +163,7 @@ async def test_payments_a_crash_left_pending_are_resumed_or_failed_never_pending
                             pb.RequestPaymentRequest(
                                 amount_minor=100,
                                 currency="EUR",
-                                order_id="o",
+                                order_id=f"o-{n}",
                                 idempotency_key=f"stalled-{n}",
                                 metadata={"simulate": "slow"},
                             ),

@@ -41,7 +41,7 @@ def largest(n: int, value: str) -> pb.RequestPaymentRequest:
     return pb.RequestPaymentRequest(
         amount_minor=100,
         currency="EUR",
-        order_id="o" * 128,
+        order_id=f"{n:06d}" + "o" * 122,  # an order each: the per-order limit stays out of it
         idempotency_key=f"{n:06d}" + "k" * 249,
         metadata={f"{i:02d}" + "m" * 38: value for i in range(20)},
     )

@@ -21,8 +21,9 @@ from tests.processes import SERVER, ServerProcess
 
 
 def payment(key: str, **fields: object) -> pb.RequestPaymentRequest:
-    """A valid RequestPayment with idempotency key `key` (other fields overridable)."""
-    values: dict[str, object] = {"amount_minor": 100, "currency": "EUR", "order_id": "o"}
+    """A valid RequestPayment with idempotency key `key`, for an order of its own (other
+    fields overridable)."""
+    values: dict[str, object] = {"amount_minor": 100, "currency": "EUR", "order_id": f"o-{key}"}
     values.update(fields)
     return pb.RequestPaymentRequest(idempotency_key=key, **values)  # type: ignore[arg-type]
 

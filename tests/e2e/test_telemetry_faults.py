@@ -78,7 +78,7 @@ def running(**env: str) -> Iterator[Server]:
 
 def request(key: str) -> pb.RequestPaymentRequest:
     return pb.RequestPaymentRequest(
-        amount_minor=100, currency="EUR", order_id="o", idempotency_key=key
+        amount_minor=100, currency="EUR", order_id=f"o-{key}", idempotency_key=key
     )
 
 

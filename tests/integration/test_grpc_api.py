@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Any, cast
 
 import grpc
 import pytest
@@ -189,9 +189,9 @@ async def test_request_id_is_echoed_when_safe_and_replaced_when_not(api: Api) ->
     async def returned_id(sent: str | None) -> str:
         metadata = (("x-request-id", sent),) if sent is not None else None
         call = api.stub.Health(pb.HealthRequest(), metadata=metadata)
-        headers = dict(await call.initial_metadata())
         await call
-        value = headers["x-request-id"]
+        assert "x-request-id" not in dict(await call.initial_metadata())  # no header batch
+        value = dict(await call.trailing_metadata())["x-request-id"]
         assert isinstance(value, str)
         return value
 
@@ -209,7 +209,8 @@ async def test_request_id_is_returned_on_errors_too(api: Api) -> None:
     )
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await call
-    assert ("x-request-id", "r-1") in tuple(caught.value.initial_metadata() or ())
+    trailers = cast("tuple[tuple[str, str], ...]", tuple(caught.value.trailing_metadata() or ()))
+    assert ("x-request-id", "r-1") in trailers
 
 
 async def test_oversized_messages_are_refused(api: Api) -> None:

@@ -27,7 +27,9 @@ LARGEST_METADATA = {f"{i:02d}" + "m" * 38: EMOJI * 500 for i in range(20)}
 
 def largest_request(n: int) -> pb.RequestPaymentRequest:
     return payment_request(
-        order_id="o" * 128, idempotency_key=f"{n:06d}" + "k" * 249, metadata=LARGEST_METADATA
+        order_id=f"{n:06d}" + "o" * 122,  # one order each: the per-order limit stays out of it
+        idempotency_key=f"{n:06d}" + "k" * 249,
+        metadata=LARGEST_METADATA,
     )
 
 

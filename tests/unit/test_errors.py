@@ -15,6 +15,7 @@ from payments_service.domain.errors import (
     IdempotencyKeyReusedError,
     PaymentNotFoundError,
     PaymentsError,
+    RateLimitedError,
     ResponsePendingError,
     StoreFullError,
     StoreNotReadyError,
@@ -22,7 +23,11 @@ from payments_service.domain.errors import (
     StoreUnavailableError,
     ValidationError,
 )
-from payments_service.security.authenticator import UNAUTHENTICATED_MESSAGE, UnauthenticatedError
+from payments_service.security.authenticator import (
+    UNAUTHENTICATED_MESSAGE,
+    AuthThrottledError,
+    UnauthenticatedError,
+)
 from payments_service.transport.error_table import (
     ERROR_TABLE,
     INTERNAL_MESSAGE,
@@ -76,6 +81,14 @@ CASES: list[tuple[Exception, Expected]] = [
     (
         ResponsePendingError("key-1"),
         Expected(grpc.StatusCode.ABORTED, "info", "REQUEST_IN_PROGRESS", 1.0),
+    ),
+    (
+        RateLimitedError("order", "10 new payments per order per 60 s", 12.5),
+        Expected(grpc.StatusCode.RESOURCE_EXHAUSTED, "info", "RATE_LIMITED", 12.5),
+    ),
+    (
+        AuthThrottledError(),  # an unauthenticated call, its access lines sampled
+        Expected(grpc.StatusCode.UNAUTHENTICATED, "info", message=UNAUTHENTICATED_MESSAGE),
     ),
     (
         ServerOverloadedError(4),

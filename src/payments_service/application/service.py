@@ -40,6 +40,7 @@ from payments_service.domain.validation import validate_payment_id, validate_pay
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
+    from payments_service.application.order_limit import OrderAttempts
     from payments_service.domain.ports import (
         Clock,
         IdGenerator,
@@ -85,6 +86,7 @@ class PaymentService:
         observer: PaymentObserver | None = None,
         tracer: trace.Tracer | None = None,
         simulation: bool = True,
+        order_attempts: OrderAttempts | None = None,
     ) -> None:
         self._repository = repository
         self._processor = processor
@@ -95,6 +97,7 @@ class PaymentService:
         self._observer: PaymentObserver = observer or NullObserver()
         self._tracer = tracer or trace.NoOpTracer()
         self._simulation = simulation  # off: the `simulate` metadata key is refused
+        self._order_attempts = order_attempts  # None: new payments per order are not limited
         self._settlements = SettlementSupervisor()
 
     async def request_payment(
@@ -123,6 +126,11 @@ class PaymentService:
         except ValidationError as error:
             self._observer.rejected(merchant_id, error.violations)
             raise
+        reservation = None
+        if self._order_attempts is not None:  # RateLimitedError: nothing stored
+            reservation = self._order_attempts.admit(
+                merchant_id, order_id, idempotency_key, self._clock.monotonic()
+            )
         now = self._clock.now()
         candidate = Payment(
             payment_id=self._ids.new_payment_id(),
@@ -136,9 +144,20 @@ class PaymentService:
             claim = await self._repository.claim(candidate)
         except asyncio.CancelledError:
             # A durable store may have committed the claim before the caller went away: finish
-            # in the background (claiming the same candidate again is idempotent).
+            # in the background (claiming the same candidate again is idempotent). It counts.
+            if reservation is not None:
+                reservation.commit()
             self._settlements.spawn(self._settle_after_cancelled_claim(candidate))
             raise
+        except BaseException:
+            if reservation is not None:
+                reservation.release()
+            raise
+        if reservation is not None:
+            if claim.created:
+                reservation.commit()
+            else:
+                reservation.release()
         if not claim.created:
             return await self._replay(claim.payment, candidate.fingerprint)
         self._observer.created(candidate)

@@ -91,3 +91,18 @@ class StoreReadOnlyError(PaymentsError):
 
     def __init__(self) -> None:
         super().__init__("the payment store refuses writes; retry later")
+
+
+class RateLimitedError(PaymentsError):
+    """A rate limit refused the request before any work: the merchant's request rate
+    (`scope` merchant) or the new payments for one order (`scope` order). Nothing was stored;
+    `retry_after` is how many seconds until the request could succeed."""
+
+    def __init__(self, scope: str, limit: str, retry_after: float) -> None:
+        self.scope = scope
+        self.limit = limit
+        self.retry_after = retry_after
+        what = "requests of this merchant" if scope == "merchant" else "new payments for this order"
+        super().__init__(
+            f"rate limited: too many {what} ({limit}); nothing was done, retry after the delay"
+        )

@@ -249,11 +249,15 @@ class AccessLogReporter:
     Its level is the record's: the error table's row for a failure it answered (client faults
     at info, an operator's problem at error), else by code (`record.default_log_level`). The
     line carries the request id and the trace and span ids through the processors; metadata
-    values are never logged.
+    values are never logged. A failure the error table marks as a flood a client can cause
+    (`record.log_every` > 1) is logged for the first call and then once in that many calls of its
+    method and code, each line saying how many like it went unlogged since the previous one
+    (`similar_calls_unlogged`), so nothing a caller sends can multiply the log lines.
     """
 
     def __init__(self) -> None:
         self._log = structlog.get_logger("payments.access")
+        self._unlogged: dict[tuple[str, str], int] = {}  # per flood: calls not logged
 
     def call_started(self, record: CallRecord) -> None:
         pass
@@ -270,4 +274,14 @@ class AccessLogReporter:
             fields["payment_id"] = payment.payment_id
             if payment.replayed is not None:
                 fields["idempotent_replay"] = payment.replayed
+        for name, value in record.signals:
+            fields[name.replace(".", "_")] = value
+        if record.log_every > 1:
+            flood = (record.method.full_method, record.code.name)
+            unlogged = self._unlogged.get(flood)
+            if unlogged is not None and unlogged < record.log_every - 1:
+                self._unlogged[flood] = unlogged + 1
+                return
+            self._unlogged[flood] = 0
+            fields["similar_calls_unlogged"] = unlogged or 0
         getattr(self._log, record.log_level)(ACCESS_EVENT, **fields)

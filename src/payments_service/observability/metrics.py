@@ -32,6 +32,7 @@ from prometheus_client.registry import Collector
 
 from payments_service.config import ConfigError, Settings, variable
 from payments_service.domain.model import PaymentStatus
+from payments_service.observability.record import RATE_LIMIT_SCOPE
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -49,6 +50,14 @@ class ConcurrencyCounts(Protocol):
     limit: int
     in_flight: int
     rejected: int
+
+
+class TrackedWindows(Protocol):
+    """What the rate limiters' memory gauges read: how many keys they track and drop."""
+
+    evicted: int
+
+    def __len__(self) -> int: ...
 
 
 class PoolStats(Protocol):
@@ -153,6 +162,13 @@ class Metrics:
             ("status", *merchant),
             registry=registry,
         )
+        self.rate_limited = Counter(
+            "payments_rate_limited",
+            "Calls refused RESOURCE_EXHAUSTED by a rate limit, by merchant and scope (merchant: "
+            "its request rate; order: new payments for one order).",
+            ("merchant", "scope"),
+            registry=registry,
+        )
         self._merchants: dict[str, MerchantMetrics] = {}
         self._methods: dict[str, MethodMetrics] = {}
 
@@ -218,6 +234,9 @@ class MetricsReporter:
     def call_finished(self, record: CallRecord) -> None:
         bound = self._metrics.for_method(record.method.full_method)
         bound.handled[record.code].inc()
+        for name, value in record.signals:
+            if name == RATE_LIMIT_SCOPE and record.merchant_id is not None:
+                self._metrics.rate_limited.labels(record.merchant_id, value).inc()
         span = record.span
         if span is not None:
             context = span.get_span_context()
@@ -415,6 +434,52 @@ def log_series(dropped: Callable[[], int]) -> list[Sampled]:
             "counter",
             dropped,
         )
+    ]
+
+
+def order_window_series(windows: TrackedWindows) -> list[Sampled]:
+    """The per-order limit's memory (PAYMENTS_ORDER_ATTEMPTS_PER_MINUTE)."""
+    return [
+        Sampled(
+            "payments_rate_limit_order_windows",
+            "Orders whose new payments of the last minute are tracked (of "
+            "PAYMENTS_ORDER_WINDOWS_MAX).",
+            "gauge",
+            windows.__len__,
+        ),
+        Sampled(
+            "payments_rate_limit_order_windows_evicted",
+            "Order windows dropped, least recently used first, to stay within "
+            "PAYMENTS_ORDER_WINDOWS_MAX.",
+            "counter",
+            lambda: windows.evicted,
+        ),
+    ]
+
+
+def auth_failure_series(failures: TrackedWindows, throttled: Callable[[], int]) -> list[Sampled]:
+    """Failed authentications per peer address (PAYMENTS_AUTH_FAILURES_PER_MINUTE)."""
+    return [
+        Sampled(
+            "payments_auth_throttled",
+            "Calls refused UNAUTHENTICATED at once, unexamined, because their peer address "
+            "failed authentication too often.",
+            "counter",
+            throttled,
+        ),
+        Sampled(
+            "payments_auth_failure_peers",
+            "Peer addresses whose failed authentications are tracked (of PAYMENTS_AUTH_PEERS_MAX).",
+            "gauge",
+            failures.__len__,
+        ),
+        Sampled(
+            "payments_auth_failure_peers_evicted",
+            "Peer addresses dropped, least recently used first, to stay within "
+            "PAYMENTS_AUTH_PEERS_MAX.",
+            "counter",
+            lambda: failures.evicted,
+        ),
     ]
 
 

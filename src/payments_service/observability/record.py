@@ -84,7 +84,12 @@ class CallRecord:
     merchant_id: str | None = None  # the authenticated caller's merchant, once known
     payment: PaymentFacts | None = None
     invalid_fields: tuple[str, ...] = ()  # the request fields a BadRequest named
+    signals: tuple[tuple[str, str], ...] = ()  # what the error table says about a failure
+    log_every: int = 1  # the access line: one in this many of such calls (a flood)
 
+
+# The signal naming the rate limit that refused a call: `merchant` or `order`.
+RATE_LIMIT_SCOPE = "rate_limit.scope"
 
 _call: ContextVar[CallRecord | None] = ContextVar("payments_call", default=None)
 _payment: ContextVar[PaymentFacts | None] = ContextVar("payments_payment", default=None)

@@ -324,6 +324,7 @@ class SpanReporter:
                 attributes["payment.status"] = payment.status
             if payment.replayed is not None:
                 attributes["payment.idempotent_replay"] = payment.replayed
+        attributes.update(record.signals)
         span.set_attributes(attributes)
         if record.invalid_fields:
             span.add_event("validation.rejected", {"payment.invalid_fields": record.invalid_fields})

@@ -1,4 +1,9 @@
-"""Load shedding: at most `limit` unary calls run at once in this process.
+"""Admission: what a call must pass before any work is done for it.
+
+- `ConcurrencyLimit` (load shedding) and `ShutdownGate`: see below;
+- `MerchantRateLimit`: the per-merchant token bucket, asked right after authentication.
+
+Load shedding: at most `limit` unary calls run at once in this process.
 
 The observation interceptor asks `try_enter()` for every unary call except health checks
 (probes must answer while the server is saturated). A call past the limit is answered
@@ -15,6 +20,15 @@ the increment.
 from __future__ import annotations
 
 import asyncio
+import time
+from typing import TYPE_CHECKING
+
+from payments_service.domain.errors import RateLimitedError
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from payments_service.security.throttle import Buckets
 
 
 class ConcurrencyLimit:
@@ -66,3 +80,20 @@ class ShutdownGate:
         """Park one call until `release()`."""
         self.parked += 1
         await self._released.wait()
+
+
+class MerchantRateLimit:
+    """A token bucket per merchant on every payments call (never on health checks): past it
+    the call is refused RESOURCE_EXHAUSTED with the time until a token is there. The buckets
+    are bounded by the merchants the keys file lists (and capped: `security.throttle`)."""
+
+    def __init__(self, buckets: Buckets, clock: Callable[[], float] = time.monotonic) -> None:
+        self._buckets = buckets
+        self._clock = clock
+        self._limit = f"{buckets.rate:g} calls/s per merchant, burst {buckets.burst}"
+
+    def admit(self, merchant_id: str) -> None:
+        """Take one token for `merchant_id`, or raise RateLimitedError."""
+        wait = self._buckets.take(merchant_id, self._clock())
+        if wait > 0:
+            raise RateLimitedError("merchant", self._limit, wait)

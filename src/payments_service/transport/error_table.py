@@ -16,6 +16,7 @@ exception of a call to `answer_for`, so no RPC ever ends with UNKNOWN.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -28,13 +29,15 @@ from google.rpc import error_details_pb2, status_pb2
 from payments_service.domain.errors import (
     IdempotencyKeyReusedError,
     PaymentNotFoundError,
+    RateLimitedError,
     ResponsePendingError,
     StoreFullError,
     StoreReadOnlyError,
     StoreUnavailableError,
     ValidationError,
 )
-from payments_service.security.authenticator import UnauthenticatedError
+from payments_service.observability.record import RATE_LIMIT_SCOPE
+from payments_service.security.authenticator import AuthThrottledError, UnauthenticatedError
 from payments_service.transport.errors import (
     ServerOverloadedError,
     ServerShuttingDownError,
@@ -47,8 +50,14 @@ if TYPE_CHECKING:
 ERROR_DOMAIN = "payments.v1"
 INTERNAL_MESSAGE = "internal error; the failure was logged on the server"
 DETAILS_KEY = "grpc-status-details-bin"  # where grpc-status carries a google.rpc.Status
+PUSHBACK_KEY = "grpc-retry-pushback-ms"  # gRPC's retry design (A6): the server's delay
+PUSHBACK_CODES = frozenset(
+    {grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.ABORTED}
+)
 # How long a client is told to wait before retrying, where nothing better is known.
 RETRY_SECONDS = 1.0
+# Refusals a client can cause in a flood (a key scan) log one access line in this many.
+FLOOD_LOG_EVERY = 100
 
 
 def _no_details(_: Any) -> Sequence[Message]:
@@ -60,7 +69,9 @@ class Rule:
     """How one kind of failure is answered.
 
     `retry_after`: seconds for `RetryInfo` (a number, or read from the error), None for none;
-    `metadata`: the `ErrorInfo` metadata, from the error; `details`: further details.
+    `metadata`: the `ErrorInfo` metadata, from the error; `details`: further details;
+    `signals`: fields the call's span and access line carry (e.g. which rate limit applied);
+    `log_every`: log one access line in this many (a flood a client can cause).
     """
 
     code: grpc.StatusCode
@@ -70,14 +81,21 @@ class Rule:
     metadata: Callable[[Any], Mapping[str, str]] | None = None
     details: Callable[[Any], Sequence[Message]] = _no_details
     detail_names: tuple[str, ...] = ()  # the `details` types, for the rendered table
+    signals: Callable[[Any], Mapping[str, str]] | None = None
+    log_every: int = 1
+
+    def delay(self, error: Exception) -> float | None:
+        """The seconds after which a retry may succeed (`RetryInfo`), if the row says."""
+        retry = self.retry_after
+        if retry is None or isinstance(retry, float):
+            return retry
+        return retry(error)
 
     def status(self, error: Exception) -> status_pb2.Status:
         """The google.rpc.Status the client receives for `error`."""
         details: list[Message] = list(self.details(error))
-        if self.retry_after is not None:
-            delay = (
-                self.retry_after if isinstance(self.retry_after, float) else self.retry_after(error)
-            )
+        delay = self.delay(error)
+        if delay is not None:
             details.append(error_details_pb2.RetryInfo(retry_delay=_duration(delay)))
         if self.reason is not None:
             metadata = self.metadata(error) if self.metadata is not None else {}
@@ -146,6 +164,7 @@ ERROR_TABLE: dict[type[Exception], Rule] = {
         detail_names=("BadRequest (the body)",),
     ),
     UnauthenticatedError: Rule(grpc.StatusCode.UNAUTHENTICATED, "info"),
+    AuthThrottledError: Rule(grpc.StatusCode.UNAUTHENTICATED, "info", log_every=FLOOD_LOG_EVERY),
     PaymentNotFoundError: Rule(
         grpc.StatusCode.NOT_FOUND,
         "info",
@@ -163,6 +182,14 @@ ERROR_TABLE: dict[type[Exception], Rule] = {
         "info",
         reason="REQUEST_IN_PROGRESS",
         retry_after=RETRY_SECONDS,
+    ),
+    RateLimitedError: Rule(
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+        "info",
+        reason="RATE_LIMITED",
+        retry_after=lambda error: float(error.retry_after),
+        metadata=lambda error: {"scope": error.scope, "limit": error.limit},
+        signals=lambda error: {RATE_LIMIT_SCOPE: error.scope},
     ),
     ServerOverloadedError: Rule(
         grpc.StatusCode.RESOURCE_EXHAUSTED,
@@ -211,6 +238,9 @@ class Answer:
     log_level: str
     unexpected: bool = False
     invalid_fields: tuple[str, ...] = ()
+    retry_after: float | None = None  # seconds, as in the RetryInfo
+    signals: tuple[tuple[str, str], ...] = ()  # for the span and the access line
+    log_every: int = 1
 
 
 def rule_for(error_type: type[BaseException]) -> Rule | None:
@@ -240,16 +270,39 @@ def answer_for(error: Exception) -> Answer:
         status = _status(INTERNAL_RULE.code, INTERNAL_MESSAGE, ())
         return Answer(INTERNAL_RULE.code, status, INTERNAL_RULE.log_level, unexpected=True)
     status = rule.status(error)
-    return Answer(rule.code, status, rule.log_level, invalid_fields=_invalid_fields(status))
+    return Answer(
+        rule.code,
+        status,
+        rule.log_level,
+        invalid_fields=_invalid_fields(status),
+        retry_after=rule.delay(error),
+        signals=() if rule.signals is None else tuple(rule.signals(error).items()),
+        log_every=rule.log_every,
+    )
 
 
-def send_answer(context: grpc.aio.ServicerContext[Any, Any], answer: Answer) -> None:
-    """Set `answer` on the call: code, message and the details in the status trailer. The
-    handler then returns normally: no exception crosses the interceptors above, and the tracing
-    library sees the code through its context wrapper."""
-    context.set_code(answer.code)
-    context.set_details(answer.status.message)
-    context.set_trailing_metadata(((DETAILS_KEY, answer.status.SerializeToString()),))
+async def send_answer(
+    context: grpc.aio.ServicerContext[Any, Any],
+    answer: Answer,
+    trailers: tuple[tuple[str, str], ...] = (),
+) -> None:
+    """Answer the call with `answer` at once: code, message, the details in the status trailer,
+    `trailers`, and for a retryable refusal with a known delay the `grpc-retry-pushback-ms`
+    trailer (a gRPC client's own retry policy waits that long; other clients read RetryInfo).
+
+    `abort` sends it as a trailers-only response, the one a gRPC client may retry
+    transparently (a response that sent headers is committed: gRPC's retry design, A6). Its
+    AbortError is caught here: the status is already on the wire, grpc ends the call quietly,
+    and no exception crosses the interceptors above (the tracing library sees the code through
+    its context wrapper, without an exception event)."""
+    metadata: list[tuple[str, str | bytes]] = [
+        *trailers,
+        (DETAILS_KEY, answer.status.SerializeToString()),
+    ]
+    if answer.retry_after is not None and answer.code in PUSHBACK_CODES:
+        metadata.append((PUSHBACK_KEY, str(max(1, math.ceil(answer.retry_after * 1000)))))
+    with contextlib.suppress(grpc.aio.AbortError):
+        await context.abort(answer.code, answer.status.message, tuple(metadata))
 
 
 def _invalid_fields(status: status_pb2.Status) -> tuple[str, ...]:

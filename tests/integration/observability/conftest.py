@@ -17,6 +17,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from prometheus_client.parser import text_string_to_metric_families
 
+from payments_service.application.order_limit import OrderAttempts
 from payments_service.bootstrap import build_interceptors, build_service
 from payments_service.domain.ports import PaymentProcessor, PaymentRepository
 from payments_service.gen.payments.v1 import payments_pb2_grpc as pb_grpc
@@ -31,7 +32,7 @@ from payments_service.observability.metrics import (
 from payments_service.observability.telemetry import Telemetry
 from payments_service.observability.tracing import ServiceTracerProvider
 from payments_service.security.authenticator import Authenticator
-from payments_service.transport.admission import ConcurrencyLimit
+from payments_service.transport.admission import ConcurrencyLimit, MerchantRateLimit
 from payments_service.transport.grpc_server import UNARY_METHODS, start_server
 from tests.conftest import TEST_SETTINGS, Api, CapturedLogs
 from tests.fakes import FakeClock, SequentialIds
@@ -97,6 +98,9 @@ async def observed_factory(captured_logs: CapturedLogs) -> AsyncIterator[Any]:
         observe_health: bool = False,
         authenticator: Authenticator | None = None,
         limit: ConcurrencyLimit | None = None,
+        rate_limit: MerchantRateLimit | None = None,
+        order_attempts: OrderAttempts | None = None,
+        clock: FakeClock | None = None,
     ) -> Observed:
         exporter = InMemorySpanExporter()
         provider = ServiceTracerProvider()
@@ -120,13 +124,16 @@ async def observed_factory(captured_logs: CapturedLogs) -> AsyncIterator[Any]:
         service = build_service(
             TEST_SETTINGS,
             telemetry=telemetry,
-            clock=FakeClock(),
+            clock=clock or FakeClock(),
             ids=SequentialIds(),
             repository=repository,
             processor=processor,
+            order_attempts=order_attempts,
         )
         server = await start_server(
-            service, "127.0.0.1:0", build_interceptors(telemetry, authenticator, limit)
+            service,
+            "127.0.0.1:0",
+            build_interceptors(telemetry, authenticator, limit, rate_limit=rate_limit),
         )
         channel = grpc.aio.insecure_channel(f"127.0.0.1:{server.port}")
         api = Api(server, channel, pb_grpc.PaymentServiceStub(channel), service)

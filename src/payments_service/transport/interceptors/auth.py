@@ -1,12 +1,14 @@
-"""Authentication: every unary call except the health checks gets a principal.
+"""Authentication, then the caller's rate: every unary call except the health checks.
 
 The authenticator resolves the call's `authorization: Bearer <api key>` to a `Principal` and
 makes it the call's current principal (`security.principal`); the servicer reads it from there.
 With authentication off, every caller is the `default` merchant. A missing, malformed or
 unknown key raises `UnauthenticatedError`, which the observation interceptor around this one
-answers UNAUTHENTICATED through the error table. Streaming methods (server reflection, health
-Watch) pass through untouched, as the base class does for every interceptor: reflection
-describes the public API and needs no key.
+answers UNAUTHENTICATED through the error table. Once the caller is known, its merchant's rate
+limit (`transport.admission.MerchantRateLimit`) takes a token or refuses the call
+(`RateLimitedError`, RESOURCE_EXHAUSTED); both in this one frame. Streaming methods (server
+reflection, health Watch) pass through untouched, as the base class does for every
+interceptor: reflection describes the public API and needs no key.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ if TYPE_CHECKING:
     import grpc
 
     from payments_service.security.authenticator import Authenticator
+    from payments_service.transport.admission import MerchantRateLimit
     from payments_service.transport.interceptors.base import Behavior
 
 # Unary methods anyone may call: a load balancer or probe has no key.
@@ -26,17 +29,23 @@ PUBLIC_METHODS = frozenset({"/grpc.health.v1.Health/Check", "/payments.v1.Paymen
 
 
 class AuthInterceptor(UnaryBehaviorInterceptor):
-    def __init__(self, authenticator: Authenticator) -> None:
+    def __init__(
+        self, authenticator: Authenticator, rate_limit: MerchantRateLimit | None = None
+    ) -> None:
         super().__init__()
         self._authenticator = authenticator
+        self._rate_limit = rate_limit
 
     def wrap(self, method: str, behavior: Behavior) -> Behavior:
         if method in PUBLIC_METHODS:
             return behavior
         authenticate = self._authenticator.authenticate
+        rate_limit = self._rate_limit
 
         async def authenticated(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-            authenticate(context.invocation_metadata())
+            principal = authenticate(context.invocation_metadata(), context.peer())
+            if rate_limit is not None:
+                rate_limit.admit(principal.merchant_id)
             return await behavior(request, context)
 
         return authenticated

@@ -6,7 +6,8 @@ interceptor (which starts the SERVER span and continues a caller's `traceparent`
 1. creates the call's `CallRecord` (observability's; this interceptor is its one writer) and
    starts its clock: once;
 2. accepts the caller's `x-request-id` when it is safe, else makes one, and returns it in the
-   response headers;
+   response *trailers* (answers and errors alike): an error is then a trailers-only response,
+   the one a gRPC client may retry transparently, and no separate header batch is paid;
 3. decodes the request itself, so bytes that do not parse are answered INVALID_ARGUMENT (with a
    fixed message) inside the observed path, with a request id, an access line, metrics and a
    span, instead of UNKNOWN from grpc before any interceptor ran;
@@ -133,7 +134,6 @@ class ObservationInterceptor(UnaryBehaviorInterceptor):
             reporters.started(record)
             admitted = False
             try:
-                await context.send_initial_metadata(((REQUEST_ID_HEADER, record.request_id),))
                 if gate is not None and gate.closed:
                     await gate.wait()
                     raise ServerShuttingDownError
@@ -145,7 +145,9 @@ class ObservationInterceptor(UnaryBehaviorInterceptor):
                     request = decode(raw) if decode is not None else raw
                 except Exception:
                     raise UndecodableRequestError(message_type) from None
-                return await behavior(request, context)
+                response = await behavior(request, context)
+                context.set_trailing_metadata(((REQUEST_ID_HEADER, record.request_id),))
+                return response
             except asyncio.CancelledError:
                 record.code = _cancelled_code(context)
                 record.log_level = default_log_level(record.code)
@@ -155,7 +157,7 @@ class ObservationInterceptor(UnaryBehaviorInterceptor):
                 record.log_level = default_log_level(record.code)
                 raise
             except Exception as error:
-                _answer(record, context, error)
+                await _answer(record, context, error)
                 return None
             finally:
                 if admitted and limit is not None:
@@ -169,7 +171,7 @@ class ObservationInterceptor(UnaryBehaviorInterceptor):
         return observed
 
 
-def _answer(
+async def _answer(
     record: CallRecord, context: grpc.aio.ServicerContext[Any, Any], error: Exception
 ) -> None:
     """Answer `error` through the error table and note the answer on the record."""
@@ -177,10 +179,12 @@ def _answer(
     if answer.unexpected:
         log.error("unhandled_exception", rpc_method=record.method.full_method, exc_info=error)
         record.error = error
-    send_answer(context, answer)
+    await send_answer(context, answer, ((REQUEST_ID_HEADER, record.request_id),))
     record.code = answer.code
     record.log_level = answer.log_level
     record.invalid_fields = answer.invalid_fields
+    record.signals = answer.signals
+    record.log_every = answer.log_every
 
 
 def _cancelled_code(context: grpc.aio.ServicerContext[Any, Any]) -> grpc.StatusCode:
