@@ -36,6 +36,7 @@ EXPORTED_METRICS: frozenset[str] = frozenset(
         "payments_idempotency_conflicts_total",
         "payments_validation_rejected_total",
         "payments_settled_total",
+        "payments_rate_limited_total",
     }
 )
 

@@ -25,7 +25,7 @@ from payments_service.adapters.stores.location import StoreLocation, parse_store
 from payments_service.adapters.stores.sqlite import SYNCHRONOUS as SQLITE_SYNCHRONOUS
 
 T = TypeVar("T")
-S = TypeVar("S", bound="_FromEnv")
+S = TypeVar("S", bound="EnvSettings")
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
 LOG_FORMATS = ("json", "console")
@@ -221,7 +221,7 @@ def or_off(parse: Callable[[str], T]) -> Callable[[str], T | None]:
 positive = whole(1)
 
 
-class _FromEnv:
+class EnvSettings:
     """`from_env` and the declarations of a settings dataclass."""
 
     __slots__ = ()
@@ -244,7 +244,7 @@ class _FromEnv:
 
 
 @dataclass(frozen=True, slots=True)
-class Settings(_FromEnv):
+class Settings(EnvSettings):
     """What the server reads at startup (`payments-server`)."""
 
     grpc_address: str = setting(
@@ -686,7 +686,7 @@ class Settings(_FromEnv):
 
 
 @dataclass(frozen=True, slots=True)
-class ProbeSettings(_FromEnv):
+class ProbeSettings(EnvSettings):
     """What `payments-healthcheck` reads besides the server's own settings."""
 
     target: str | None = setting(
@@ -724,10 +724,10 @@ class ProbeSettings(_FromEnv):
     )
 
 
-SETTINGS_CLASSES: tuple[type[_FromEnv], ...] = (Settings, ProbeSettings)
+SETTINGS_CLASSES: tuple[type[EnvSettings], ...] = (Settings, ProbeSettings)
 
 
-def variable(settings_class: type[_FromEnv], field_name: str) -> Variable:
+def variable(settings_class: type[EnvSettings], field_name: str) -> Variable:
     """The declaration of one field (its variable name, default, meaning...)."""
     return dict(settings_class.variables())[field_name]
 

@@ -18,7 +18,14 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from payments_service.adapters.stores.location import StoreLocation
-from payments_service.config import SETTINGS_CLASSES, Variable, all_variables
+from payments_service.config import (
+    SETTINGS_CLASSES,
+    EnvSettings,
+    ProbeSettings,
+    Settings,
+    Variable,
+    all_variables,
+)
 from payments_service.transport.error_table import ERROR_TABLE, INTERNAL_RULE, rule_for_reason
 
 
@@ -61,15 +68,18 @@ def _default(variable: Variable) -> str:
     return "unset" if variable.default is None else f"`{variable.default}`"
 
 
-def settings_reference() -> str:
-    """The README's configuration table: every variable, its default and meaning."""
+def settings_reference(settings_class: type[EnvSettings] = Settings) -> str:
+    """A configuration table: the variables of `settings_class` (the server's by default, the
+    README's; the healthcheck probe's in docs/deployment.md), their defaults and meanings. The
+    limits are left to the limits table, which shows their variables and defaults too."""
     rows = [
         (
             f"`{v.name}`" + "".join(f" (or `{alias}`)" for alias in v.names[1:]),
             _default(v),
             v.meaning,
         )
-        for v in all_variables()
+        for _, v in settings_class.variables()
+        if v.limit is None
     ]
     return markdown_table(("variable", "default", "meaning"), rows)
 
@@ -111,13 +121,14 @@ def limits_reference() -> str:
         rows.append(
             (
                 limit.what,
-                f"`{variable.name}`",
+                f"`{variable.name}`: {variable.meaning}",
                 _default(variable),
                 _client_sees(limit.reason, limit.effect),
                 metrics,
             )
         )
-    return markdown_table(("limit", "variable", "default", "what the client sees", "metrics"), rows)
+    header = ("limit", "variable", "default", "what the client sees", "metrics")
+    return markdown_table(header, rows)
 
 
 def errors_reference() -> str:
@@ -139,6 +150,7 @@ def errors_reference() -> str:
 
 GENERATED: dict[str, dict[str, Callable[[], str]]] = {
     "README.md": {"settings": settings_reference},
+    "docs/deployment.md": {"probe-settings": lambda: settings_reference(ProbeSettings)},
     "docs/limits.md": {"limits": limits_reference},
     "ARCHITECTURE.md": {"errors": errors_reference},
 }

@@ -154,8 +154,9 @@ class _QueuedHandler(logging.Handler):
 
 
 def add_call_context(_logger: WrappedLogger, _method: str, event_dict: EventDict) -> EventDict:
-    """Add the current call's `request_id` (and `merchant_id`), so every line of a call, the
-    domain's included, leads to the others and to the client's `x-request-id`."""
+    """Add the current call's `request_id` (and, on its access line, `merchant_id`: the record
+    learns the merchant when the call completes), so every line of a call, the domain's
+    included, leads to the others and to the client's `x-request-id`."""
     record = current_call()
     if record is not None:
         event_dict.setdefault("request_id", record.request_id)

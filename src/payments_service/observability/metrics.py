@@ -32,7 +32,7 @@ from prometheus_client.registry import Collector
 
 from payments_service.config import ConfigError, Settings, variable
 from payments_service.domain.model import PaymentStatus
-from payments_service.observability.record import RATE_LIMIT_SCOPE
+from payments_service.observability.record import RATE_LIMIT_SCOPE, RATE_LIMIT_SCOPES
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -100,6 +100,7 @@ class MerchantMetrics:
     conflicts: Counter
     rejected: Counter
     settled: dict[PaymentStatus, Counter]
+    rate_limited: dict[str, Counter]  # by scope
 
 
 class Metrics:
@@ -203,6 +204,10 @@ class Metrics:
                     for status in PaymentStatus
                     if status.is_terminal
                 },
+                rate_limited={
+                    scope: self.rate_limited.labels(merchant=merchant_id, scope=scope)
+                    for scope in RATE_LIMIT_SCOPES
+                },
             )
             self._merchants[merchant_id] = bound
         return bound
@@ -236,7 +241,7 @@ class MetricsReporter:
         bound.handled[record.code].inc()
         for name, value in record.signals:
             if name == RATE_LIMIT_SCOPE and record.merchant_id is not None:
-                self._metrics.rate_limited.labels(record.merchant_id, value).inc()
+                self._metrics.for_merchant(record.merchant_id).rate_limited[value].inc()
         span = record.span
         if span is not None:
             context = span.get_span_context()

@@ -88,8 +88,9 @@ class CallRecord:
     log_every: int = 1  # the access line: one in this many of such calls (a flood)
 
 
-# The signal naming the rate limit that refused a call: `merchant` or `order`.
+# The signal naming the rate limit that refused a call, one of RATE_LIMIT_SCOPES.
 RATE_LIMIT_SCOPE = "rate_limit.scope"
+RATE_LIMIT_SCOPES = ("merchant", "order")
 
 _call: ContextVar[CallRecord | None] = ContextVar("payments_call", default=None)
 _payment: ContextVar[PaymentFacts | None] = ContextVar("payments_payment", default=None)

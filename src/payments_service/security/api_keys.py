@@ -9,7 +9,7 @@ Comparison. The presented key is hashed, and the digest is compared with *every*
 are listed, never on which entry (or how much of one) matched. A dict lookup by digest would also
 be safe in practice (the attacker controls the key, not its digest, so learning how far a digest
 matched helps nothing), but it is not constant time, and the scan costs microseconds for the tens
-of keys a service like this lists (measured in docs/security.md).
+of keys a service like this lists (docs/security.md).
 
 Errors never quote a line of the file: a line may be a key pasted by mistake.
 """

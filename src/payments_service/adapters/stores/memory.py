@@ -22,9 +22,9 @@ the ExpirySweeper timer) evicts in batches, and a claim that finds the store ful
 expired payment before it refuses.
 
 Bounded memory: each payment is accounted by `payment_size` (what its strings occupy plus a
-calibrated fixed overhead; docs/memory-store.md has the formula and the measurements). A new
-payment that does not fit in `max_bytes` raises StoreFullError and nothing is stored; replays
-and `get` keep working.
+calibrated fixed overhead; docs/memory-store.md has the formula, AI_TRACE.md the measurements).
+A new payment that does not fit in `max_bytes` raises StoreFullError and nothing is stored;
+replays and `get` keep working.
 
 Restart: everything is lost when the process exits. A client that retries a key after a restart
 creates a second payment. Use a durable store to keep idempotency across restarts and replicas.
@@ -49,7 +49,7 @@ if TYPE_CHECKING:
 # Fixed bytes per payment besides its strings: the Payment, PaymentRequest, two Outcomes, two
 # datetimes, the metadata dict and its read-only proxy, this module's entry, the two index dict
 # slots (worst case: right after a table doubles) and the deque slot. Calibrated against
-# tracemalloc and VmRSS by scripts/measure_memory_store.py (docs/memory-store.md): measured
+# tracemalloc and VmRSS by scripts/measure_memory_store.py (results in AI_TRACE.md): measured
 # <= 574 bytes for an empty-metadata payment after the strings.
 ENTRY_OVERHEAD_BYTES = 700
 # Bytes per metadata entry besides its two strings: the dict slot, its share of the table and

@@ -2,8 +2,8 @@
 
 The server listens (health NOT_SERVING) before the store is open, so probes and clients get an
 answer instead of a refused connection; until `attach`, every operation raises
-`StoreNotReadyError` (UNAVAILABLE, which clients retry). The memory store opens at once and never
-goes through this.
+`StoreNotReadyError` (UNAVAILABLE, which clients retry). Every store goes through it, the memory
+store too: that one is attached as soon as it is made.
 """
 
 from __future__ import annotations
