@@ -91,6 +91,9 @@ class Settings:
     # OTEL_BSP_MAX_EXPORT_BATCH_SIZE with this service's default (the SDK's is 512): a smaller
     # batch holds the GIL for less time per export and keeps fewer finished spans in memory.
     span_export_batch_size: int = 128
+    # OTEL_BSP_MAX_QUEUE_SIZE (the SDK's default): spans past it are dropped and counted in
+    # payments_spans_dropped_total (observability/span_drops.py).
+    span_export_queue_size: int = 2048
     api_keys_file: str | None = None  # unset: authentication off, every caller is `default`
     tls_cert_file: str | None = None  # with tls_key_file: serve TLS on the gRPC port
     tls_key_file: str | None = None
@@ -173,6 +176,9 @@ class Settings:
                 "OTEL_BSP_MAX_EXPORT_BATCH_SIZE",
                 _positive_int,
                 defaults.span_export_batch_size,
+            ),
+            span_export_queue_size=read(
+                "OTEL_BSP_MAX_QUEUE_SIZE", _positive_int, defaults.span_export_queue_size
             ),
             span_attribute_value_limit=read(
                 "OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT",

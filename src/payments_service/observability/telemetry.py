@@ -16,6 +16,7 @@ from payments_service.observability.metrics import (
     MetricsReporter,
     new_registry,
 )
+from payments_service.observability.span_drops import register_span_drops
 from payments_service.observability.tracing import (
     ServiceTracerProvider,
     SpanReporter,
@@ -92,8 +93,12 @@ def build_telemetry(
                     lambda: log_writer.dropped,
                 )
             )
+    tracer_provider = build_tracer_provider(settings, span_processors)
+    if metrics is not None:
+        queue = None if tracer_provider is None else tracer_provider.export_queue
+        register_span_drops(metrics.registry, queue)
     return Telemetry(
-        tracer_provider=build_tracer_provider(settings, span_processors),
+        tracer_provider=tracer_provider,
         metrics=metrics,
         access_log=settings.access_log,
         observe_health_checks=settings.observe_health_checks,

@@ -55,6 +55,7 @@ if TYPE_CHECKING:
 
     from payments_service.calls import CallRecord
     from payments_service.config import Settings
+    from payments_service.observability.span_drops import ExportQueue
 
 DEFAULT_SERVICE_NAME = "payments-service"
 SCOPE_NAME = "payments_service"
@@ -81,6 +82,7 @@ class ServiceTracerProvider(TracerProvider):
             active_span_processor=self.span_processors,
         )
         self.scope = InstrumentationScope(SCOPE_NAME, __version__)
+        self.export_queue: ExportQueue | None = None  # the OTLP export's, when there is one
 
     def leaf_spans(
         self, name: str, kind: SpanKind, attributes: Mapping[str, AttributeValue]
@@ -227,16 +229,19 @@ def build_tracer_provider(
     for processor in processors:
         provider.add_span_processor(processor)
     if settings.otlp_export:
-        from opentelemetry.sdk.trace.export import BatchSpanProcessor  # noqa: PLC0415
-
         from payments_service.observability.otlp import FastOTLPSpanExporter  # noqa: PLC0415
+        from payments_service.observability.span_drops import ExportQueue  # noqa: PLC0415
 
-        # The other OTEL_BSP_* settings are read by the SDK itself; the batch size is passed
-        # because this service's default differs (ARCHITECTURE.md, "Export off the request path").
-        batch = BatchSpanProcessor(
-            FastOTLPSpanExporter(), max_export_batch_size=settings.span_export_batch_size
+        # The SDK's BatchSpanProcessor, behind a bound that counts the spans it drops
+        # (span_drops.py). The other OTEL_BSP_* settings are read by the SDK itself; the batch
+        # size is passed because this service's default differs (ARCHITECTURE.md, "Export off
+        # the request path").
+        provider.export_queue = ExportQueue(
+            FastOTLPSpanExporter(),
+            max_queue_size=settings.span_export_queue_size,
+            max_export_batch_size=settings.span_export_batch_size,
         )
-        provider.add_span_processor(batch)
+        provider.add_span_processor(provider.export_queue)
     return provider
 
 
