@@ -22,6 +22,7 @@ from payments_service.adapters.system import RandomPaymentIds, SystemClock
 from payments_service.adapters.traced_processor import TracedProcessor
 from payments_service.application.recovery import SettlementRecovery
 from payments_service.application.service import PaymentService
+from payments_service.observability.certificate_expiry import register_certificate_expiry
 from payments_service.observability.metrics import LoadGauges, start_metrics_server
 from payments_service.observability.observer import TelemetryObserver
 from payments_service.observability.store_gauges import register_store_gauges
@@ -39,6 +40,7 @@ from payments_service.transport.interceptors.observation import (
 log = structlog.get_logger(__name__)
 
 if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
     from wsgiref.simple_server import WSGIServer
 
     import grpc
@@ -209,10 +211,11 @@ async def build_app(
     keys: KeyRing | None = None,
     credentials: grpc.ServerCredentials | None = None,
     span_processors: tuple[SpanProcessor, ...] = (),
+    tls_not_after: Callable[[], Mapping[str, float]] | None = None,
 ) -> App:
     """Build and start everything `settings` asks for. `keys` None: authentication off;
     `credentials` None: plaintext; `span_processors` are added to the tracer provider (tests
-    pass an in-memory exporter's)."""
+    pass an in-memory exporter's); `tls_not_after`: when the served certificates expire."""
     telemetry = build_telemetry(settings, log_writer=log_writer, span_processors=span_processors)
     metrics_http, metrics_port = None, None
     if telemetry.metrics is not None and settings.metrics_address is not None:
@@ -243,6 +246,8 @@ async def build_app(
         telemetry.metrics.registry.register(
             LoadGauges(lambda: limit.in_flight, lambda: limit.rejected, limit.limit)
         )
+    if telemetry.metrics is not None and tls_not_after is not None:
+        register_certificate_expiry(telemetry.metrics.registry, tls_not_after)
     gate = ShutdownGate()
     interceptors = build_interceptors(telemetry, Authenticator(keys), limit, gate)
     server = await start_server(
