@@ -35,8 +35,10 @@ if TYPE_CHECKING:
 
     from payments_service.calls import CallRecord
 
-# prometheus.DefBuckets, the Go provider's default for the handling-time histogram.
-HANDLING_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+# prometheus.DefBuckets, the Go provider's default for the handling-time histogram, plus 0.3:
+# the latency SLO's threshold (scripts/gen_alert_rules.py), which a burn-rate rule can count
+# exactly only at a bucket boundary.
+HANDLING_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.3, 0.5, 1.0, 2.5, 5.0, 10.0)
 UNARY = "unary"
 
 
