@@ -112,6 +112,20 @@ def test_the_promtool_unit_tests_pass(test_file: Path) -> None:
     assert run.returncode == 0, run.stdout + run.stderr
 
 
+def test_compose_prometheus_loads_the_generated_rules() -> None:
+    """prometheus.yml names its rule files relative to itself; compose mounts the rules
+    directory beside the config, where that glob finds the generated file."""
+    config_file = ROOT / "deploy" / "prometheus" / "prometheus.yml"
+    config = yaml.safe_load(config_file.read_text())
+    prometheus = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]["prometheus"]
+    mounts = dict(volume.split(":")[:2] for volume in prometheus["volumes"])
+    config_in_container = Path(mounts[f"./{config_file.relative_to(ROOT)}"])
+    [pattern] = config["rule_files"]
+    rules_in_container = config_in_container.parent / Path(pattern).parent
+    assert mounts["./deploy/prometheus/rules"] == str(rules_in_container)
+    assert sorted(config_file.parent.glob(pattern)) == [GEN.RULES_FILE]
+
+
 def promtool_cases() -> Iterator[tuple[str, bool]]:
     """(alert name, expected to fire) for every alert_rule_test case."""
     for path in PROMTOOL_TESTS:

@@ -39,12 +39,21 @@ def exported_series_names() -> set[str]:
     return {sample.name for family in metrics.registry.collect() for sample in family.samples}
 
 
-def test_every_dashboard_query_uses_a_metric_the_service_exports() -> None:
+def test_every_dashboard_query_uses_a_metric_the_service_exports_or_a_rule_records() -> None:
     checker = load_checker()
     used = checker.dashboard_metric_names(DASHBOARD)
     assert used, "the dashboard has queries"
-    assert used <= exported_series_names()
+    assert used <= exported_series_names() | checker.recorded_metric_names()
     assert checker.problems(DASHBOARD) == []
+
+
+def test_the_dashboard_shows_the_error_budget_and_the_burn_rate_of_every_alert_window() -> None:
+    used = load_checker().dashboard_metric_names(DASHBOARD)
+    assert "slo:error_budget_remaining:ratio" in used
+    rules = (ROOT / "deploy" / "prometheus" / "rules" / "payments.rules.yml").read_text()
+    alerted = set(re.findall(r"slo:sli_error:ratio_rate\w+(?=\{[^}]*\} >)", rules))
+    assert alerted
+    assert alerted <= used
 
 
 def test_the_checker_knows_exactly_the_exported_metrics() -> None:
