@@ -172,6 +172,16 @@ def test_every_runbook_section_says_what_to_look_at_and_what_to_do(name: str) ->
         assert clue in look_at.lower(), f"{name}: the first things to look at name no {clue}"
 
 
+def test_the_architecture_page_states_the_objectives_of_the_spec() -> None:
+    text = (ROOT / "ARCHITECTURE.md").read_text().split("## SLOs and alerts", 1)[1]
+    for slo in GEN.SLOS:
+        assert f"| {slo.name} |" in text
+        assert f"| {slo.objective * 100:g} % |" in text
+    assert f"within {GEN.LATENCY_THRESHOLD * 1000:g} ms" in text
+    for burn in (*GEN.PAGE, *GEN.TICKET):
+        assert f"{burn.factor:g}x" in text
+
+
 def exported_series_names() -> set[str]:
     """Every sample name the service can expose, each registered by the code that registers it
     in the running service (bootstrap), with a PostgreSQL pool, SQLite group commit, TLS on."""
