@@ -134,6 +134,38 @@ SLO_PERIOD = "30d"
 PAGE = (BurnWindows(14.4, "1h", "5m"), BurnWindows(6, "6h", "30m"))
 TICKET = (BurnWindows(1, "3d", "6h"),)
 
+
+@dataclass(frozen=True)
+class BurnAlert:
+    """One burn-rate alert of every SLO: `Payments<Slo><suffix>`."""
+
+    suffix: str
+    windows: tuple[BurnWindows, ...]
+    for_: str
+    severity: Severity
+    pace: str
+    outcome: str
+
+
+BURN_ALERTS = (
+    BurnAlert(
+        "BudgetBurn",
+        PAGE,
+        "2m",
+        "page",
+        "burns fast",
+        "the 30-day budget is gone in days; clients are failing now.",
+    ),
+    BurnAlert(
+        "BudgetSlowBurn",
+        TICKET,
+        "15m",
+        "ticket",
+        "burns faster than it lasts",
+        "the budget is spent before the period ends.",
+    ),
+)
+
 ALERTS = (
     Alert(
         name="PaymentsCallsShed",
@@ -325,30 +357,19 @@ def _burning(slo: Slo, windows: tuple[BurnWindows, ...]) -> str:
 
 
 def burn_alerts(slo: Slo) -> list[Alert]:
-    title = slo.name.capitalize()
-    page = " or ".join(f"{b.factor:g}x over {b.long} and {b.short}" for b in PAGE)
-    ticket = " or ".join(f"{b.factor:g}x over {b.long} and {b.short}" for b in TICKET)
     return [
         Alert(
-            name=f"Payments{title}BudgetBurn",
-            expr=_burning(slo, PAGE),
-            for_="2m",
-            severity="page",
-            summary=f"The {slo.name} error budget burns fast ({page})",
-            description=f"SLO: {slo.promise} over {SLO_PERIOD}. At this rate the 30-day budget "
-            "is gone in days; clients are failing now.",
+            name=f"Payments{slo.name.capitalize()}{burn.suffix}",
+            expr=_burning(slo, burn.windows),
+            for_=burn.for_,
+            severity=burn.severity,
+            summary=f"The {slo.name} error budget {burn.pace} ("
+            + " or ".join(f"{w.factor:g}x over {w.long} and {w.short}" for w in burn.windows)
+            + ")",
+            description=f"SLO: {slo.promise} over {SLO_PERIOD}. At this rate {burn.outcome}",
             slo=slo.name,
-        ),
-        Alert(
-            name=f"Payments{title}BudgetSlowBurn",
-            expr=_burning(slo, TICKET),
-            for_="15m",
-            severity="ticket",
-            summary=f"The {slo.name} error budget burns faster than it lasts ({ticket})",
-            description=f"SLO: {slo.promise} over {SLO_PERIOD}. At this rate the budget is "
-            "spent before the period ends.",
-            slo=slo.name,
-        ),
+        )
+        for burn in BURN_ALERTS
     ]
 
 
