@@ -19,8 +19,9 @@ from payments_service.gen.payments.v1 import payments_pb2 as pb
 from payments_service.gen.payments.v1 import payments_pb2_grpc as pb_grpc
 from tests.e2e.test_prometheus import Prometheus
 from tests.processes import ServerProcess
-from tests.repo.test_alert_rules import GEN
+from tests.scripts import load_script
 
+GEN = load_script("gen_alert_rules")
 SHED_ALERT = "PaymentsCallsShed"
 TEST_FOR = "2s"
 CLIENTS = 4  # concurrent slow calls against a limit of 1

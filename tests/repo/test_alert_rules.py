@@ -6,14 +6,11 @@ against the Prometheus Operator's CRD."""
 
 from __future__ import annotations
 
-import importlib.util
 import re
 import shutil
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import jsonschema  # type: ignore[import-untyped]
@@ -30,6 +27,7 @@ from payments_service.observability.metrics import HANDLING_BUCKETS, LoadGauges
 from payments_service.observability.store_gauges import register_store_gauges
 from payments_service.observability.telemetry import build_telemetry
 from payments_service.transport.grpc_server import UNARY_METHODS
+from tests.scripts import load_script
 
 ROOT = Path(__file__).resolve().parents[2]
 PROMTOOL_TESTS = sorted((Path(__file__).parent / "promtool").glob("*.test.yml"))
@@ -42,16 +40,6 @@ NEEDS_PROMTOOL = pytest.mark.skipif(
 )
 # Series Prometheus makes itself, not the service.
 PROMETHEUS_SERIES = {"up"}
-
-
-def load_script(name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 GEN = load_script("gen_alert_rules")
