@@ -46,7 +46,6 @@ from payments_service.observability.metrics import HANDLING_BUCKETS
 ROOT = Path(__file__).resolve().parent.parent
 RULES_FILE = ROOT / "deploy" / "prometheus" / "rules" / "payments.rules.yml"
 PROMETHEUS_RULE_FILE = ROOT / "deploy" / "kubernetes" / "base" / "prometheusrule.yaml"
-RUNBOOK = "docs/runbook.md"
 
 # ----------------------------------------------------------------------------------------------
 # The spec
@@ -59,9 +58,9 @@ SERVICE = 'grpc_service="payments.v1.PaymentService"'
 FAULT_CODES = "|".join(sorted(GO_CODE_NAMES[code] for code in SERVER_FAULT_CODES))
 RED_WINDOW = "5m"
 QUANTILES = ("0.5", "0.95", "0.99")
-# Where runbook_url points: the runbook's path in this repository. A deployment that publishes
-# the repository sets its URL with --runbook-base-url (make rules RUNBOOK_BASE_URL=...).
-DEFAULT_RUNBOOK_BASE_URL = RUNBOOK
+# Where runbook_url points: the runbook's path in this repository. A deployment that wants
+# absolute links generates its own copy with --runbook-base-url.
+DEFAULT_RUNBOOK_BASE_URL = "docs/runbook.md"
 Severity = Literal["page", "ticket"]
 
 
@@ -71,9 +70,13 @@ class Slo:
 
     name: str  # the `slo` label and the alerts' middle name
     objective: float
-    promise: str  # what a client is promised, for the alerts' text
+    good: str  # what a good event is, for the alerts' text
     bad: str
     total: str
+
+    @property
+    def promise(self) -> str:
+        return f"{self.objective * 100:g} % of {self.good}"
 
 
 @dataclass(frozen=True)
@@ -112,7 +115,7 @@ SLOS = (
     Slo(
         name="availability",
         objective=0.999,
-        promise="99.9 % of RequestPayment and GetPayment calls are not failed by the server",
+        good="RequestPayment and GetPayment calls are not failed by the server",
         bad="sum by (job) (rate("
         + _handled('grpc_method=~"RequestPayment|GetPayment"', f'grpc_code=~"{FAULT_CODES}"')
         + "[{window}]))",
@@ -123,7 +126,7 @@ SLOS = (
     Slo(
         name="latency",
         objective=0.99,
-        promise=f"99 % of RequestPayment calls are answered within {LATENCY_THRESHOLD * 1000:g} ms",
+        good=f"RequestPayment calls are answered within {LATENCY_THRESHOLD * 1000:g} ms",
         bad=f"(sum by (job) (rate({_latency('count')}[{{window}}])) - sum by (job) (rate("
         + _latency("bucket", f'le="{LATENCY_THRESHOLD:g}"')
         + "[{window}])))",
