@@ -413,10 +413,15 @@ def rule_groups(
     def rules(alerts: list[Alert]) -> list[Rule]:
         return [alert_rule(a, runbook_base_url, overrides.get(a.name)) for a in alerts]
 
+    # An SLO's alerts sit in the group of the ratios they read: Prometheus evaluates the rules
+    # of a group in order and groups independently, so an alert in another group could read
+    # the ratios of the previous evaluation, or none once that is older than the lookback.
     return [
         {"name": "payments-red", "rules": red_rules()},
-        {"name": "payments-slo", "rules": [rule for slo in SLOS for rule in slo_rules(slo)]},
-        {"name": "payments-slo-alerts", "rules": rules([a for s in SLOS for a in burn_alerts(s)])},
+        *(
+            {"name": f"payments-slo-{slo.name}", "rules": slo_rules(slo) + rules(burn_alerts(slo))}
+            for slo in SLOS
+        ),
         {"name": "payments-saturation-alerts", "rules": rules(list(ALERTS))},
     ]
 
