@@ -3,8 +3,9 @@
 `python scripts/check_dashboard.py [deploy/grafana/dashboards/payments.json]` loads the dashboard,
 checks that it is a valid dashboard JSON, extracts the metric names from every PromQL query in it
 (panel targets, including panels nested in rows, and query variables) and fails when one of them
-is not a metric the service exports, or when the latency panels lost their exemplars. A renamed
-metric then breaks `make deploy-check` instead of leaving an empty panel.
+is not a metric the service exports nor a series the rules in deploy/prometheus/rules record, or
+when the latency panels lost their exemplars. A renamed metric then breaks `make deploy-check`
+instead of leaving an empty panel.
 
 `dashboard_metric_names(path)` is importable for tests.
 """
@@ -21,6 +22,8 @@ from typing import Any
 DEFAULT_DASHBOARD = (
     Path(__file__).resolve().parent.parent / "deploy/grafana/dashboards/payments.json"
 )
+RULES_DIR = Path(__file__).resolve().parent.parent / "deploy/prometheus/rules"
+_RECORD = re.compile(r"^\s*-?\s*record:\s*([A-Za-z_:][A-Za-z0-9_:]*)\s*$", re.MULTILINE)
 
 # What the service exports (payments_service.observability.metrics); a histogram contributes its
 # _bucket, _sum and _count series.
@@ -124,6 +127,15 @@ def dashboard_metric_names(path: str | Path) -> set[str]:
     return names
 
 
+def recorded_metric_names(rules_dir: Path = RULES_DIR) -> set[str]:
+    """The series the recording rules in `rules_dir` (Prometheus rule files) record."""
+    return {
+        name
+        for path in sorted(rules_dir.glob("*.yml"))
+        for name in _RECORD.findall(path.read_text(encoding="utf-8"))
+    }
+
+
 def problems(path: str | Path) -> list[str]:
     """Everything wrong with the dashboard at `path`; empty when it is fine."""
     try:
@@ -131,7 +143,8 @@ def problems(path: str | Path) -> list[str]:
         names = dashboard_metric_names(path)
     except (OSError, ValueError) as exc:
         return [f"invalid dashboard: {exc}"]
-    found = [f"unknown metric {name!r}" for name in sorted(names - EXPORTED_METRICS)]
+    known = EXPORTED_METRICS | recorded_metric_names()
+    found = [f"unknown metric {name!r}" for name in sorted(names - known)]
     if not names:
         found.append("no PromQL query found")
     latency_targets = [
@@ -156,7 +169,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{path}: {problem}", file=sys.stderr)
         return 1
     names = sorted(dashboard_metric_names(path))
-    print(f"{path}: OK, {len(dashboard_queries(path))} queries use {len(names)} exported metrics:")
+    count = len(dashboard_queries(path))
+    print(f"{path}: OK, {count} queries use {len(names)} exported or recorded metrics:")
     for name in names:
         print(f"  {name}")
     return 0

@@ -32,6 +32,7 @@ from payments_service.application.service import PaymentService
 from payments_service.observability.metrics import (
     StoreMetrics,
     auth_failure_series,
+    certificate_series,
     load_series,
     order_window_series,
     pool_series,
@@ -56,6 +57,7 @@ from payments_service.transport.interceptors.observation import (
 log = structlog.get_logger(__name__)
 
 if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
     from wsgiref.simple_server import WSGIServer
 
     import grpc
@@ -255,10 +257,12 @@ async def build_app(
     keys: KeyRing | None = None,
     credentials: grpc.ServerCredentials | None = None,
     span_processors: tuple[SpanProcessor, ...] = (),
+    tls_not_after: Callable[[], Mapping[str, float]] | None = None,
 ) -> App:
     """Build and start everything `settings` asks for. `keys` None: authentication off;
     `credentials` None: plaintext; `span_processors` are added to the tracer provider (tests
-    pass an in-memory exporter's). The background work is built, not started."""
+    pass an in-memory exporter's); `tls_not_after`: when the served certificates expire. The
+    background work is built, not started."""
     telemetry = build_telemetry(settings, log_writer=log_writer, span_processors=span_processors)
     metrics_http, metrics_port = None, None
     limit = ConcurrencyLimit(settings.max_concurrent_rpcs)
@@ -297,6 +301,8 @@ async def build_app(
                 registry,
                 auth_failure_series(authenticator.failures, lambda: authenticator.throttled),
             )
+        if tls_not_after is not None:
+            register_sampled(registry, certificate_series(tls_not_after))
     gate = ShutdownGate()
     server = await start_server(
         service,

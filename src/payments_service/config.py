@@ -636,6 +636,18 @@ class Settings(EnvSettings):
         "128",
         "spans per OTLP export (the SDK's own default is 512)",
     )
+    span_export_queue_size: int = setting(
+        "OTEL_BSP_MAX_QUEUE_SIZE",
+        positive,
+        "2048",
+        "finished spans waiting for the OTLP export (the SDK's default)",
+        limit=Limit(
+            "spans waiting for export",
+            "nothing for the client: spans past it are dropped (the collector is too slow or "
+            "unreachable)",
+            ("payments_spans_dropped_total",),
+        ),
+    )
     span_attribute_value_limit: int = setting(
         ("OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT", "OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT"),
         positive,
@@ -663,8 +675,9 @@ class Settings(EnvSettings):
         return self.processor_timeout_seconds + self.settlement_timeout_seconds + 5.0
 
     def _checked(self) -> Settings:
-        """The checks that span variables: TLS files come in pairs, and the store password is
-        read from its file or `PGPASSWORD` when the URL has none."""
+        """The checks that span variables: TLS files come in pairs, an export batch fits the
+        export queue, and the store password is read from its file or `PGPASSWORD` when the URL
+        has none."""
         if self.tls_cert_file is not None and self.tls_key_file is None:
             raise ConfigError(f"invalid {_name('tls_key_file')}='': required with the certificate")
         if self.tls_key_file is not None and self.tls_cert_file is None:
@@ -673,6 +686,11 @@ class Settings(EnvSettings):
             raise ConfigError(
                 f"invalid {_name('tls_client_ca_file')}={self.tls_client_ca_file!r}: client "
                 f"certificates need TLS: set {_name('tls_cert_file')} and {_name('tls_key_file')}"
+            )
+        if self.span_export_batch_size > self.span_export_queue_size:
+            raise ConfigError(
+                f"invalid {_name('span_export_batch_size')}={self.span_export_batch_size}: "
+                f"larger than {_name('span_export_queue_size')}={self.span_export_queue_size}"
             )
         store = self.store
         if store.kind != "postgresql" or store.password is not None:

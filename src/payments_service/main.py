@@ -12,7 +12,7 @@ shut down within drain + grace + 2 s:
    and log lines are flushed with what is left (at least `FLUSH_FLOOR_SECONDS` each), exit 0.
 
 A second SIGTERM or SIGINT during the shutdown exits at once with status 1 and one log line.
-SIGHUP re-reads the API keys file.
+SIGHUP re-reads the API keys file and the TLS files.
 
 `payments-server migrate` applies the store's pending migrations and exits;
 `payments-server config [--markdown]` prints the effective settings (secrets redacted);
@@ -40,11 +40,9 @@ from payments_service.observability.logs import configure_logging
 from payments_service.reference import effective_settings
 from payments_service.security.api_keys import KeyRing
 from payments_service.security.keys_cli import keys_main
-from payments_service.security.tls import server_credentials, tls_mode
+from payments_service.security.tls import ServerTls, tls_mode
 
 if TYPE_CHECKING:
-    import grpc
-
     from payments_service.observability.logs import LogWriter
 
 log = structlog.get_logger(__name__)
@@ -59,9 +57,15 @@ async def serve(
     *,
     log_writer: LogWriter | None = None,
     keys: KeyRing | None = None,
-    credentials: grpc.ServerCredentials | None = None,
+    tls: ServerTls | None = None,
 ) -> None:
-    app = await build_app(settings, log_writer=log_writer, keys=keys, credentials=credentials)
+    app = await build_app(
+        settings,
+        log_writer=log_writer,
+        keys=keys,
+        credentials=None if tls is None else tls.credentials(),
+        tls_not_after=None if tls is None else tls.not_after,
+    )
     if keys is None:
         log.warning("authentication_disabled", reason="PAYMENTS_API_KEYS_FILE is not set")
     app.background.start()
@@ -70,7 +74,7 @@ async def serve(
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     # Before server_started: a signal sent once that line is out must find its handler.
-    loop.add_signal_handler(signal.SIGHUP, _reload_keys, keys)
+    loop.add_signal_handler(signal.SIGHUP, _reload, keys, tls)
     log.info(
         "server_started",
         version=__version__,
@@ -115,6 +119,13 @@ def _exit_now(signum: int, log_writer: LogWriter | None) -> None:
     os._exit(1)
 
 
+def _reload(keys: KeyRing | None, tls: ServerTls | None) -> None:
+    """SIGHUP: the API keys, and the TLS files when TLS is on."""
+    _reload_keys(keys)
+    if tls is not None:
+        tls.reload()
+
+
 def _reload_keys(keys: KeyRing | None) -> None:
     """SIGHUP: re-read the API keys file (rotation, revocation). A bad file keeps the old keys
     and logs one error. Handled even without a file, so a stray SIGHUP never kills the server."""
@@ -147,7 +158,7 @@ def main() -> None:
             return
         settings = Settings.from_env(os.environ)
         keys = KeyRing.load(settings.api_keys_file) if settings.api_keys_file else None
-        credentials = server_credentials(settings)
+        tls = ServerTls.load(settings)
     except ConfigError as exc:
         print(f"payments-server: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
@@ -156,7 +167,7 @@ def main() -> None:
         if command == ["migrate"]:
             asyncio.run(migrate(settings))
         else:
-            asyncio.run(serve(settings, log_writer=writer, keys=keys, credentials=credentials))
+            asyncio.run(serve(settings, log_writer=writer, keys=keys, tls=tls))
     except ConfigError as exc:  # found only when serving: an address already in use
         writer.close(FLUSH_FLOOR_SECONDS)
         print(f"payments-server: {exc}", file=sys.stderr)

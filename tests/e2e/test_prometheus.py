@@ -10,6 +10,7 @@ import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -30,14 +31,16 @@ def free_port() -> int:
 
 
 class Prometheus:
-    def __init__(self, workdir: Path, target: str) -> None:
+    def __init__(self, workdir: Path, target: str, rule_files: tuple[Path, ...] = ()) -> None:
         binary = require_binary(
             "prometheus", "apt-get install -y --no-install-recommends prometheus (make e2e does)"
         )
         config = workdir / "prometheus.yml"
+        rules = "".join(f"  - {path}\n" for path in rule_files)
         config.write_text(
             "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
-            "scrape_configs:\n"
+            + (f"rule_files:\n{rules}" if rules else "")
+            + "scrape_configs:\n"
             f"  - job_name: payments\n    static_configs:\n      - targets: ['{target}']\n"
         )
         self.port = free_port()
@@ -74,12 +77,18 @@ class Prometheus:
         return f"http://127.0.0.1:{self.port}{path}"
 
     def query(self, promql: str) -> list[dict[str, object]]:
-        url = self.url("/api/v1/query?" + urllib.parse.urlencode({"query": promql}))
-        with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310 - local http
+        result: list[dict[str, object]] = self.api(
+            "/api/v1/query?" + urllib.parse.urlencode({"query": promql})
+        )["result"]
+        return result
+
+    def api(self, path: str) -> dict[str, Any]:
+        """The `data` of a successful answer of the HTTP API at `path`."""
+        with urllib.request.urlopen(self.url(path), timeout=5) as response:  # noqa: S310
             body = json.load(response)
         assert body["status"] == "success", body
-        result: list[dict[str, object]] = body["data"]["result"]
-        return result
+        data: dict[str, Any] = body["data"]
+        return data
 
     def stop(self) -> None:
         self.proc.terminate()

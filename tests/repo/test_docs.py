@@ -35,7 +35,6 @@ that fact. What counts as a name of each kind:
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import importlib
 import inspect
@@ -43,32 +42,22 @@ import pkgutil
 import re
 import shlex
 import subprocess
-import tempfile
 import tomllib
 from collections.abc import Callable, Iterator
-from contextlib import AsyncExitStack
 from dataclasses import dataclass
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import opentelemetry.sdk.environment_variables as otel_sdk_variables
 import pytest
-from prometheus_client import CollectorRegistry
 
 import payments_service
-from payments_service.adapters.stores.connections import ConnectionLender
-from payments_service.adapters.stores.factory import Store
-from payments_service.adapters.stores.postgres import PostgresPaymentRepository
-from payments_service.adapters.system import SystemClock
-from payments_service.bootstrap import build_app, observe_store
-from payments_service.config import Settings, all_variables
+from payments_service.config import all_variables
 from payments_service.gen.payments.v1 import payments_pb2 as pb
-from payments_service.observability.logs import LogWriter
-from payments_service.observability.telemetry import build_telemetry
 from payments_service.reference import GENERATED
 from scripts.check_dashboard import promql_metric_names
 from scripts.render_docs import stale_tables
+from tests.metric_names import served_metric_names
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = "src/payments_service"  # where `transport/error_table.py` and the like resolve
@@ -113,6 +102,7 @@ EXTERNAL = {
     "export",
     "grep",
     "grpcurl",
+    "kill",
     "kubectl",
     "openssl",
     "printf",
@@ -132,7 +122,10 @@ _LINK = re.compile(r"!?\[[^\]]*\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)")
 _HEADING = re.compile(r"^ {0,3}#{1,6}\s+(.*?)\s*#*\s*$", re.MULTILINE)
 _PATH = re.compile(r"(?P<path>[\w.@-]+(?:/[\w.@-]+)*/?)(?:::(?P<symbol>[\w.\[\]-]+))?")
 _VARIABLE = re.compile(r"\b(?:PAYMENTS|OTEL)_[A-Z0-9_]*[A-Z0-9]\b")
-_METRIC = re.compile(r"\b(?:grpc_server|payments)_[a-z0-9_]*[a-z0-9]\b(?!\s*\()")
+# A metric name, not inside a recording rule's `level:metric:operations` name.
+_METRIC = re.compile(r"(?<![\w:])(?:grpc_server|payments)_[a-z0-9_]*[a-z0-9]\b(?![:(]|\s*\()")
+# A recording rule's name: `level:metric:operations` (Prometheus' naming convention).
+_RECORDED = re.compile(r"(?<![\w:])[a-z_][a-z0-9_]*:[a-z0-9_]+:[a-z0-9_]+\b")
 _DOTTED = re.compile(r"(?P<name>[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)+)(?:\(\))?")
 
 
@@ -428,65 +421,6 @@ def variable_problems(page: Page) -> list[str]:
 # -- metrics ----------------------------------------------------------------------------------
 
 
-async def _served_metric_names(workdir: Path) -> set[str]:
-    """The names on /metrics, from the registries `build_app` builds: on the memory store and on
-    SQLite (calls, payments, load, log drops, refused scrapes, store size, latency, group
-    commit); and the PostgreSQL pool gauges as `observe_store` registers them for a store that
-    is not opened (opening one needs a database)."""
-    names: set[str] = set()
-    quiet = LogWriter(lambda _: None, 100)
-    async with AsyncExitStack() as stack:
-        stack.callback(quiet.close, 1)
-        for store_url in ("memory://", f"sqlite:///{workdir / 'payments.db'}"):
-            settings = Settings.from_env(
-                {
-                    "PAYMENTS_GRPC_ADDRESS": "127.0.0.1:0",
-                    "PAYMENTS_METRICS_ADDRESS": "127.0.0.1:0",
-                    "PAYMENTS_STORE_URL": store_url,
-                    "OTEL_SDK_DISABLED": "true",
-                }
-            )
-            app = await build_app(settings, log_writer=quiet)
-            stack.push_async_callback(app.store.close)
-            stack.push_async_callback(app.server.stop, 0)
-            if app.metrics_http is not None:
-                stack.callback(app.metrics_http.shutdown)
-            assert app.telemetry.metrics is not None
-            names |= _exposed(app.telemetry.metrics.registry)
-        settings = Settings.from_env({"PAYMENTS_STORE_URL": "postgresql://nobody@127.0.0.1/none"})
-        telemetry = build_telemetry(settings)
-        assert telemetry.metrics is not None
-        unopened = PostgresPaymentRepository(
-            ConnectionLender(_never_connects, max_size=settings.store_pool_size),
-            ttl=timedelta(seconds=settings.idempotency_ttl_seconds),
-            clock=SystemClock(),
-            lease=timedelta(seconds=settings.settlement_lease_seconds),
-        )
-        store = Store(unopened, "postgresql", unopened.close, pool=unopened, stalled=unopened)
-        observe_store(store, settings, telemetry)
-        names |= _exposed(telemetry.metrics.registry)
-    return names
-
-
-async def _never_connects() -> Any:
-    raise AssertionError("the docs test opens no database")
-
-
-def _exposed(registry: CollectorRegistry) -> set[str]:
-    names = set()
-    for family in registry.collect():
-        names |= {sample.name for sample in family.samples}
-        if family.type in ("histogram", "gauge", "summary"):
-            names.add(family.name)
-    return names
-
-
-@functools.cache
-def registered_metric_names() -> frozenset[str]:
-    with tempfile.TemporaryDirectory() as workdir:
-        return frozenset(asyncio.run(_served_metric_names(Path(workdir))))
-
-
 @functools.cache
 def recording_rules() -> frozenset[str]:
     rules = set()
@@ -525,6 +459,9 @@ def metric_problems(page: Page, registered: frozenset[str]) -> list[str]:
         for name in _METRIC.findall(text.text):
             if name not in known and name not in not_metrics():
                 problems.append(f"{page.name}:{text.line}: metric `{name}` is not registered")
+        for name in _RECORDED.findall(text.text):
+            if name not in recording_rules():
+                problems.append(f"{page.name}:{text.line}: no recording rule `{name}`")
     for block in page.blocks:
         if block.lang != "promql":
             continue
@@ -532,9 +469,8 @@ def metric_problems(page: Page, registered: frozenset[str]) -> list[str]:
             query = line.split("#", 1)[0]
             for name in sorted(promql_metric_names(query)):
                 if name not in known:
-                    problems.append(
-                        f"{page.name}:{block.line + offset}: metric `{name}` is not registered"
-                    )
+                    what = f"no recording rule `{name}`" if ":" in name else f"metric `{name}`"
+                    problems.append(f"{page.name}:{block.line + offset}: {what} is not registered")
     return problems
 
 
@@ -678,7 +614,7 @@ def test_every_name_the_markdown_gives_exists(kind: str) -> None:
 
 
 def test_every_metric_the_markdown_names_is_registered() -> None:
-    registered = registered_metric_names()
+    registered = served_metric_names()
     problems = [problem for page in PAGES for problem in metric_problems(page, registered)]
     assert problems == [], "\n".join(problems)
 
@@ -731,6 +667,7 @@ PLANTED_ERRORS = [
     ),
     ("variable", "OTEL_NO_SUCH_VARIABLE", "`OTEL_NO_SUCH_VARIABLE` is not in the settings spec"),
     ("metric", "payments_no_such_metric_total", "`payments_no_such_metric_total` is not reg"),
+    ("metric", "slo:sli_error:ratio_rate9h", "no recording rule `slo:sli_error:ratio_rate9h`"),
     ("target", "no-such-target", "`make no-such-target`: no such target"),
     ("symbol", "config.NoSuchSettings", "`config.NoSuchSettings` does not resolve"),
     ("symbol", "KeyRing.merchant_for", "`KeyRing.merchant_for` does not resolve"),
@@ -741,7 +678,7 @@ PLANTED_ERRORS = [
 def planted_problems(**names: str) -> list[str]:
     page = Page.parse("PLANTED.md", PLANTED.format(**{**GOOD, **names}))
     found = [problem for check in CHECKS.values() for problem in check(page)]
-    return found + metric_problems(page, registered_metric_names())
+    return found + metric_problems(page, served_metric_names())
 
 
 def test_the_planted_page_with_true_names_has_no_problem() -> None:

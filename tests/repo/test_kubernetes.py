@@ -6,8 +6,8 @@ cluster); where kubectl is not installed the tests that need a rendering are ski
 Schemas come from kubernetes-validate (a locked dev dependency that carries them; nothing is
 downloaded), in strict mode so a misspelt field fails. Two versions: 1.30, the oldest the
 manifests support (the native `preStop: sleep` action is on by default from 1.30), and the newest
-the package carries. The PodMonitor is a Prometheus Operator CRD with no schema there: its
-structure and the fields used are checked by hand.
+the package carries. The PodMonitor and the PrometheusRule are Prometheus Operator CRDs with no
+schema there: their structure and the fields used are checked by hand.
 """
 
 from __future__ import annotations
@@ -36,7 +36,12 @@ TLS_SECRET = "payments-tls"  # made by cert-manager or `kubectl create secret tl
 OLDEST_SUPPORTED = "1.30"
 NEWEST_CARRIED = ".".join(kubernetes_validate.latest_version().split(".")[:2])
 SCHEMA_VERSIONS = (OLDEST_SUPPORTED, NEWEST_CARRIED)
-CRD_KINDS = {("monitoring.coreos.com/v1", "PodMonitor")}
+# Checked against their CRD by hand: the PodMonitor below, the PrometheusRule in
+# test_alert_rules.py.
+CRD_KINDS = {
+    ("monitoring.coreos.com/v1", "PodMonitor"),
+    ("monitoring.coreos.com/v1", "PrometheusRule"),
+}
 # Seconds between the end of the in-flight grace and SIGKILL: settlements, the span flush, exit.
 SHUTDOWN_MARGIN_SECONDS = 3
 

@@ -195,6 +195,13 @@ def test_tls_files_that_do_not_go_together_name_the_missing_variable(
         Settings.from_env(env)
 
 
+def test_an_export_batch_larger_than_the_export_queue_names_both_variables() -> None:
+    with pytest.raises(ConfigError, match=r"^invalid OTEL_BSP_MAX_EXPORT_BATCH_SIZE=512: larger"):
+        Settings.from_env(
+            {"OTEL_BSP_MAX_QUEUE_SIZE": "64", "OTEL_BSP_MAX_EXPORT_BATCH_SIZE": "512"}
+        )
+
+
 def test_the_tls_files_are_read() -> None:
     settings = Settings.from_env(
         {

@@ -35,7 +35,7 @@ from payments_service.domain.model import PaymentStatus
 from payments_service.observability.record import RATE_LIMIT_SCOPE, RATE_LIMIT_SCOPES
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Iterator, Sequence
+    from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
     from wsgiref.simple_server import WSGIServer
 
     from prometheus_client import Metric
@@ -60,6 +60,15 @@ class TrackedWindows(Protocol):
     def __len__(self) -> int: ...
 
 
+class SpanDropCounts(Protocol):
+    """What the span-drop counters read (`observability.span_drops.ExportQueue`)."""
+
+    @property
+    def queue_full(self) -> int: ...
+    @property
+    def export_failed(self) -> int: ...
+
+
 class PoolStats(Protocol):
     """What the pool gauges read (the PostgreSQL store)."""
 
@@ -77,8 +86,10 @@ GO_CODE_NAMES: dict[grpc.StatusCode, str] = {
 GO_CODE_NAMES[grpc.StatusCode.OK] = "OK"
 GO_CODE_NAMES[grpc.StatusCode.CANCELLED] = "Canceled"
 
-# prometheus.DefBuckets, the Go provider's default for the handling-time histogram.
-HANDLING_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+# prometheus.DefBuckets, the Go provider's default for the handling-time histogram, plus 0.3:
+# the latency SLO's threshold (scripts/gen_alert_rules.py), which a burn-rate rule can count
+# exactly only at a bucket boundary.
+HANDLING_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.3, 0.5, 1.0, 2.5, 5.0, 10.0)
 UNARY = "unary"
 
 
@@ -485,6 +496,52 @@ def auth_failure_series(failures: TrackedWindows, throttled: Callable[[], int]) 
             "counter",
             lambda: failures.evicted,
         ),
+    ]
+
+
+def span_drop_series(queue: SpanDropCounts | None) -> list[Sampled]:
+    """Spans the OTLP export lost (`observability.span_drops`); 0 when nothing is exported, so
+    rates and alerts work from the start."""
+    help_text = (
+        "Finished spans the OTLP export lost: queue_full (the export queue, "
+        "OTEL_BSP_MAX_QUEUE_SIZE, was full) or export_failed (the exporter gave up on their "
+        "batch)."
+    )
+    return [
+        Sampled(
+            "payments_spans_dropped",
+            help_text,
+            "counter",
+            (lambda: 0) if queue is None else (lambda: queue.queue_full),
+            (("reason", "queue_full"),),
+        ),
+        Sampled(
+            "payments_spans_dropped",
+            help_text,
+            "counter",
+            (lambda: 0) if queue is None else (lambda: queue.export_failed),
+            (("reason", "export_failed"),),
+        ),
+    ]
+
+
+def certificate_series(not_after: Callable[[], Mapping[str, float]]) -> list[Sampled]:
+    """When the served TLS certificates expire (`security.tls.ServerTls.not_after`, re-read on
+    SIGHUP): one series per certificate the server loaded (server; client_ca under mTLS)."""
+    help_text = (
+        "When the served TLS certificates expire (the earliest notAfter of the file, Unix "
+        "time): server = PAYMENTS_TLS_CERT_FILE, client_ca = PAYMENTS_TLS_CLIENT_CA_FILE. "
+        "Re-read on SIGHUP."
+    )
+    return [
+        Sampled(
+            "payments_tls_certificate_not_after_timestamp_seconds",
+            help_text,
+            "gauge",
+            lambda name=name: not_after()[name],  # type: ignore[misc]
+            (("certificate", name),),
+        )
+        for name in sorted(not_after())
     ]
 
 

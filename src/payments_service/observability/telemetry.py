@@ -16,9 +16,9 @@ from payments_service.observability.metrics import (
     log_series,
     new_registry,
     register_sampled,
+    span_drop_series,
 )
 from payments_service.observability.tracing import (
-    CountingExporter,
     ServiceTracerProvider,
     SpanReporter,
     build_tracer_provider,
@@ -26,7 +26,6 @@ from payments_service.observability.tracing import (
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import SpanProcessor
-    from opentelemetry.sdk.trace.export import SpanExporter
 
     from payments_service.config import Settings
     from payments_service.observability.logs import LogWriter
@@ -41,7 +40,6 @@ class Telemetry:
     metrics: Metrics | None = None
     access_log: bool = False
     observe_health_checks: bool = False
-    export: CountingExporter | None = None  # the OTLP exporter, when spans are exported
 
     def tracer(self) -> trace.Tracer:
         if self.tracer_provider is None:
@@ -68,11 +66,12 @@ class Telemetry:
         if provider is None:
             return True
         flushed = threading.Event()
-        failed_before = None if self.export is None else self.export.failed
+        queue = provider.export_queue
+        failed_before = None if queue is None else queue.export_failed
 
         def flush_and_stop() -> None:
             if provider.force_flush(int(timeout * 1000)) and (
-                self.export is None or self.export.failed == failed_before
+                queue is None or queue.export_failed == failed_before
             ):
                 flushed.set()
             provider.shutdown()
@@ -94,17 +93,13 @@ def build_telemetry(
         metrics = Metrics(new_registry())
         if log_writer is not None:
             register_sampled(metrics.registry, log_series(lambda: log_writer.dropped))
-    exports: list[CountingExporter] = []
-
-    def counted(exporter: SpanExporter) -> SpanExporter:
-        exports.append(CountingExporter(exporter))
-        return exports[0]
-
-    provider = build_tracer_provider(settings, span_processors, counted)
+    provider = build_tracer_provider(settings, span_processors)
+    if metrics is not None:
+        queue = None if provider is None else provider.export_queue
+        register_sampled(metrics.registry, span_drop_series(queue))
     return Telemetry(
         tracer_provider=provider,
         metrics=metrics,
         access_log=settings.access_log,
         observe_health_checks=settings.observe_health_checks,
-        export=exports[0] if exports else None,
     )

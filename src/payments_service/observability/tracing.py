@@ -33,7 +33,6 @@ from opentelemetry.sdk.trace import (
     SynchronousMultiSpanProcessor,
     TracerProvider,
 )
-from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import (
     SpanContext,
@@ -48,7 +47,7 @@ from payments_service import __version__
 from payments_service.observability.record import SERVER_FAULT_CODES
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping, Sequence
+    from collections.abc import Mapping
 
     import grpc
     from opentelemetry.sdk.trace import SpanProcessor
@@ -57,6 +56,7 @@ if TYPE_CHECKING:
 
     from payments_service.config import Settings
     from payments_service.observability.record import CallRecord
+    from payments_service.observability.span_drops import ExportQueue
 
 DEFAULT_SERVICE_NAME = "payments-service"
 SCOPE_NAME = "payments_service"
@@ -83,6 +83,7 @@ class ServiceTracerProvider(TracerProvider):
             active_span_processor=self.span_processors,
         )
         self.scope = InstrumentationScope(SCOPE_NAME, __version__)
+        self.export_queue: ExportQueue | None = None  # the OTLP export's, when there is one
 
     def leaf_spans(
         self, name: str, kind: SpanKind, attributes: Mapping[str, AttributeValue]
@@ -210,37 +211,11 @@ def build_resource() -> Resource:
     return _HashOnceResource(resource)
 
 
-class CountingExporter(SpanExporter):
-    """Any span exporter, with its failed exports counted: `failed` batches (`spans_failed`
-    spans) the collector did not take. The shutdown line reports them, so an unreachable
-    collector is not mistaken for a flush."""
-
-    def __init__(self, inner: SpanExporter) -> None:
-        self._inner = inner
-        self.failed = 0
-        self.spans_failed = 0
-
-    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        result = self._inner.export(spans)
-        if result is not SpanExportResult.SUCCESS:
-            self.failed += 1
-            self.spans_failed += len(spans)
-        return result
-
-    def shutdown(self) -> None:
-        self._inner.shutdown()
-
-    def force_flush(self, timeout_millis: int = 30_000) -> bool:
-        return self._inner.force_flush(timeout_millis)
-
-
 def build_tracer_provider(
-    settings: Settings,
-    processors: tuple[SpanProcessor, ...] = (),
-    wrap_exporter: Callable[[SpanExporter], SpanExporter] = lambda exporter: exporter,
+    settings: Settings, processors: tuple[SpanProcessor, ...] = ()
 ) -> ServiceTracerProvider | None:
     """The provider, or None when tracing is off. `processors` are added before the OTLP one
-    (tests pass an in-memory exporter's processor); `wrap_exporter` wraps the OTLP exporter.
+    (tests pass an in-memory exporter's processor).
 
     `shutdown_on_exit=False`: the SDK's own atexit hook would flush with a 30 s timeout after
     the lifecycle has already flushed within the shutdown grace; `Telemetry.shutdown` owns it.
@@ -255,17 +230,19 @@ def build_tracer_provider(
     for processor in processors:
         provider.add_span_processor(processor)
     if settings.otlp_export:
-        from opentelemetry.sdk.trace.export import BatchSpanProcessor  # noqa: PLC0415
-
         from payments_service.observability.otlp import FastOTLPSpanExporter  # noqa: PLC0415
+        from payments_service.observability.span_drops import ExportQueue  # noqa: PLC0415
 
-        # The other OTEL_BSP_* settings are read by the SDK itself; the batch size is passed
-        # because this service's default differs (ARCHITECTURE.md, "Export off the request path").
-        batch = BatchSpanProcessor(
-            wrap_exporter(FastOTLPSpanExporter()),
+        # The SDK's BatchSpanProcessor, behind a bound that counts the spans it drops
+        # (span_drops.py). The other OTEL_BSP_* settings are read by the SDK itself; the batch
+        # size is passed because this service's default differs (ARCHITECTURE.md, "Export and
+        # logs off the request path").
+        provider.export_queue = ExportQueue(
+            FastOTLPSpanExporter(),
+            max_queue_size=settings.span_export_queue_size,
             max_export_batch_size=settings.span_export_batch_size,
         )
-        provider.add_span_processor(batch)
+        provider.add_span_processor(provider.export_queue)
     return provider
 
 

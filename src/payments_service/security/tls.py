@@ -5,20 +5,36 @@ gRPC reports a bad certificate only when the first client connects, so the files
 here at startup with the standard `ssl` module instead: a file that cannot be read, a PEM file
 without a certificate, a key that is not a PEM private key (or is encrypted) and a key that does
 not match the certificate each raise ConfigError naming the variable, and the server exits 2.
+
+`ServerTls` serves the files through grpc's dynamic credentials, so `reload()` (SIGHUP) puts
+renewed files into service without a restart: grpc asks for the configuration before each new
+connection's handshake, and connections already open keep the certificate they started with
+(the max connection age ends them). A bad file at reload keeps the served ones and logs one
+error. `not_after()` says when the served certificates expire (the
+`payments_tls_certificate_not_after_timestamp_seconds` gauge).
 """
 
 from __future__ import annotations
 
 import ssl
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import grpc
+import structlog
 
 from payments_service.config import ConfigError, Settings, variable
+from payments_service.security.certificates import earliest_not_after
 
 CERT_VARIABLE = variable(Settings, "tls_cert_file").name
 KEY_VARIABLE = variable(Settings, "tls_key_file").name
 CLIENT_CA_VARIABLE = variable(Settings, "tls_client_ca_file").name
+# The `certificate` label of each file's expiry.
+SERVER_CERTIFICATE = "server"
+CLIENT_CA_CERTIFICATE = "client_ca"
+
+log = structlog.get_logger(__name__)
 
 
 def tls_mode(settings: Settings) -> str:
@@ -30,19 +46,98 @@ def tls_mode(settings: Settings) -> str:
 
 def server_credentials(settings: Settings) -> grpc.ServerCredentials | None:
     """Credentials for `add_secure_port`, or None for plaintext; ConfigError on a bad file."""
-    if settings.tls_cert_file is None or settings.tls_key_file is None:
-        return None
-    cert = read_pem(CERT_VARIABLE, settings.tls_cert_file)
-    key = read_pem(KEY_VARIABLE, settings.tls_key_file)
-    check_certificates(CERT_VARIABLE, settings.tls_cert_file, cert)
-    _check_key_matches(settings.tls_cert_file, settings.tls_key_file)
+    tls = ServerTls.load(settings)
+    return None if tls is None else tls.credentials()
+
+
+@dataclass(frozen=True, slots=True)
+class _Files:
+    """The checked contents of the TLS files, and when their certificates expire."""
+
+    cert: bytes
+    key: bytes
+    client_ca: bytes | None
+    not_after: dict[str, float]  # Unix time, by `certificate` label
+
+    def configuration(self) -> grpc.ServerCertificateConfiguration:
+        return grpc.ssl_server_certificate_configuration(
+            [(self.key, self.cert)], root_certificates=self.client_ca
+        )
+
+
+class ServerTls:
+    """The gRPC port's certificate, key and client CA, re-read by `reload()` (module docstring)."""
+
+    def __init__(self, cert_file: str, key_file: str, client_ca_file: str | None) -> None:
+        """Read and check the files now; ConfigError on a bad one."""
+        self._paths = (cert_file, key_file, client_ca_file)
+        self._files = _read_files(*self._paths)
+        self._renewed: grpc.ServerCertificateConfiguration | None = None
+
+    @classmethod
+    def load(cls, settings: Settings) -> ServerTls | None:
+        """The files `settings` name, or None for plaintext."""
+        if settings.tls_cert_file is None or settings.tls_key_file is None:
+            return None
+        return cls(settings.tls_cert_file, settings.tls_key_file, settings.tls_client_ca_file)
+
+    def credentials(self) -> grpc.ServerCredentials:
+        # grpc-stubs omits the None that grpc's docstring allows the fetcher ("no change").
+        return grpc.dynamic_ssl_server_credentials(
+            self._files.configuration(),
+            self._fetch,  # type: ignore[arg-type]
+            require_client_authentication=self._files.client_ca is not None,
+        )
+
+    def reload(self) -> bool:
+        """Re-read the files (SIGHUP); new connections get them. A bad file keeps the served
+        ones and logs one error."""
+        try:
+            files = _read_files(*self._paths)
+        except ConfigError as exc:
+            log.error("tls_reload_failed", error=str(exc))
+            return False
+        self._files = files
+        self._renewed = files.configuration()
+        log.info(
+            "tls_reloaded",
+            not_after={
+                name: datetime.fromtimestamp(at, UTC).isoformat()
+                for name, at in files.not_after.items()
+            },
+        )
+        return True
+
+    def not_after(self) -> dict[str, float]:
+        """When the served certificates expire (Unix time), by `certificate` label."""
+        return dict(self._files.not_after)
+
+    def _fetch(self) -> grpc.ServerCertificateConfiguration | None:
+        """grpc asks before each handshake (on one of its threads): the renewed files once,
+        then None (no change)."""
+        renewed, self._renewed = self._renewed, None
+        return renewed
+
+
+def _read_files(cert_file: str, key_file: str, client_ca_file: str | None) -> _Files:
+    cert = read_pem(CERT_VARIABLE, cert_file)
+    key = read_pem(KEY_VARIABLE, key_file)
+    check_certificates(CERT_VARIABLE, cert_file, cert)
+    _check_key_matches(cert_file, key_file)
+    not_after = {SERVER_CERTIFICATE: _not_after(CERT_VARIABLE, cert_file, cert)}
     client_ca = None
-    if settings.tls_client_ca_file is not None:
-        client_ca = read_pem(CLIENT_CA_VARIABLE, settings.tls_client_ca_file)
-        check_certificates(CLIENT_CA_VARIABLE, settings.tls_client_ca_file, client_ca)
-    return grpc.ssl_server_credentials(
-        [(key, cert)], root_certificates=client_ca, require_client_auth=client_ca is not None
-    )
+    if client_ca_file is not None:
+        client_ca = read_pem(CLIENT_CA_VARIABLE, client_ca_file)
+        check_certificates(CLIENT_CA_VARIABLE, client_ca_file, client_ca)
+        not_after[CLIENT_CA_CERTIFICATE] = _not_after(CLIENT_CA_VARIABLE, client_ca_file, client_ca)
+    return _Files(cert, key, client_ca, not_after)
+
+
+def _not_after(variable: str, path: str, pem: bytes) -> float:
+    try:
+        return earliest_not_after(pem).timestamp()
+    except ValueError as exc:
+        raise ConfigError(f"invalid {variable}={path!r}: {exc}") from None
 
 
 def read_pem(variable: str, path: str) -> bytes:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import threading
 import urllib.request
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -12,7 +13,8 @@ from typing import Any
 
 import grpc
 import pytest
-from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.context import Context
+from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from prometheus_client.parser import text_string_to_metric_families
@@ -38,6 +40,29 @@ from tests.conftest import TEST_SETTINGS, Api, CapturedLogs
 from tests.fakes import FakeClock, SequentialIds
 
 
+class EndedSpans(SpanProcessor):
+    """Counts spans started and not yet ended. A failed call's status reaches the client before
+    the library's SERVER span around it ends (the answer is sent from inside it), so a test
+    waits for the spans it started before reading them."""
+
+    def __init__(self) -> None:
+        self._open = 0
+        self._idle = threading.Condition()
+
+    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
+        with self._idle:
+            self._open += 1
+
+    def on_end(self, span: ReadableSpan) -> None:
+        with self._idle:
+            self._open -= 1
+            self._idle.notify_all()
+
+    def wait(self, timeout: float = 5.0) -> None:
+        with self._idle:
+            assert self._idle.wait_for(lambda: self._open == 0, timeout), "spans left open"
+
+
 @dataclass
 class Observed:
     api: Api
@@ -46,8 +71,11 @@ class Observed:
     metrics_url: str
     log_stream: io.StringIO
     log_writer: LogWriter
+    open_spans: EndedSpans
 
     def spans(self) -> list[ReadableSpan]:
+        """Every span ended so far, once every span started has ended."""
+        self.open_spans.wait()
         return list(self.exporter.get_finished_spans())
 
     def server_spans(self) -> list[ReadableSpan]:
@@ -104,6 +132,8 @@ async def observed_factory(captured_logs: CapturedLogs) -> AsyncIterator[Any]:
     ) -> Observed:
         exporter = InMemorySpanExporter()
         provider = ServiceTracerProvider()
+        open_spans = EndedSpans()
+        provider.add_span_processor(open_spans)
         provider.add_span_processor(SimpleSpanProcessor(exporter))
         metrics = Metrics(new_registry())
         metrics.initialize(UNARY_METHODS)
@@ -145,6 +175,7 @@ async def observed_factory(captured_logs: CapturedLogs) -> AsyncIterator[Any]:
             f"http://127.0.0.1:{port}/metrics",
             captured_logs.stream,
             captured_logs.writer,
+            open_spans,
         )
 
     yield start

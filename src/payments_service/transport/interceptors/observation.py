@@ -49,7 +49,7 @@ from payments_service.observability.record import (
 from payments_service.observability.reporting import Reporters
 from payments_service.observability.tracing import recording_span
 from payments_service.security.principal import current_principal
-from payments_service.transport.error_table import answer_for, send_answer
+from payments_service.transport.error_table import Answer, answer_for, send_answer
 from payments_service.transport.errors import (
     ServerOverloadedError,
     ServerShuttingDownError,
@@ -133,6 +133,7 @@ class ObservationInterceptor(UnaryBehaviorInterceptor):
             record.span = recording_span()
             reporters.started(record)
             admitted = False
+            answer: Answer | None = None
             try:
                 if gate is not None and gate.closed:
                     await gate.wait()
@@ -157,34 +158,39 @@ class ObservationInterceptor(UnaryBehaviorInterceptor):
                 record.log_level = default_log_level(record.code)
                 raise
             except Exception as error:
-                await _answer(record, context, error)
-                return None
+                answer = _noted_answer(record, error)
             finally:
                 if admitted and limit is not None:
                     limit.leave()
-                principal = current_principal()
-                record.merchant_id = None if principal is None else principal.merchant_id
-                record.payment = reported_payment()
-                record.duration = time.perf_counter() - record.started
+                _complete(record)
                 reporters.finished(record)
+            # A failure is sent once its access line and metrics are written.
+            await send_answer(context, answer, ((REQUEST_ID_HEADER, record.request_id),))
+            return None
 
         return observed
 
 
-async def _answer(
-    record: CallRecord, context: grpc.aio.ServicerContext[Any, Any], error: Exception
-) -> None:
-    """Answer `error` through the error table and note the answer on the record."""
+def _complete(record: CallRecord) -> None:
+    """Note what the others returned (the caller, the payment) and the duration."""
+    principal = current_principal()
+    record.merchant_id = None if principal is None else principal.merchant_id
+    record.payment = reported_payment()
+    record.duration = time.perf_counter() - record.started
+
+
+def _noted_answer(record: CallRecord, error: Exception) -> Answer:
+    """The error table's answer to `error`, noted on the record."""
     answer = answer_for(error)
     if answer.unexpected:
         log.error("unhandled_exception", rpc_method=record.method.full_method, exc_info=error)
         record.error = error
-    await send_answer(context, answer, ((REQUEST_ID_HEADER, record.request_id),))
     record.code = answer.code
     record.log_level = answer.log_level
     record.invalid_fields = answer.invalid_fields
     record.signals = answer.signals
     record.log_every = answer.log_every
+    return answer
 
 
 def _cancelled_code(context: grpc.aio.ServicerContext[Any, Any]) -> grpc.StatusCode:
