@@ -132,6 +132,7 @@ def base_env() -> dict[str, str]:
     """The environment without the developer's own OTEL_* and PAYMENTS_* settings."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "PAYMENTS_"))}
     env["PAYMENTS_GRPC_ADDRESS"] = "127.0.0.1:0"
+    env["PAYMENTS_HTTP_ADDRESS"] = "127.0.0.1:0"
     env["PAYMENTS_SHUTDOWN_GRACE_SECONDS"] = SHUTDOWN_GRACE_S
     return env
 

@@ -43,6 +43,7 @@ from payments_service.observability.tracing import library_server_interceptor
 from payments_service.security.authenticator import DEFAULT_MERCHANT, Authenticator
 from payments_service.transport.admission import ConcurrencyLimit, ShutdownGate
 from payments_service.transport.grpc_server import UNARY_METHODS, start_server
+from payments_service.transport.http.server import start_http_server
 from payments_service.transport.interceptors.auth import AuthInterceptor
 from payments_service.transport.interceptors.observation import (
     HEALTH_CHECK_PREFIXES,
@@ -52,6 +53,7 @@ from payments_service.transport.interceptors.observation import (
 log = structlog.get_logger(__name__)
 
 if TYPE_CHECKING:
+    import ssl
     from wsgiref.simple_server import WSGIServer
 
     import grpc
@@ -67,6 +69,7 @@ if TYPE_CHECKING:
     from payments_service.observability.logs import LogWriter
     from payments_service.security.api_keys import KeyRing
     from payments_service.transport.grpc_server import RunningServer
+    from payments_service.transport.http.server import HttpListener
 
 
 def build_processor(settings: Settings, telemetry: Telemetry) -> PaymentProcessor:
@@ -204,6 +207,7 @@ class App:
     background: Background
     metrics_http: WSGIServer | None = None
     metrics_port: int | None = None
+    http: HttpListener | None = None  # the JSON/HTTP listener, unless PAYMENTS_HTTP_ADDRESS=off
 
 
 async def build_app(
@@ -212,11 +216,17 @@ async def build_app(
     log_writer: LogWriter | None = None,
     keys: KeyRing | None = None,
     credentials: grpc.ServerCredentials | None = None,
+    ssl_context: ssl.SSLContext | None = None,
     span_processors: tuple[SpanProcessor, ...] = (),
 ) -> App:
     """Build and start everything `settings` asks for. `keys` None: authentication off;
-    `credentials` None: plaintext; `span_processors` are added to the tracer provider (tests
-    pass an in-memory exporter's). The background work is built, not started."""
+    `credentials` (gRPC) and `ssl_context` (JSON/HTTP, the same files) None: plaintext;
+    `span_processors` are added to the tracer provider (tests pass an in-memory exporter's).
+    The background work is built, not started.
+
+    The JSON/HTTP listener shares the service, the authenticator, the concurrency limit and
+    the shutdown gate with gRPC; it starts listening once the store is open (until then gRPC
+    health says NOT_SERVING; an HTTP client is refused a connection)."""
     telemetry = build_telemetry(settings, log_writer=log_writer, span_processors=span_processors)
     metrics_http, metrics_port = None, None
     limit = ConcurrencyLimit(settings.max_concurrent_rpcs)
@@ -240,10 +250,11 @@ async def build_app(
         settings, telemetry=telemetry, clock=clock, repository=pending, processor=processor
     )
     gate = ShutdownGate()
+    authenticator = Authenticator(keys)
     server = await start_server(
         service,
         settings.grpc_address,
-        build_interceptors(telemetry, Authenticator(keys), limit, gate),
+        build_interceptors(telemetry, authenticator, limit, gate),
         credentials,
         settings=settings,
         gate=gate,
@@ -258,6 +269,23 @@ async def build_app(
         raise
     repository = observe_store(store, settings, telemetry)
     pending.attach(repository)
+    http = None
+    if settings.http_address is not None:
+        try:
+            http = await start_http_server(
+                service,
+                settings.http_address,
+                authenticator,
+                settings=settings,
+                telemetry=telemetry,
+                limit=limit,
+                gate=gate,
+                ssl_context=ssl_context,
+            )
+        except BaseException:
+            await server.stop(0)
+            await store.close()
+            raise
     await server.serving()
     log.info("store_opened", store=settings.store.redacted)
     recovery = None
@@ -273,4 +301,6 @@ async def build_app(
     background = Background(
         ExpirySweeper(service), recovery, recovery_interval=settings.recovery_interval_seconds
     )
-    return App(settings, telemetry, store, service, server, background, metrics_http, metrics_port)
+    return App(
+        settings, telemetry, store, service, server, background, metrics_http, metrics_port, http
+    )

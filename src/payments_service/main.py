@@ -8,6 +8,8 @@ shut down within drain + grace + 2 s:
 2. calls are still served for `PAYMENTS_SHUTDOWN_DRAIN_SECONDS`, while load balancers and
    health-checking clients move away;
 3. the server stops accepting calls (GOAWAY; new calls get UNAVAILABLE, which clients retry);
+   the JSON/HTTP listener stops accepting connections and closes idle ones at the same time,
+   and its new calls get 503 with `Retry-After` through the same gate;
 4. in-flight calls and background settlements get `PAYMENTS_SHUTDOWN_GRACE_SECONDS`, then spans
    and log lines are flushed with what is left (at least `FLUSH_FLOOR_SECONDS` each), exit 0.
 
@@ -40,9 +42,11 @@ from payments_service.observability.logs import configure_logging
 from payments_service.reference import effective_settings
 from payments_service.security.api_keys import KeyRing
 from payments_service.security.keys_cli import keys_main
-from payments_service.security.tls import server_credentials, tls_mode
+from payments_service.security.tls import server_credentials, server_ssl_context, tls_mode
 
 if TYPE_CHECKING:
+    import ssl
+
     import grpc
 
     from payments_service.observability.logs import LogWriter
@@ -60,8 +64,15 @@ async def serve(
     log_writer: LogWriter | None = None,
     keys: KeyRing | None = None,
     credentials: grpc.ServerCredentials | None = None,
+    ssl_context: ssl.SSLContext | None = None,
 ) -> None:
-    app = await build_app(settings, log_writer=log_writer, keys=keys, credentials=credentials)
+    app = await build_app(
+        settings,
+        log_writer=log_writer,
+        keys=keys,
+        credentials=credentials,
+        ssl_context=ssl_context,
+    )
     if keys is None:
         log.warning("authentication_disabled", reason="PAYMENTS_API_KEYS_FILE is not set")
     app.background.start()
@@ -76,6 +87,7 @@ async def serve(
         version=__version__,
         grpc_address=settings.grpc_address,
         port=app.server.port,
+        http_port=None if app.http is None else app.http.port,
         metrics_port=app.metrics_port,
         tracing=app.telemetry.tracer_provider is not None,
         otlp_endpoint=settings.otlp_endpoint,
@@ -90,12 +102,17 @@ async def serve(
     drain, grace = settings.shutdown_drain_seconds, settings.shutdown_grace_seconds
     log.info("shutdown_started", drain_seconds=drain, grace_seconds=grace)
     await app.server.not_serving()
+    if app.http is not None:
+        app.http.not_serving()
     if drain > 0:
         await asyncio.sleep(drain)  # still serving: the drain is a duration, not a wait for
         # anything (load balancers and health-checking clients move away meanwhile)
     deadline = time.monotonic() + grace
     log.info("shutdown_stopping_server", grace_seconds=grace)
-    await app.server.stop(grace)
+    stopping = [app.server.stop(grace)]
+    if app.http is not None:
+        stopping.append(app.http.stop(grace))
+    await asyncio.gather(*stopping)  # the gate they share parks, then refuses, new calls
     await app.background.stop()
     unsettled = await app.service.drain(max(0.0, deadline - time.monotonic()))
     flush_budget = max(FLUSH_FLOOR_SECONDS, deadline - time.monotonic())
@@ -148,6 +165,7 @@ def main() -> None:
         settings = Settings.from_env(os.environ)
         keys = KeyRing.load(settings.api_keys_file) if settings.api_keys_file else None
         credentials = server_credentials(settings)
+        ssl_context = server_ssl_context(settings)
     except ConfigError as exc:
         print(f"payments-server: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
@@ -156,7 +174,15 @@ def main() -> None:
         if command == ["migrate"]:
             asyncio.run(migrate(settings))
         else:
-            asyncio.run(serve(settings, log_writer=writer, keys=keys, credentials=credentials))
+            asyncio.run(
+                serve(
+                    settings,
+                    log_writer=writer,
+                    keys=keys,
+                    credentials=credentials,
+                    ssl_context=ssl_context,
+                )
+            )
     except ConfigError as exc:  # found only when serving: an address already in use
         writer.close(FLUSH_FLOOR_SECONDS)
         print(f"payments-server: {exc}", file=sys.stderr)

@@ -11,6 +11,7 @@ from opentelemetry import trace
 
 from payments_service.observability.logs import AccessLogReporter
 from payments_service.observability.metrics import (
+    HttpMetricsReporter,
     Metrics,
     MetricsReporter,
     log_series,
@@ -54,6 +55,15 @@ class Telemetry:
         spans: list[Reporter] = [SpanReporter()] if self.tracer_provider is not None else []
         logs: list[Reporter] = [AccessLogReporter()] if self.access_log else []
         metrics: list[Reporter] = [MetricsReporter(self.metrics)] if self.metrics else []
+        every_call = [*spans, *metrics, *logs]
+        return every_call, (every_call if self.observe_health_checks else metrics)
+
+    def http_reporters(self) -> tuple[list[Reporter], list[Reporter]]:
+        """The same as `reporters`, for the JSON/HTTP transport: the same span and access-line
+        reporters; for metrics, the HTTP request histogram instead of the gRPC-named series."""
+        spans: list[Reporter] = [SpanReporter()] if self.tracer_provider is not None else []
+        logs: list[Reporter] = [AccessLogReporter()] if self.access_log else []
+        metrics: list[Reporter] = [HttpMetricsReporter(self.metrics.http)] if self.metrics else []
         every_call = [*spans, *metrics, *logs]
         return every_call, (every_call if self.observe_health_checks else metrics)
 

@@ -1,5 +1,5 @@
-"""TLS for the gRPC port: the server's certificate and key, and optionally the CA whose client
-certificates it requires (mutual TLS).
+"""TLS for the gRPC and JSON/HTTP ports: the server's certificate and key, and optionally the CA
+whose client certificates they require (mutual TLS). The same files serve both listeners.
 
 gRPC reports a bad certificate only when the first client connects, so the files are checked
 here at startup with the standard `ssl` module instead: a file that cannot be read, a PEM file
@@ -43,6 +43,20 @@ def server_credentials(settings: Settings) -> grpc.ServerCredentials | None:
     return grpc.ssl_server_credentials(
         [(key, cert)], root_certificates=client_ca, require_client_auth=client_ca is not None
     )
+
+
+def server_ssl_context(settings: Settings) -> ssl.SSLContext | None:
+    """The JSON/HTTP listener's TLS from the same files as `server_credentials` (call that
+    first: it checks them), or None for plaintext."""
+    if settings.tls_cert_file is None or settings.tls_key_file is None:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(settings.tls_cert_file, settings.tls_key_file, password=b"")
+    if settings.tls_client_ca_file is not None:
+        context.load_verify_locations(cafile=settings.tls_client_ca_file)
+        context.verify_mode = ssl.CERT_REQUIRED
+    context.set_alpn_protocols(["http/1.1"])
+    return context
 
 
 def read_pem(variable: str, path: str) -> bytes:
