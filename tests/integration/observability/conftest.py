@@ -45,6 +45,7 @@ class Observed:
     metrics_url: str
     log_stream: io.StringIO
     log_writer: LogWriter
+    telemetry: Telemetry
 
     def spans(self) -> list[ReadableSpan]:
         return list(self.exporter.get_finished_spans())
@@ -138,6 +139,7 @@ async def observed_factory(captured_logs: CapturedLogs) -> AsyncIterator[Any]:
             f"http://127.0.0.1:{port}/metrics",
             captured_logs.stream,
             captured_logs.writer,
+            telemetry,
         )
 
     yield start
