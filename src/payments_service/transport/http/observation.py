@@ -59,7 +59,9 @@ from payments_service.transport.error_table import answer_for
 from payments_service.transport.errors import ServerOverloadedError, ServerShuttingDownError
 from payments_service.transport.http.routes import OPENAPI_PATH
 from payments_service.transport.http.status import (
+    METHOD_NOT_ALLOWED,
     RETRY_AFTER_STATUSES,
+    TOO_LARGE,
     HttpRefusalError,
     body_too_large,
     http_status,
@@ -197,7 +199,7 @@ class HttpObservation:
         response = web.Response(
             body=body, status=status, headers=headers, content_type=CONTENT_TYPE
         )
-        if self.draining or status == 413:
+        if self.draining or status == TOO_LARGE.status:  # the rest of a large body is unread
             response.force_close()
         return response
 
@@ -238,7 +240,7 @@ class HttpObservation:
         """The response's status and body; every failure answered, the record's code set."""
         try:
             if refusal is not None:
-                if refusal.status == 405:
+                if refusal.status == METHOD_NOT_ALLOWED.status:
                     headers["Allow"] = ", ".join(self._routes.allowed(request.path))
                 raise refusal
             if match is None:

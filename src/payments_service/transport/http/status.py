@@ -14,7 +14,7 @@ gRPC code their `google.rpc.Status` body reports.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import grpc
 from google.rpc import error_details_pb2
@@ -60,24 +60,44 @@ class HttpRefusalError(Exception):
         super().__init__(message)
 
 
+class Refusal(NamedTuple):
+    """A refusal of the HTTP layer itself: its status, the code its body reports, and when."""
+
+    status: int
+    code: grpc.StatusCode
+    when: str
+
+
+NOT_FOUND = Refusal(404, grpc.StatusCode.NOT_FOUND, "a path no route serves")
+METHOD_NOT_ALLOWED = Refusal(
+    405,
+    grpc.StatusCode.UNIMPLEMENTED,
+    "a method the path is not served with (the `Allow` header lists those it is)",
+)
+TOO_LARGE = Refusal(
+    413,
+    grpc.StatusCode.RESOURCE_EXHAUSTED,
+    "a body over `PAYMENTS_MAX_REQUEST_BYTES`; the connection is closed",
+)
+REFUSALS = (NOT_FOUND, METHOD_NOT_ALLOWED, TOO_LARGE)
+
+
 def not_found() -> HttpRefusalError:
-    return HttpRefusalError(404, grpc.StatusCode.NOT_FOUND, "no such path")
+    return HttpRefusalError(NOT_FOUND.status, NOT_FOUND.code, "no such path")
 
 
 def method_not_allowed() -> HttpRefusalError:
-    return HttpRefusalError(405, grpc.StatusCode.UNIMPLEMENTED, "method not allowed on this path")
+    return HttpRefusalError(
+        METHOD_NOT_ALLOWED.status, METHOD_NOT_ALLOWED.code, "method not allowed on this path"
+    )
 
 
 def body_too_large(limit: int, variable: str) -> HttpRefusalError:
     return HttpRefusalError(
-        413,
-        grpc.StatusCode.RESOURCE_EXHAUSTED,
+        TOO_LARGE.status,
+        TOO_LARGE.code,
         f"request body is larger than {limit} bytes ({variable}); nothing was done",
     )
-
-
-# Every refusal the HTTP layer makes itself, for the docs and the tests.
-REFUSALS = (not_found, method_not_allowed)
 
 
 def retry_after_seconds(status: status_pb2.Status) -> int | None:
