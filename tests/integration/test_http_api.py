@@ -256,6 +256,21 @@ async def test_an_unknown_path_is_404_and_another_method_405_with_allow(
     assert len(reply.headers["x-request-id"]) == 32
 
 
+@pytest.mark.parametrize(
+    ("segment", "field"),
+    [("pay_1%2F2", "payment_id"), ("%E2%82%AC", "payment_id"), ("%FF", "")],
+    ids=["escaped-slash", "utf8", "not-utf8"],
+)
+async def test_a_path_parameter_is_unescaped_as_one_segment(
+    http: HttpClient, segment: str, field: str
+) -> None:
+    """An escaped "/" stays in the id (validation refuses it) instead of splitting the path;
+    an escape that is not UTF-8 is an undecodable request."""
+    reply = await http.send("GET", f"{PAYMENTS}/{segment}", pb.GetPaymentResponse)
+    assert (reply.http_status, reply.code) == (400, grpc.StatusCode.INVALID_ARGUMENT)
+    assert reply.detail(error_details_pb2.BadRequest).field_violations[0].field == field
+
+
 async def test_a_body_over_the_message_limit_is_413_and_changes_nothing(
     api: Api, ids: SequentialIds
 ) -> None:

@@ -171,10 +171,11 @@ class HttpObservation:
     async def __call__(self, request: web.BaseRequest) -> web.StreamResponse:
         started = time.perf_counter()
         verb = request.method if request.method in KNOWN_METHODS else "_OTHER"
-        observed, match, refusal = self._resolve(verb, request.path)
+        path = request.rel_url.raw_path  # as sent: path parameters are unescaped one by one
+        observed, match, refusal = self._resolve(verb, path)
         record = CallRecord(observed.info, started)
         enter_call(record)
-        record.http = http = HttpExchange(verb, observed.template, request.path)
+        record.http = http = HttpExchange(verb, observed.template, path)
         record.request_id = (
             accepted_request_id(((REQUEST_ID_HEADER, request.headers.get(REQUEST_ID_HEADER)),))
             or new_request_id()
@@ -241,7 +242,7 @@ class HttpObservation:
         try:
             if refusal is not None:
                 if refusal.status == METHOD_NOT_ALLOWED.status:
-                    headers["Allow"] = ", ".join(self._routes.allowed(request.path))
+                    headers["Allow"] = ", ".join(self._routes.allowed(request.rel_url.raw_path))
                 raise refusal
             if match is None:
                 return 200, self._document
@@ -340,7 +341,7 @@ def _span_attributes(
 ) -> dict[str, AttributeValue]:
     attributes: dict[str, AttributeValue] = {
         "http.request.method": verb,
-        "url.path": request.path,
+        "url.path": request.rel_url.raw_path,
         "url.scheme": request.scheme,
     }
     if verb == "_OTHER":

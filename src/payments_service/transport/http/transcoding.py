@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote
 
 import orjson
 from google.protobuf import json_format
@@ -47,8 +48,11 @@ def decode_request(
             _parse(body, message)
         except Exception:  # any failure of the body is the client's: a fixed answer
             raise UndecodableRequestError(message.DESCRIPTOR.full_name) from None
-    for name, value in params.items():
-        setattr(message, name, value)
+    for name, value in params.items():  # as sent: a segment is unescaped on its own, so an
+        try:  # escaped "/" stays in the value instead of splitting the path
+            setattr(message, name, unquote(value, errors="strict"))
+        except (UnicodeDecodeError, ValueError):  # not UTF-8, or a character no string holds
+            raise UndecodableRequestError(message.DESCRIPTOR.full_name) from None
     if idempotency_keys and IDEMPOTENCY_KEY_FIELD in message.DESCRIPTOR.fields_by_name:
         _apply_idempotency_key(message, idempotency_keys)
     return message
