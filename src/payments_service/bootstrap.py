@@ -30,6 +30,7 @@ from payments_service.application.recovery import SettlementRecovery
 from payments_service.application.service import PaymentService
 from payments_service.observability.metrics import (
     StoreMetrics,
+    http_malformed_series,
     load_series,
     pool_series,
     register_sampled,
@@ -286,6 +287,11 @@ async def build_app(
             await server.stop(0)
             await store.close()
             raise
+        if telemetry.metrics is not None:
+            malformed = http.malformed
+            register_sampled(
+                telemetry.metrics.registry, http_malformed_series(lambda: malformed.count)
+            )
     await server.serving()
     log.info("store_opened", store=settings.store.redacted)
     recovery = None

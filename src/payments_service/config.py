@@ -434,6 +434,7 @@ class Settings(_FromEnv):
             "HTTP request line and header size",
             "400 from the HTTP parser before any handler (no request id, no JSON body); the "
             "body's own limit is `PAYMENTS_MAX_REQUEST_BYTES` (413 with a google.rpc.Status)",
+            ("payments_http_requests_malformed_total",),
         ),
     )
     max_connection_idle_seconds: float = setting(

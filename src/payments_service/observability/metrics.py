@@ -461,6 +461,19 @@ def transaction_series(store: str, read: Callable[[], tuple[int, int]]) -> list[
     ]
 
 
+def http_malformed_series(count: Callable[[], int]) -> list[Sampled]:
+    """Requests the JSON/HTTP listener's parser refused before any handler."""
+    return [
+        Sampled(
+            "payments_http_requests_malformed",
+            "HTTP requests refused with 400 by the parser before any handler (a malformed "
+            "request line, header or body encoding); not in http_server_request_duration_seconds.",
+            "counter",
+            count,
+        )
+    ]
+
+
 def log_series(dropped: Callable[[], int]) -> list[Sampled]:
     return [
         Sampled(

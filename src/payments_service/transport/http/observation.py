@@ -56,7 +56,11 @@ from payments_service.observability.tracing import recording_span, start_http_se
 from payments_service.security.authenticator import AUTHORIZATION_HEADER
 from payments_service.security.principal import current_principal
 from payments_service.transport.error_table import answer_for
-from payments_service.transport.errors import ServerOverloadedError, ServerShuttingDownError
+from payments_service.transport.errors import (
+    ServerOverloadedError,
+    ServerShuttingDownError,
+    UndecodableRequestError,
+)
 from payments_service.transport.http.routes import OPENAPI_PATH
 from payments_service.transport.http.status import (
     METHOD_NOT_ALLOWED,
@@ -277,7 +281,10 @@ class HttpObservation:
 
     async def _call(self, request: web.BaseRequest, match: Match, observed: _Observed) -> bytes:
         route = match.route
-        raw = await _read_body(request, self._max_body, self._body_variable) if route.body else b""
+        raw = b""
+        if route.body:
+            message_type = route.request_type.DESCRIPTOR.full_name
+            raw = await _read_body(request, self._max_body, self._body_variable, message_type)
         message = decode_request(
             route, raw, match.params, request.headers.getall(IDEMPOTENCY_KEY_HEADER, ())
         )
@@ -310,16 +317,24 @@ class HttpObservation:
         return status, _status_json(answer.status)
 
 
-async def _read_body(request: web.BaseRequest, limit: int, variable: str) -> bytes:
-    """The whole body, refused (413) as soon as it is known to exceed `limit` bytes."""
+async def _read_body(
+    request: web.BaseRequest, limit: int, variable: str, message_type: str
+) -> bytes:
+    """The whole body, refused (413) as soon as it is known to exceed `limit` bytes (after
+    decompression, when the client compressed it)."""
     length = request.content_length
     if length is not None and length > limit:
         raise body_too_large(limit, variable)
     body = bytearray()
-    async for chunk in request.content.iter_chunked(_CHUNK):
-        body += chunk
-        if len(body) > limit:
-            raise body_too_large(limit, variable)
+    try:
+        async for chunk in request.content.iter_chunked(_CHUNK):
+            body += chunk
+            if len(body) > limit:
+                raise body_too_large(limit, variable)
+    except HttpRefusalError:
+        raise
+    except Exception:  # a broken chunked encoding or compression, a reset: the client's
+        raise UndecodableRequestError(message_type) from None
     return bytes(body)
 
 

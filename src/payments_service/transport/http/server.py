@@ -12,12 +12,14 @@ naming `PAYMENTS_HTTP_ADDRESS`; port 0 picks a free port (`HttpListener.port`).
 
 from __future__ import annotations
 
+import logging
 import socket
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from typing import TYPE_CHECKING
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from payments_service.config import ConfigError, Settings, variable
 from payments_service.gen.payments.v1 import payments_pb2 as pb
@@ -44,6 +46,34 @@ def openapi_document() -> bytes:
     return (resources.files(pb.__package__ or "") / OPENAPI_DOCUMENT).read_bytes()
 
 
+class MalformedRequests(logging.Filter):
+    """aiohttp's parser refuses a malformed request (a bad request line, header or chunk) with
+    a plain 400 before any handler, and logs it at error level with a traceback: client input
+    would flood the error log. This filter, on the listener's own protocol logger, counts those
+    and drops their lines (`payments_http_requests_malformed_total`); any other record of the
+    protocol (a failure of aiohttp itself) is logged as it is."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.count = 0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, HttpProcessingError):
+            self.count += 1
+            return False
+        return True
+
+
+def _protocol_logger(malformed: MalformedRequests) -> logging.Logger:
+    """A logger for one listener's connections (not registered by name, so a test's many
+    listeners never share one), under `payments.http` for its level and handlers."""
+    logger = logging.Logger("payments.http.protocol")
+    logger.parent = logging.getLogger("payments.http")
+    logger.addFilter(malformed)
+    return logger
+
+
 @dataclass(slots=True)
 class HttpListener:
     """A started listener: its port, and the drain and stop of the lifecycle."""
@@ -52,6 +82,7 @@ class HttpListener:
     server: web.Server
     observation: HttpObservation
     port: int
+    malformed: MalformedRequests = field(default_factory=MalformedRequests)
 
     def not_serving(self) -> None:
         """The drain began: `GET /v1/health` answers 503 and every response closes its
@@ -101,8 +132,10 @@ async def start_http_server(
         gate=gate,
     )
     sock = _bind(address)
+    malformed = MalformedRequests()
     server = web.Server(
         observation,
+        logger=_protocol_logger(malformed),
         access_log=None,  # the observation point writes the one access line
         max_line_size=settings.http_max_header_bytes,
         max_field_size=settings.http_max_header_bytes,
@@ -112,7 +145,7 @@ async def start_http_server(
     await runner.setup()
     site = web.SockSite(runner, sock, ssl_context=ssl_context, backlog=BACKLOG)
     await site.start()
-    return HttpListener(runner, server, observation, int(sock.getsockname()[1]))
+    return HttpListener(runner, server, observation, int(sock.getsockname()[1]), malformed)
 
 
 def _bind(address: str) -> socket.socket:
