@@ -1,4 +1,4 @@
-"""Multi-process closed-loop load generator (grpc.aio clients).
+"""Multi-process closed-loop load generator (grpc.aio clients, or aiohttp for JSON/HTTP).
 
 `run_load` spawns N worker processes and splits the total concurrency C across them: each
 worker opens one channel per target (server replica) and runs C/N loops, and each loop sends
@@ -24,6 +24,9 @@ unique per measurement, worker and call):
   same payload (an idempotent replay);
 - `get`: GetPayment of one of GET_POOL payments created during preparation;
 - `mix`: 70 % new, 20 % get, 10 % replay, interleaved in a fixed 10-call cycle (MIX).
+
+With `protocol="http"` the same calls go as grpc-gateway JSON (`POST /v1/payments`,
+`GET /v1/payments/{id}`) over keep-alive connections (`HttpTraffic`), one connection per loop.
 """
 
 from __future__ import annotations
@@ -41,7 +44,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
+import aiohttp
 import grpc
+from google.protobuf import json_format
 
 from benchmarks.procs import die_with_parent
 from payments_service.gen.payments.v1 import payments_pb2 as pb
@@ -75,6 +80,7 @@ class LoadSpec:
     total_calls: int | None = None
     tag: str = "bench"  # unique per measurement; prefixes every idempotency key
     cpus: tuple[int, ...] | None = None  # the cores every worker is pinned to (None: any)
+    protocol: str = "grpc"  # or "http": the JSON/HTTP listener at each target
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,6 +176,58 @@ class Traffic:
             )
 
 
+class CallFailedError(Exception):
+    """An HTTP call that did not answer 200; `code` names its status (`HTTP_503`)."""
+
+    def __init__(self, status: int) -> None:
+        self.code = f"HTTP_{status}"
+        super().__init__(self.code)
+
+
+class HttpTraffic(Traffic):
+    """The same calls as JSON over HTTP: one session per target, keep-alive connections."""
+
+    def __init__(self, sessions: list[aiohttp.ClientSession], bases: list[str], prefix: str):
+        super().__init__([], prefix)
+        self._sessions = sessions
+        self._bases = bases
+
+    def _target(self) -> tuple[aiohttp.ClientSession, str]:
+        self._turn += 1
+        index = self._turn % len(self._sessions)
+        return self._sessions[index], self._bases[index]
+
+    async def _post(self, request: pb.RequestPaymentRequest) -> dict[str, Any]:
+        session, base = self._target()
+        body = json_format.MessageToJson(request, indent=None).encode()
+        async with session.post(f"{base}/v1/payments", data=body) as response:
+            if response.status != 200:
+                raise CallFailedError(response.status)
+            answer: dict[str, Any] = await response.json()
+            return answer
+
+    async def prepare(self) -> None:
+        for _ in range(REPLAY_POOL):
+            request = self.new_request()
+            await self._post(request)
+            self.replay_pool.append(request)
+        for _ in range(GET_POOL):
+            self.payment_ids.append((await self._post(self.new_request()))["paymentId"])
+
+    async def call(self, kind: str, n: int) -> None:
+        if kind == "new":
+            await self._post(self.new_request())
+        elif kind == "replay":
+            await self._post(self.replay_pool[n % len(self.replay_pool)])
+        else:
+            session, base = self._target()
+            payment_id = self.payment_ids[n % len(self.payment_ids)]
+            async with session.get(f"{base}/v1/payments/{payment_id}") as response:
+                await response.read()
+                if response.status != 200:
+                    raise CallFailedError(response.status)
+
+
 @dataclass(slots=True)
 class Recorder:
     latencies_ns: array[int] = field(default_factory=lambda: array("q"))
@@ -211,6 +269,10 @@ async def closed_loop(
             code = "OK"
         except grpc.aio.AioRpcError as exc:
             code = exc.code().name
+        except CallFailedError as exc:
+            code = exc.code
+        except aiohttp.ClientError as exc:
+            code = type(exc).__name__
         rec.record(time.perf_counter_ns() - start, code)
         n += 1
 
@@ -230,13 +292,27 @@ def share(total: int, parts: int, index: int) -> int:
 async def _worker(spec: LoadSpec, index: int, results: queue.Queue[Any], go: Event) -> None:
     loops = share(spec.concurrency, spec.workers, index)
     async with contextlib.AsyncExitStack() as channels:
-        stubs: list[pb_grpc.PaymentServiceAsyncStub] = [
-            pb_grpc.PaymentServiceStub(
-                await channels.enter_async_context(grpc.aio.insecure_channel(target))
-            )
-            for target in spec.targets
-        ]
-        traffic = Traffic(stubs, f"{spec.tag}-w{index}")
+        prefix = f"{spec.tag}-w{index}"
+        traffic: Traffic
+        if spec.protocol == "http":
+            timeout = aiohttp.ClientTimeout(total=CALL_TIMEOUT_S)
+            sessions = [
+                await channels.enter_async_context(
+                    aiohttp.ClientSession(
+                        connector=aiohttp.TCPConnector(limit=loops), timeout=timeout
+                    )
+                )
+                for _ in spec.targets
+            ]
+            traffic = HttpTraffic(sessions, [f"http://{t}" for t in spec.targets], prefix)
+        else:
+            stubs: list[pb_grpc.PaymentServiceAsyncStub] = [
+                pb_grpc.PaymentServiceStub(
+                    await channels.enter_async_context(grpc.aio.insecure_channel(target))
+                )
+                for target in spec.targets
+            ]
+            traffic = Traffic(stubs, prefix)
         await traffic.prepare()
         warm = await run_loops(traffic, spec, loops, until(time.monotonic() + spec.warmup_s))
         results.put(("ready", index))
