@@ -26,13 +26,15 @@ unique per measurement, worker and call):
 - `mix`: 70 % new, 20 % get, 10 % replay, interleaved in a fixed 10-call cycle (MIX).
 
 With `protocol="http"` the same calls go as grpc-gateway JSON (`POST /v1/payments`,
-`GET /v1/payments/{id}`) over keep-alive connections (`HttpTraffic`), one connection per loop.
+`GET /v1/payments/{id}`) over keep-alive connections (`HttpTraffic`, `benchmarks.http_client`),
+one connection per loop.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import multiprocessing
 import os
 import queue
@@ -44,10 +46,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
-import aiohttp
 import grpc
 from google.protobuf import json_format
 
+from benchmarks.http_client import HttpConnection
 from benchmarks.procs import die_with_parent
 from payments_service.gen.payments.v1 import payments_pb2 as pb
 from payments_service.gen.payments.v1 import payments_pb2_grpc as pb_grpc
@@ -185,26 +187,36 @@ class CallFailedError(Exception):
 
 
 class HttpTraffic(Traffic):
-    """The same calls as JSON over HTTP: one session per target, keep-alive connections."""
+    """The same calls as JSON over HTTP, one keep-alive connection per loop and target
+    (`benchmarks.http_client`); targets in turn, as `Traffic` does with stubs."""
 
-    def __init__(self, sessions: list[aiohttp.ClientSession], bases: list[str], prefix: str):
+    def __init__(self, targets: tuple[str, ...], prefix: str) -> None:
         super().__init__([], prefix)
-        self._sessions = sessions
-        self._bases = bases
+        self._targets = [
+            (host, int(port)) for host, _, port in (t.rpartition(":") for t in targets)
+        ]
+        self._idle: list[list[HttpConnection]] = [[] for _ in self._targets]
 
-    def _target(self) -> tuple[aiohttp.ClientSession, str]:
+    async def _send(self, method: str, path: str, body: bytes = b"") -> bytes:
         self._turn += 1
-        index = self._turn % len(self._sessions)
-        return self._sessions[index], self._bases[index]
+        index = self._turn % len(self._targets)
+        idle = self._idle[index]
+        connection = idle.pop() if idle else HttpConnection(*self._targets[index])
+        try:
+            async with asyncio.timeout(CALL_TIMEOUT_S):
+                status, answer = await connection.request(method, path, body)
+        except BaseException:
+            await connection.close()
+            raise
+        idle.append(connection)
+        if status != 200:
+            raise CallFailedError(status)
+        return answer
 
     async def _post(self, request: pb.RequestPaymentRequest) -> dict[str, Any]:
-        session, base = self._target()
         body = json_format.MessageToJson(request, indent=None).encode()
-        async with session.post(f"{base}/v1/payments", data=body) as response:
-            if response.status != 200:
-                raise CallFailedError(response.status)
-            answer: dict[str, Any] = await response.json()
-            return answer
+        answer: dict[str, Any] = json.loads(await self._send("POST", "/v1/payments", body))
+        return answer
 
     async def prepare(self) -> None:
         for _ in range(REPLAY_POOL):
@@ -220,12 +232,12 @@ class HttpTraffic(Traffic):
         elif kind == "replay":
             await self._post(self.replay_pool[n % len(self.replay_pool)])
         else:
-            session, base = self._target()
-            payment_id = self.payment_ids[n % len(self.payment_ids)]
-            async with session.get(f"{base}/v1/payments/{payment_id}") as response:
-                await response.read()
-                if response.status != 200:
-                    raise CallFailedError(response.status)
+            await self._send("GET", f"/v1/payments/{self.payment_ids[n % len(self.payment_ids)]}")
+
+    async def close(self) -> None:
+        for idle in self._idle:
+            for connection in idle:
+                await connection.close()
 
 
 @dataclass(slots=True)
@@ -271,7 +283,7 @@ async def closed_loop(
             code = exc.code().name
         except CallFailedError as exc:
             code = exc.code
-        except aiohttp.ClientError as exc:
+        except (OSError, asyncio.IncompleteReadError) as exc:  # an HTTP connection failed
             code = type(exc).__name__
         rec.record(time.perf_counter_ns() - start, code)
         n += 1
@@ -295,16 +307,9 @@ async def _worker(spec: LoadSpec, index: int, results: queue.Queue[Any], go: Eve
         prefix = f"{spec.tag}-w{index}"
         traffic: Traffic
         if spec.protocol == "http":
-            timeout = aiohttp.ClientTimeout(total=CALL_TIMEOUT_S)
-            sessions = [
-                await channels.enter_async_context(
-                    aiohttp.ClientSession(
-                        connector=aiohttp.TCPConnector(limit=loops), timeout=timeout
-                    )
-                )
-                for _ in spec.targets
-            ]
-            traffic = HttpTraffic(sessions, [f"http://{t}" for t in spec.targets], prefix)
+            http = HttpTraffic(spec.targets, prefix)
+            channels.push_async_callback(http.close)
+            traffic = http
         else:
             stubs: list[pb_grpc.PaymentServiceAsyncStub] = [
                 pb_grpc.PaymentServiceStub(
