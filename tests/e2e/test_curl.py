@@ -1,6 +1,6 @@
 """The README's curl commands with the real curl against the real `payments-server`, then curl
-over TLS and mutual TLS with an API key: the same certificates serve the JSON/HTTP listener
-and the gRPC port (grpcurl checks the latter against the same CA)."""
+over TLS and mutual TLS with an API key (the TLS servers are tests/e2e/conftest.py's, as for
+grpcurl): the same certificates serve the JSON/HTTP listener and the gRPC port."""
 
 from __future__ import annotations
 
@@ -8,16 +8,14 @@ import json
 import re
 import shlex
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from payments_service.security.api_keys import key_file_line, new_api_key
 from tests.e2e.conftest import require_binary
 from tests.processes import ServerProcess
 from tests.repo.test_docs import README, readme_commands
-from tests.tls_files import TlsFiles, make_tls_files
+from tests.tls_files import TlsFiles
 
 README_HOST = "localhost:8080"
 BODY = {"amountMinor": 1250, "currency": "EUR", "orderId": "o-tls", "idempotencyKey": "tls-1"}
@@ -74,37 +72,6 @@ def test_the_readmes_curl_commands_against_a_real_process(curl: str) -> None:
         assert checked.stdout.rstrip().endswith('{"status":"ok"}')
     finally:
         server.stop()
-
-
-@pytest.fixture
-def tls(tmp_path: Path) -> TlsFiles:
-    return make_tls_files(tmp_path)
-
-
-@pytest.fixture
-def api_key(tmp_path: Path) -> tuple[str, Path]:
-    key = new_api_key()
-    path = tmp_path / "api-keys"
-    path.write_text(key_file_line("acme", key) + "\n")
-    return key, path
-
-
-def started(tls: TlsFiles, keys_file: Path, *, mutual: bool) -> Iterator[ServerProcess]:
-    process = ServerProcess(
-        None, **tls.server_env(mutual=mutual), PAYMENTS_API_KEYS_FILE=str(keys_file)
-    )
-    yield process
-    process.stop()
-
-
-@pytest.fixture
-def tls_server(tls: TlsFiles, api_key: tuple[str, Path]) -> Iterator[ServerProcess]:
-    yield from started(tls, api_key[1], mutual=False)
-
-
-@pytest.fixture
-def mtls_server(tls: TlsFiles, api_key: tuple[str, Path]) -> Iterator[ServerProcess]:
-    yield from started(tls, api_key[1], mutual=True)
 
 
 def curl_json(curl: str, url: str, *args: str) -> tuple[int, str]:

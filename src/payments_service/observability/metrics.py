@@ -219,14 +219,18 @@ class MetricsReporter:
     def call_finished(self, record: CallRecord) -> None:
         bound = self._metrics.for_method(record.method.full_method)
         bound.handled[record.code].inc()
-        span = record.span
-        if span is not None:
-            context = span.get_span_context()
-            if context.trace_flags.sampled:
-                exemplar = {"trace_id": format(context.trace_id, "032x")}
-                bound.handling_seconds.observe(record.duration, exemplar)
-                return
-        bound.handling_seconds.observe(record.duration)
+        observe_duration(bound.handling_seconds, record)
+
+
+def observe_duration(histogram: Histogram, record: CallRecord) -> None:
+    """The call's duration, with its trace id as an exemplar when it was traced and sampled."""
+    span = record.span
+    if span is not None:
+        context = span.get_span_context()
+        if context.trace_flags.sampled:
+            histogram.observe(record.duration, {"trace_id": format(context.trace_id, "032x")})
+            return
+    histogram.observe(record.duration)
 
 
 class HttpMetrics:
@@ -270,16 +274,8 @@ class HttpMetricsReporter:
 
     def call_finished(self, record: CallRecord) -> None:
         http = record.http
-        if http is None:
-            return
-        series = self._metrics.series(http.method, http.route, http.status)
-        span = record.span
-        if span is not None:
-            context = span.get_span_context()
-            if context.trace_flags.sampled:
-                series.observe(record.duration, {"trace_id": format(context.trace_id, "032x")})
-                return
-        series.observe(record.duration)
+        if http is not None:
+            observe_duration(self._metrics.series(http.method, http.route, http.status), record)
 
 
 # Store calls are sub-millisecond (SQLite) to milliseconds (PostgreSQL over a network).
