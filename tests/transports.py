@@ -161,11 +161,12 @@ async def http_listener(
     limit: ConcurrencyLimit | None = None,
     gate: ShutdownGate | None = None,
     settings: Settings = TEST_SETTINGS,
+    address: str = "127.0.0.1:0",
 ) -> AsyncIterator[HttpListener]:
-    """The JSON/HTTP listener on 127.0.0.1:0 for `service`, stopped at the end."""
+    """The JSON/HTTP listener on `address` for `service`, stopped at the end."""
     listener = await start_http_server(
         service,
-        "127.0.0.1:0",
+        address,
         authenticator or Authenticator(None),
         settings=settings,
         telemetry=telemetry or Telemetry(),

@@ -6,8 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
+import ssl
 import time
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -17,12 +20,21 @@ from google.protobuf import json_format
 from google.rpc import error_details_pb2
 
 from payments_service.bootstrap import build_service
+from payments_service.config import ConfigError
 from payments_service.gen.payments.v1 import payments_pb2 as pb
+from payments_service.observability.telemetry import Telemetry
+from payments_service.security.authenticator import Authenticator
+from payments_service.security.tls import server_ssl_context
 from payments_service.transport.admission import ConcurrencyLimit, ShutdownGate
 from payments_service.transport.error_table import ERROR_TABLE, Rule
-from payments_service.transport.http.server import HttpListener, openapi_document
+from payments_service.transport.http.server import (
+    HttpListener,
+    openapi_document,
+    start_http_server,
+)
 from tests.conftest import TEST_SETTINGS, Api, ApiFactory, payment_request
 from tests.fakes import ExplodingRepository, FakeClock, SequentialIds
+from tests.tls_files import make_tls_files
 from tests.transports import (
     GrpcClient,
     HttpClient,
@@ -432,3 +444,55 @@ async def test_fifty_concurrent_same_key_calls_over_both_transports_make_one_pay
     assert all(a == answers[0] for a in answers)
     assert answers[0].status == pb.PAYMENT_STATUS_PENDING
     assert (await http.get_payment(answers[0].payment_id)).ok().idempotency_key == "race"
+
+
+# --- TLS from the same files, and the listen address ------------------------------------------
+
+
+@pytest.mark.parametrize("mutual", [False, True], ids=["tls", "mtls"])
+async def test_the_listener_serves_tls_from_the_grpc_ports_files(
+    api: Api, tmp_path: Path, mutual: bool
+) -> None:
+    tls = make_tls_files(tmp_path)
+    settings = with_settings(
+        tls_cert_file=str(tls.server_cert),
+        tls_key_file=str(tls.server_key),
+        tls_client_ca_file=str(tls.ca) if mutual else None,
+    )
+    context = server_ssl_context(settings)
+    trusting = ssl.create_default_context(cafile=str(tls.ca))
+    with_certificate = ssl.create_default_context(cafile=str(tls.ca))
+    with_certificate.load_cert_chain(str(tls.client_cert), str(tls.client_key))
+    listener = await start_http_server(
+        api.service,
+        "127.0.0.1:0",
+        Authenticator(None),
+        settings=settings,
+        telemetry=Telemetry(),
+        ssl_context=context,
+    )
+    try:
+        async with aiohttp.ClientSession() as session:
+            url = f"https://localhost:{listener.port}/v1/health"
+            async with session.get(url, ssl=with_certificate) as answer:
+                assert answer.status == 200
+            if mutual:  # no client certificate: the handshake fails
+                with pytest.raises(aiohttp.ClientError):
+                    await session.get(url, ssl=trusting)
+            with pytest.raises(aiohttp.ClientError):  # plaintext to a TLS port
+                await session.get(url.replace("https:", "http:"))
+    finally:
+        await listener.stop(0)
+    assert server_ssl_context(with_settings()) is None
+
+
+async def test_an_address_that_cannot_be_bound_names_the_variable(api: Api) -> None:
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        taken = f"127.0.0.1:{held.getsockname()[1]}"
+        for address, reason in ((taken, "Address already in use"), ("nowhere.invalid:1", "")):
+            with pytest.raises(ConfigError, match=f"PAYMENTS_HTTP_ADDRESS='{address}'") as raised:
+                async with http_listener(api.service, address=address):
+                    pass
+            assert reason in str(raised.value)
