@@ -95,7 +95,7 @@ if TYPE_CHECKING:
     from payments_service.observability.reporting import Reporter
     from payments_service.security.authenticator import Authenticator
     from payments_service.transport.admission import ConcurrencyLimit, ShutdownGate
-    from payments_service.transport.http.routes import Match, RouteTable
+    from payments_service.transport.http.routes import Match, Route, RouteTable
 
     # A servicer method: (request, context) -> response; the context is not used.
     RpcHandler = Callable[[Message, Any], Awaitable[Message]]
@@ -155,19 +155,19 @@ class HttpObservation:
         self.draining = False  # set at the drain (`HttpListener.not_serving`)
         every, health = Reporters(reporters), Reporters(health_reporters)
         traced = tracer is not None
-        self._observed: dict[str, _Observed] = {}
+        self._observed: dict[Route, _Observed] = {}
         for route in routes.routes:
             info = route.method
             is_health = info.full_method.startswith(HEALTH_CHECK_PREFIXES)
-            self._observed[route.template + " " + route.verb] = _Observed(
+            self._observed[route] = _Observed(
                 info,
                 route.template,
-                health if is_health else every,
-                traced and (observe_health_checks or not is_health),
-                None if is_health else limit,
-                None if is_health else gate,
-                info.full_method in PUBLIC_METHODS,
-                is_health,
+                reporters=health if is_health else every,
+                traced=traced and (observe_health_checks or not is_health),
+                limit=None if is_health else limit,
+                gate=None if is_health else gate,
+                public=info.full_method in PUBLIC_METHODS,
+                health=is_health,
             )
         self._document_route = _Observed(_NO_RPC, OPENAPI_PATH, every, traced)
         self._unrouted = _Observed(_NO_RPC, "", every, traced)
@@ -218,7 +218,7 @@ class HttpObservation:
             match = self._routes.match(verb, path)
         except HttpRefusalError as refusal:
             return self._unrouted, None, refusal
-        return self._observed[match.route.template + " " + match.route.verb], match, None
+        return self._observed[match.route], match, None
 
     def _span(
         self, request: web.BaseRequest, verb: str, observed: _Observed
