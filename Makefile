@@ -12,7 +12,7 @@ GEN := src/payments_service/gen
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help install lock proto proto-check docs lint lint-imports format format-check typecheck test check e2e run clean
+.PHONY: help install lock proto proto-deps proto-check docs lint lint-imports format format-check typecheck test check e2e run clean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {name[++n] = $$1; text[n] = $$2; \
@@ -37,6 +37,11 @@ lock: $(STAMP) ## Re-pin requirements/*.lock from the ranges in pyproject.toml
 
 proto: $(STAMP) ## Regenerate src/payments_service/gen from proto/
 	$(BIN)/python scripts/gen_proto.py
+
+proto-deps: $(STAMP) ## Copy google/api's annotations from the installed googleapis-common-protos for buf (build/)
+	dir=build/googleapis/google/api && mkdir -p $$dir && \
+	api=$$($(BIN)/python -c 'import google.api.annotations_pb2 as a, os; print(os.path.dirname(a.__file__))') && \
+	cp $$api/annotations.proto $$api/http.proto $$dir/
 
 proto-check: $(STAMP) ## Fail if the committed generated code differs from what `make proto` makes
 	tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \

@@ -1,4 +1,4 @@
-"""Multi-process closed-loop load generator (grpc.aio clients).
+"""Multi-process closed-loop load generator (grpc.aio clients, or aiohttp for JSON/HTTP).
 
 `run_load` spawns N worker processes and splits the total concurrency C across them: each
 worker opens one channel per target (server replica) and runs C/N loops, and each loop sends
@@ -24,12 +24,17 @@ unique per measurement, worker and call):
   same payload (an idempotent replay);
 - `get`: GetPayment of one of GET_POOL payments created during preparation;
 - `mix`: 70 % new, 20 % get, 10 % replay, interleaved in a fixed 10-call cycle (MIX).
+
+With `protocol="http"` the same calls go as grpc-gateway JSON (`POST /v1/payments`,
+`GET /v1/payments/{id}`) over keep-alive connections (`HttpTraffic`, `benchmarks.http_client`),
+one connection per loop.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import multiprocessing
 import os
 import queue
@@ -42,7 +47,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 import grpc
+from google.protobuf import json_format
 
+from benchmarks.http_client import HttpConnection
 from benchmarks.procs import die_with_parent
 from payments_service.gen.payments.v1 import payments_pb2 as pb
 from payments_service.gen.payments.v1 import payments_pb2_grpc as pb_grpc
@@ -75,6 +82,7 @@ class LoadSpec:
     total_calls: int | None = None
     tag: str = "bench"  # unique per measurement; prefixes every idempotency key
     cpus: tuple[int, ...] | None = None  # the cores every worker is pinned to (None: any)
+    protocol: str = "grpc"  # or "http": the JSON/HTTP listener at each target
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,6 +178,68 @@ class Traffic:
             )
 
 
+class CallFailedError(Exception):
+    """An HTTP call that did not answer 200; `code` names its status (`HTTP_503`)."""
+
+    def __init__(self, status: int) -> None:
+        self.code = f"HTTP_{status}"
+        super().__init__(self.code)
+
+
+class HttpTraffic(Traffic):
+    """The same calls as JSON over HTTP, one keep-alive connection per loop and target
+    (`benchmarks.http_client`); targets in turn, as `Traffic` does with stubs."""
+
+    def __init__(self, targets: tuple[str, ...], prefix: str) -> None:
+        super().__init__([], prefix)
+        self._targets = [
+            (host, int(port)) for host, _, port in (t.rpartition(":") for t in targets)
+        ]
+        self._idle: list[list[HttpConnection]] = [[] for _ in self._targets]
+
+    async def _send(self, method: str, path: str, body: bytes = b"") -> bytes:
+        self._turn += 1
+        index = self._turn % len(self._targets)
+        idle = self._idle[index]
+        connection = idle.pop() if idle else HttpConnection(*self._targets[index])
+        try:
+            async with asyncio.timeout(CALL_TIMEOUT_S):
+                status, answer = await connection.request(method, path, body)
+        except BaseException:
+            await connection.close()
+            raise
+        idle.append(connection)
+        if status != 200:
+            raise CallFailedError(status)
+        return answer
+
+    async def _post(self, request: pb.RequestPaymentRequest) -> dict[str, Any]:
+        body = json_format.MessageToJson(request, indent=None).encode()
+        answer: dict[str, Any] = json.loads(await self._send("POST", "/v1/payments", body))
+        return answer
+
+    async def prepare(self) -> None:
+        for _ in range(REPLAY_POOL):
+            request = self.new_request()
+            await self._post(request)
+            self.replay_pool.append(request)
+        for _ in range(GET_POOL):
+            self.payment_ids.append((await self._post(self.new_request()))["paymentId"])
+
+    async def call(self, kind: str, n: int) -> None:
+        if kind == "new":
+            await self._post(self.new_request())
+        elif kind == "replay":
+            await self._post(self.replay_pool[n % len(self.replay_pool)])
+        else:
+            await self._send("GET", f"/v1/payments/{self.payment_ids[n % len(self.payment_ids)]}")
+
+    async def close(self) -> None:
+        for idle in self._idle:
+            for connection in idle:
+                await connection.close()
+
+
 @dataclass(slots=True)
 class Recorder:
     latencies_ns: array[int] = field(default_factory=lambda: array("q"))
@@ -211,6 +281,10 @@ async def closed_loop(
             code = "OK"
         except grpc.aio.AioRpcError as exc:
             code = exc.code().name
+        except CallFailedError as exc:
+            code = exc.code
+        except (OSError, asyncio.IncompleteReadError) as exc:  # an HTTP connection failed
+            code = type(exc).__name__
         rec.record(time.perf_counter_ns() - start, code)
         n += 1
 
@@ -230,13 +304,20 @@ def share(total: int, parts: int, index: int) -> int:
 async def _worker(spec: LoadSpec, index: int, results: queue.Queue[Any], go: Event) -> None:
     loops = share(spec.concurrency, spec.workers, index)
     async with contextlib.AsyncExitStack() as channels:
-        stubs: list[pb_grpc.PaymentServiceAsyncStub] = [
-            pb_grpc.PaymentServiceStub(
-                await channels.enter_async_context(grpc.aio.insecure_channel(target))
-            )
-            for target in spec.targets
-        ]
-        traffic = Traffic(stubs, f"{spec.tag}-w{index}")
+        prefix = f"{spec.tag}-w{index}"
+        traffic: Traffic
+        if spec.protocol == "http":
+            http = HttpTraffic(spec.targets, prefix)
+            channels.push_async_callback(http.close)
+            traffic = http
+        else:
+            stubs: list[pb_grpc.PaymentServiceAsyncStub] = [
+                pb_grpc.PaymentServiceStub(
+                    await channels.enter_async_context(grpc.aio.insecure_channel(target))
+                )
+                for target in spec.targets
+            ]
+            traffic = Traffic(stubs, prefix)
         await traffic.prepare()
         warm = await run_loops(traffic, spec, loops, until(time.monotonic() + spec.warmup_s))
         results.put(("ready", index))

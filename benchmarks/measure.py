@@ -13,6 +13,10 @@ Configurations:
 - `floor`: `benchmarks.floor_server`, the cheapest grpc.aio server for the same RPCs.
 - `floor-sync`: `benchmarks.floor_sync_server`, the same floor on grpcio's sync thread-pool
   server, to price the server model itself.
+- `http`: `full`'s server and settings, its load sent as JSON over HTTP to the JSON/HTTP
+  listener (every signal on: the same span export, metrics and access lines);
+- `http-floor`: `benchmarks.http_floor_server`, the floor's RPCs behind aiohttp with the same
+  JSON transcoding and nothing else.
 
 `full` also runs on SQLite and PostgreSQL, and with several server processes on one store
 (`full-sqlite`, `full-postgresql-x2`, ...: `benchmarks.stores`). With replicas, the load
@@ -49,11 +53,13 @@ from benchmarks.procs import (
 )
 from benchmarks.proto_server import HANDLED
 from benchmarks.report import client_bound, percentile
-from benchmarks.stores import KINDS, Store, parse_config, provision
+from benchmarks.stores import HTTP_KINDS, KINDS, Store, parse_config, provision
 from payments_service.observability.logs import ACCESS_EVENT
 
 CONFIGS = KINDS
-TELEMETRY_KINDS = ("full", "proto")  # export spans to a sink; cross-checked after each run
+TELEMETRY_KINDS = ("full", "proto", "http")  # export spans to a sink; cross-checked after each run
+# What a telemetry configuration's server counts its calls in: (metric family, label, OK).
+HTTP_HANDLED = ("http_server_request_duration_seconds", "http_response_status_code", "200")
 BIN = Path(sys.executable).parent
 SHUTDOWN_GRACE_S = "2"
 
@@ -132,6 +138,7 @@ def base_env() -> dict[str, str]:
     """The environment without the developer's own OTEL_* and PAYMENTS_* settings."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "PAYMENTS_"))}
     env["PAYMENTS_GRPC_ADDRESS"] = "127.0.0.1:0"
+    env["PAYMENTS_HTTP_ADDRESS"] = "127.0.0.1:0"
     env["PAYMENTS_SHUTDOWN_GRACE_SECONDS"] = SHUTDOWN_GRACE_S
     return env
 
@@ -187,14 +194,16 @@ def server_command(
     server's environment (the store)."""
     if config in TELEMETRY_KINDS and sink is None:
         raise ValueError(f"{config!r} exports spans: it needs a sink")
-    if config == "full" and sink is not None:
+    if config in ("full", "http") and sink is not None:
         return payments_server(), full_env(sink, **extra)
     if config == "off":
         return payments_server(), {**off_env(), **extra}
     if config == "proto" and sink is not None:
         return python_module("benchmarks.proto_server"), {**base_env(), **export_env(sink)}
-    if config in ("floor", "floor-sync"):
-        module = "floor_server" if config == "floor" else "floor_sync_server"
+    if config in ("floor", "floor-sync", "http-floor"):
+        module = {"floor": "floor_server", "floor-sync": "floor_sync_server"}.get(
+            config, "http_floor_server"
+        )
         return python_module(f"benchmarks.{module}"), base_env()
     raise ValueError(f"unknown configuration {config!r}; expected one of {', '.join(CONFIGS)}")
 
@@ -219,18 +228,21 @@ def start_server(
     return server
 
 
-def scrape_handled(metrics_port: int) -> dict[str, float]:
-    """`grpc_server_handled_total` summed by grpc_code, from the server's /metrics."""
+def scrape_handled(metrics_port: int, *, http: bool = False) -> dict[str, float]:
+    """Calls by outcome from the server's /metrics: `grpc_server_handled_total` by grpc_code,
+    or with `http` the HTTP request histogram's count by status (200 counted as `OK`)."""
     url = f"http://127.0.0.1:{metrics_port}/metrics"
     with urllib.request.urlopen(url, timeout=10) as response:
         text = response.read().decode()
+    name, label, ok = HTTP_HANDLED if http else (HANDLED, "grpc_code", "OK")
+    sample_name = f"{name}_count" if http else f"{name}_total"
     by_code: dict[str, float] = {}
     for family in text_string_to_metric_families(text):
-        if family.name != HANDLED:
+        if family.name != name:
             continue
         for sample in family.samples:
-            if sample.name == f"{HANDLED}_total":
-                code = sample.labels["grpc_code"]
+            if sample.name == sample_name:
+                code = "OK" if sample.labels[label] == ok else sample.labels[label]
                 by_code[code] = by_code.get(code, 0.0) + sample.value
     return dict(by_code)
 
@@ -328,8 +340,13 @@ def measure(
         ]
         pids = {("server" if i == 0 else f"server-{i}"): s.pid for i, s in enumerate(servers)}
         cpu = CpuWatch(pids | ({"sink": sink.pid} if sink else {}), plan.pinning, store)
+        port_of = (lambda s: int(s.started["http_port"])) if spec.kind == "http" else None
         load_spec = LoadSpec(
-            targets=tuple(f"127.0.0.1:{server.port}" for server in servers),
+            targets=tuple(
+                f"127.0.0.1:{server.port if port_of is None else port_of(server)}"
+                for server in servers
+            ),
+            protocol="http" if spec.kind in HTTP_KINDS else "grpc",
             workload=workload,
             concurrency=plan.concurrency,
             workers=plan.workers,
@@ -343,7 +360,8 @@ def measure(
         handled: dict[str, float] = {}
         if telemetry:
             for server in servers:
-                for code, n in scrape_handled(int(server.started["metrics_port"])).items():
+                port = int(server.started["metrics_port"])
+                for code, n in scrape_handled(port, http=spec.kind == "http").items():
                     handled[code] = handled.get(code, 0.0) + n
         peak_kib = max(status_kib(server.pid, "VmHWM") for server in servers)
         result = summarise(load, cpu, peak_kib)

@@ -78,6 +78,10 @@ RATIO_PAIRS = (
     ("full", "proto"),
     ("proto", "floor"),
     ("floor-sync", "floor"),
+    # The JSON/HTTP transport (`http`: full signals over HTTP) against gRPC, and their floors
+    ("http", "full"),
+    ("http-floor", "floor"),
+    ("http", "http-floor"),
     # The durable stores against the in-memory one (`full` = full on memory), and the floor
     ("full-sqlite", "full"),
     ("full-sqlite-normal", "full"),
@@ -119,6 +123,7 @@ TARGETS = (
     Target("throughput full/floor", ">=", 0.35),
     Target("throughput off/floor", ">=", 0.60),
     Target("throughput full/proto", ">=", 0.9),
+    Target("throughput http/full", ">=", 0.6),  # issue 20: JSON/HTTP with every signal
     Target("p99 full/floor", "<=", 2.5),
     # The durable stores keep their ratios to full (issue 11; PostgreSQL on the same machine)
     Target("throughput full-sqlite/full", ">=", 0.7),

@@ -41,7 +41,9 @@ if TYPE_CHECKING:
 
 STORES = ("memory", "sqlite", "postgresql")
 SYNCHRONOUS = ("full", "normal")
-KINDS = ("full", "off", "proto", "floor", "floor-sync")
+KINDS = ("full", "off", "proto", "floor", "floor-sync", "http", "http-floor")
+# Configurations whose load goes over JSON/HTTP (the rest call gRPC).
+HTTP_KINDS = ("http", "http-floor")
 BENCH_DATABASE_URL = "PAYMENTS_BENCH_DATABASE_URL"
 DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/test"
 DATABASE_PREFIX = "payments_bench_"  # a database left by a killed run: DROP DATABASE it by hand
@@ -56,7 +58,7 @@ class Config:
     """What one configuration name means."""
 
     name: str
-    kind: str  # full, off, proto, floor, floor-sync
+    kind: str  # full, off, proto, floor, floor-sync, http, http-floor
     store: str = "memory"
     synchronous: str = "full"  # SQLite only
     replicas: int = 1
@@ -69,7 +71,7 @@ class Config:
 
 def parse_config(name: str) -> Config:
     """`full-sqlite-normal-x2` -> Config(kind=full, store=sqlite, synchronous=normal, 2)."""
-    if name in ("proto", "floor", "floor-sync"):
+    if name in ("proto", "floor", "floor-sync", *HTTP_KINDS):
         return Config(name, name)
     match = _ON_STORE.fullmatch(name)
     if (

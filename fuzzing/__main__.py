@@ -1,6 +1,7 @@
 """The long fuzzing campaign: `make fuzz` (or `python -m fuzzing`).
 
-Runs the four properties of `fuzzing.properties` against one real in-process server each,
+Runs the properties of `fuzzing.properties` (four over gRPC, four over JSON/HTTP) against one
+real in-process server each,
 with `--cases` examples split evenly over them and a seeded (reproducible) hypothesis run,
 then prints a histogram of the status codes the server answered. Exits 1 when a property
 failed (hypothesis prints the shrunk case) or any call was answered UNKNOWN or INTERNAL.
@@ -23,7 +24,17 @@ from hypothesis import HealthCheck, seed, settings
 from fuzzing.harness import FORBIDDEN, Harness
 from fuzzing.properties import PROPERTIES
 
-SOURCES = ("fields", "bytes", "probe", "check")
+SOURCES = (
+    "fields",
+    "bytes",
+    "http-fields",
+    "http-bytes",
+    "http-headers",
+    "http-paths",
+    "probe",
+    "check",
+)
+CASES = frozenset(SOURCES) - {"probe", "check"}  # the drawn examples; probes and checks follow
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -31,8 +42,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--cases",
         type=int,
-        default=int(os.environ.get("FUZZ_CASES", "12000")),
-        help="examples in all, split evenly over the properties (env FUZZ_CASES, default 12000)",
+        default=int(os.environ.get("FUZZ_CASES", "20000")),
+        help="examples in all, split evenly over the properties (env FUZZ_CASES, default 20000)",
     )
     parser.add_argument(
         "--seed",
@@ -44,7 +55,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--only",
         choices=sorted(PROPERTIES),
         action="append",
-        help="run only these properties (repeatable; default: all four)",
+        help="run only these properties (repeatable; default: all eight)",
     )
     return parser.parse_args(argv)
 
@@ -73,11 +84,11 @@ def run_property(
 
 
 def print_histogram(histogram: Counter[tuple[str, str, str]]) -> None:
-    print(f"{'source':<8} {'rpc':<15} {'code':<20} {'calls':>8}")
+    print(f"{'source':<12} {'rpc':<15} {'code':<20} {'calls':>8}")
     for (source, rpc, code), count in sorted(
         histogram.items(), key=lambda item: (SOURCES.index(item[0][0]), item[0][1], -item[1])
     ):
-        print(f"{source:<8} {rpc:<15} {code:<20} {count:>8}")
+        print(f"{source:<12} {rpc:<15} {code:<20} {count:>8}")
     by_code: Counter[str] = Counter()
     for (_, _, code), count in histogram.items():
         by_code[code] += count
@@ -100,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
         counts, ended, failure = run_property(name, per_property, args.seed)
         histogram.update(counts)
         outcomes.update(ended)
-        cases = sum(n for (source, _, _), n in counts.items() if source in ("fields", "bytes"))
+        cases = sum(n for (source, _, _), n in counts.items() if source in CASES)
         verdict = "FAILED" if failure else "held"
         print(
             f"  {name:<15} {cases:>6} cases  {time.perf_counter() - began:6.1f} s  {verdict}",
@@ -108,9 +119,15 @@ def main(argv: list[str] | None = None) -> int:
         )
         if failure:
             failures.append(f"{name}:\n{failure}")
-    cases = sum(n for (source, _, _), n in histogram.items() if source in ("fields", "bytes"))
+    cases = sum(n for (source, _, _), n in histogram.items() if source in CASES)
+    http_cases = sum(
+        n for (source, _, _), n in histogram.items() if source in CASES and "http" in source
+    )
     calls = sum(histogram.values())
-    print(f"\n{cases} cases, {calls} calls in {time.perf_counter() - started:.1f} s\n")
+    print(
+        f"\n{cases} cases ({http_cases} over JSON/HTTP), {calls} calls in "
+        f"{time.perf_counter() - started:.1f} s\n"
+    )
     print_histogram(histogram)
     print(
         "\nRequestPayment cases ended: "

@@ -6,7 +6,10 @@ property (starting one per example would cost more than the cases). The model in
 follows what the server stored, so a key drawn twice is expected to replay or conflict.
 
 Every case is sent as bytes through identity serializers (`unary_unary(method, None, None)`),
-exactly as the wire carries it; field-level cases are encoded first.
+exactly as the wire carries it; field-level cases are encoded first. The same server also
+listens for JSON/HTTP: a RequestPayment case sent with `transport="http"` goes as its proto3
+JSON to `POST /v1/payments` and is held to the same oracle (the HTTP status must be its code's),
+and raw HTTP cases (`fuzzing.http`) go to the same listener, sharing the model.
 """
 
 from __future__ import annotations
@@ -20,11 +23,14 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Self, TypeVar
 
+import aiohttp
 import grpc
 import structlog
+from google.protobuf import json_format
 from google.protobuf.message import DecodeError
 from google.rpc import error_details_pb2, status_pb2
 
+from fuzzing import http as http_fuzz
 from fuzzing import oracle
 from payments_service.adapters.system import SystemClock
 from payments_service.bootstrap import build_interceptors, build_service
@@ -34,7 +40,10 @@ from payments_service.observability.logs import configure_logging
 from payments_service.observability.metrics import Metrics, new_registry
 from payments_service.observability.telemetry import Telemetry
 from payments_service.observability.tracing import ServiceTracerProvider
+from payments_service.security.authenticator import Authenticator
 from payments_service.transport.grpc_server import start_server
+from payments_service.transport.http.server import start_http_server
+from payments_service.transport.http.status import http_status
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Coroutine
@@ -43,6 +52,7 @@ if TYPE_CHECKING:
     from payments_service.application.service import PaymentService
     from payments_service.observability.logs import LogWriter
     from payments_service.transport.grpc_server import RunningServer
+    from payments_service.transport.http.server import HttpListener
 
     Interceptor = grpc.aio.ServerInterceptor[Any, Any]
 
@@ -149,6 +159,8 @@ class Harness:
         self._service: PaymentService | None = None
         self._server: RunningServer | None = None
         self._channel: grpc.aio.Channel | None = None
+        self._http: HttpListener | None = None
+        self._session: aiohttp.ClientSession | None = None
         self._calls: dict[str, grpc.aio.UnaryUnaryMultiCallable[Any, Any]] = {}
 
     @property
@@ -208,9 +220,28 @@ class Harness:
             method: self._channel.unary_unary(method, None, None)
             for method in (REQUEST_PAYMENT, GET_PAYMENT)
         }
+        self._http = await start_http_server(
+            self._service,
+            "127.0.0.1:0",
+            Authenticator(None),
+            settings=self.settings,
+            telemetry=telemetry,
+        )
+        self._session = aiohttp.ClientSession()
         await self.probe()
 
+    @property
+    def http_port(self) -> int:
+        """The JSON/HTTP listener's port (raw HTTP cases connect to it)."""
+        require(self._http is not None, "the harness is not started")
+        assert self._http is not None  # noqa: S101 - for the type checker, after `require`
+        return self._http.port
+
     async def _stop(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+        if self._http is not None:
+            await self._http.stop(0)
         if self._channel is not None:
             await self._channel.close(None)
         if self._server is not None:
@@ -224,16 +255,51 @@ class Harness:
         require(writer is not None and writer.flush(5), "the log writer did not drain in 5 s")
         require(not self.logs.error_lines, "error-level log lines:", *self.logs.error_lines)
 
-    async def send(self, method: str, body: bytes, source: str) -> Answer:
-        try:
-            reply = await self._calls[method](body, timeout=CALL_TIMEOUT_SECONDS)
-            answer = Answer(grpc.StatusCode.OK, body=reply)
-        except grpc.aio.AioRpcError as error:
-            trailers: dict[str, Any] = dict(error.trailing_metadata() or ())  # type: ignore[arg-type]
-            answer = Answer(error.code(), details=error.details() or "", trailers=trailers)
+    async def send(self, method: str, body: bytes, source: str, transport: str = "grpc") -> Answer:
+        if transport == "http":
+            answer = await self._send_http(body)
+        else:
+            try:
+                reply = await self._calls[method](body, timeout=CALL_TIMEOUT_SECONDS)
+                answer = Answer(grpc.StatusCode.OK, body=reply)
+            except grpc.aio.AioRpcError as error:
+                trailers: dict[str, Any] = dict(error.trailing_metadata() or ())  # type: ignore[arg-type]
+                answer = Answer(error.code(), details=error.details() or "", trailers=trailers)
         self.histogram[source, method.rsplit("/", 1)[1], answer.code.name] += 1
         require(answer.code not in FORBIDDEN, method, "answered", answer)
         return answer
+
+    async def _send_http(self, body: bytes) -> Answer:
+        """RequestPayment `body` (a serialized request) as its JSON over HTTP; the answer in the
+        gRPC form the checks read: the response serialized, or the code and the status."""
+        require(self._session is not None, "the harness is not started")
+        assert self._session is not None  # noqa: S101 - for the type checker, after `require`
+        document = json_format.MessageToJson(pb.RequestPaymentRequest.FromString(body))
+        async with self._session.post(
+            f"http://127.0.0.1:{self.http_port}/v1/payments",
+            data=document.encode(),
+            timeout=aiohttp.ClientTimeout(total=CALL_TIMEOUT_SECONDS),
+        ) as response:
+            text = await response.read()
+            status = response.status
+        if status == 200:
+            reply = json_format.Parse(text, pb.RequestPaymentResponse())
+            return Answer(grpc.StatusCode.OK, body=reply.SerializeToString())
+        parsed = json_format.Parse(text, status_pb2.Status())
+        code = next(c for c in grpc.StatusCode if c.value[0] == parsed.code)
+        require(status == http_status(code) or status == 413, code, "answered HTTP", status)
+        trailers = {"grpc-status-details-bin": parsed.SerializeToString()}
+        return Answer(code, details=parsed.message, trailers=trailers)
+
+    async def raw_http(self, data: bytes, source: str) -> None:
+        """Send raw HTTP bytes to the listener: an answer within the timeout, never a server
+        fault, the listener's JSON or the parser's 400 (`fuzzing.http.check_answer`)."""
+        try:
+            answer = await http_fuzz.exchange(self.http_port, data)
+            what = http_fuzz.check_answer(answer)
+        except (AssertionError, TimeoutError, json.JSONDecodeError) as error:
+            raise PropertyFailedError(f"{data[:300]!r}: {error}") from None
+        self.histogram[source, "HTTP", what] += 1
 
     async def probe(self) -> None:
         """A valid new payment: the server still serves."""
@@ -246,14 +312,18 @@ class Harness:
         )
         await self.request_payment(request.SerializeToString(), "probe")
 
-    async def request_payment(self, body: bytes, source: str) -> None:
-        """Send `body` to RequestPayment and check the answer against the oracle."""
+    async def request_payment(self, body: bytes, source: str, transport: str = "grpc") -> None:
+        """Send `body` to RequestPayment (over `transport`: a valid serialized request goes
+        over HTTP as its JSON) and check the answer against the oracle."""
         before = self.ids.issued
         candidate = CountingIds.peek(before + 1)
         request = _decode(pb.RequestPaymentRequest, body)
         expected = oracle.expect_request_payment(request, self.model, simulation=self.simulation)
-        answer = await self.send(REQUEST_PAYMENT, body, source)
-        if len(body) > self.settings.max_request_bytes:  # refused by grpc-core before any handler
+        answer = await self.send(REQUEST_PAYMENT, body, source, transport)
+        size = len(body)
+        if transport == "http" and request is not None:
+            size = len(json_format.MessageToJson(request).encode())
+        if size > self.settings.max_request_bytes:  # refused before any work: gRPC or HTTP 413
             require(answer.code is grpc.StatusCode.RESOURCE_EXHAUSTED, answer)
             self.outcomes[source, "too large"] += 1
             await self._assert_not_stored(candidate, before)

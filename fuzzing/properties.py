@@ -14,6 +14,17 @@ from typing import TYPE_CHECKING
 from hypothesis import given
 from hypothesis import strategies as st
 
+from fuzzing.http import (
+    VALID_BODY,
+    VALID_REQUESTS,
+    assemble,
+    byte_edits,
+    header_lists,
+    methods,
+    mutate_bytes,
+    paths,
+    raw_request,
+)
 from fuzzing.strategies import mutation_lists, payment_ids, payment_requests
 from fuzzing.wire import mutate
 from payments_service.domain import validation as limits
@@ -115,9 +126,69 @@ def get_bytes(harness: Harness) -> Property:
     return mutated_get_payment_is_never_a_server_fault
 
 
+def http_fields(harness: Harness) -> Property:
+    @given(request=payment_requests())
+    def request_payment_over_http_answers_as_the_limits_say(
+        request: pb.RequestPaymentRequest,
+    ) -> None:
+        harness.run(harness.request_payment(request.SerializeToString(), "http-fields", "http"))
+
+    return request_payment_over_http_answers_as_the_limits_say
+
+
+def http_bytes(harness: Harness) -> Property:
+    @given(
+        base=st.sampled_from(VALID_REQUESTS),
+        head_edits=st.one_of(st.just([]), byte_edits),
+        body_edits=st.one_of(st.just([]), byte_edits),
+    )
+    def mutated_http_requests_are_never_a_server_fault(
+        base: tuple[bytes, bytes],
+        head_edits: list[tuple[str, int, int]],
+        body_edits: list[tuple[str, int, int]],
+    ) -> None:
+        head, body = base
+        data = assemble(mutate_bytes(head, head_edits), mutate_bytes(body, body_edits))
+        harness.run(harness.raw_http(data, "http-bytes"))
+        harness.run(harness.probe())
+
+    return mutated_http_requests_are_never_a_server_fault
+
+
+def http_headers(harness: Harness) -> Property:
+    @given(
+        target=st.sampled_from(
+            ((b"POST", b"/v1/payments"), (b"GET", b"/v1/payments/pay_x"), (b"GET", b"/v1/health"))
+        ),
+        headers=header_lists,
+        with_body=st.booleans(),
+    )
+    def hostile_headers_are_never_a_server_fault(
+        target: tuple[bytes, bytes], headers: list[tuple[bytes, bytes]], with_body: bool
+    ) -> None:
+        data = raw_request(*target, headers, VALID_BODY if with_body else b"")
+        harness.run(harness.raw_http(data, "http-headers"))
+        harness.run(harness.probe())
+
+    return hostile_headers_are_never_a_server_fault
+
+
+def http_paths(harness: Harness) -> Property:
+    @given(method=methods, path=paths)
+    def hostile_methods_and_paths_are_never_a_server_fault(method: bytes, path: bytes) -> None:
+        harness.run(harness.raw_http(raw_request(method, path, []), "http-paths"))
+        harness.run(harness.probe())
+
+    return hostile_methods_and_paths_are_never_a_server_fault
+
+
 PROPERTIES: dict[str, Callable[[Harness], Property]] = {
     "request-fields": request_fields,
     "get-fields": get_fields,
     "request-bytes": request_bytes,
     "get-bytes": get_bytes,
+    "http-fields": http_fields,
+    "http-bytes": http_bytes,
+    "http-headers": http_headers,
+    "http-paths": http_paths,
 }

@@ -63,7 +63,7 @@ deploy-tools: $(HADOLINT) $(ACTIONLINT) $(BUF) ## Install the deploy-check tools
 	@$(DOCKER) compose version >/dev/null 2>&1 || command -v docker-compose >/dev/null || \
 		$(call apt_install,docker-compose)
 
-deploy-check: deploy-tools ## Lint Dockerfile, workflows, scripts, Prometheus, compose, proto and dashboard
+deploy-check: deploy-tools proto-deps ## Lint Dockerfile, workflows, scripts, Prometheus, compose, proto and dashboard
 	$(HADOLINT) --failure-threshold warning Dockerfile
 	$(ACTIONLINT) .github/workflows/*.yml
 	shellcheck scripts/docker-smoke.sh

@@ -8,7 +8,7 @@ FUZZ_ARGS ?=
 
 .PHONY: fuzz
 
-fuzz: $(STAMP) ## Fuzz both RPCs (field values + byte mutations), >= 10 000 cases; code histogram (FUZZ_ARGS=...)
+fuzz: $(STAMP) ## Fuzz gRPC (fields, bytes) and JSON/HTTP (fields, bytes, headers, paths): 20 000 cases; code histogram (FUZZ_ARGS=...)
 	$(BIN)/python -m fuzzing $(FUZZ_ARGS)
 
 endif

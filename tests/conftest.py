@@ -27,6 +27,7 @@ from tests.fakes import FakeClock, SequentialIds
 # PENDING path is deterministic.
 TEST_SETTINGS = Settings(
     grpc_address="127.0.0.1:0",
+    http_address="127.0.0.1:0",
     metrics_address=None,
     processor_timeout_seconds=0.2,
     simulated_slow_seconds=0.6,
@@ -125,6 +126,15 @@ async def api_factory() -> AsyncIterator[ApiFactory]:
 async def api(api_factory: ApiFactory, service: PaymentService) -> Api:
     result: Api = await api_factory(service)
     return result
+
+
+@pytest.fixture(params=["grpc", "http"])
+async def client(request: pytest.FixtureRequest, api: Api) -> AsyncIterator[Any]:
+    """A client of the `api` service over each transport (`tests.transports`)."""
+    from tests.transports import client_for  # noqa: PLC0415 - it imports this module
+
+    async with client_for(request.param, api.channel, api.service) as made:
+        yield made
 
 
 def payment_request(**overrides: Any) -> pb.RequestPaymentRequest:

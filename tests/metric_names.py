@@ -39,6 +39,7 @@ async def _served_metric_names(workdir: Path) -> set[str]:
                 {
                     "PAYMENTS_GRPC_ADDRESS": "127.0.0.1:0",
                     "PAYMENTS_METRICS_ADDRESS": "127.0.0.1:0",
+                    "PAYMENTS_HTTP_ADDRESS": "127.0.0.1:0",
                     "PAYMENTS_STORE_URL": store_url,
                     "OTEL_SDK_DISABLED": "true",
                 }

@@ -27,6 +27,7 @@ class ServerProcess:
                 # The developer's own OTEL_* settings must not leak into these tests.
                 **{k: v for k, v in os.environ.items() if not k.startswith("OTEL_")},
                 "PAYMENTS_GRPC_ADDRESS": "127.0.0.1:0",
+                "PAYMENTS_HTTP_ADDRESS": "127.0.0.1:0",
                 "PAYMENTS_METRICS_ADDRESS": "off",
                 # No drain unless a test asks for one: shutdown timings stay the grace's.
                 "PAYMENTS_SHUTDOWN_DRAIN_SECONDS": "0",
@@ -41,6 +42,7 @@ class ServerProcess:
         threading.Thread(target=self._read, daemon=True).start()
         self.started = self.wait_for("server_started")
         self.port = int(str(self.started["port"]))
+        self.http_port = self.started["http_port"]  # None with PAYMENTS_HTTP_ADDRESS=off
 
     def _read(self) -> None:
         assert self.proc.stdout is not None

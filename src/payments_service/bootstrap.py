@@ -33,6 +33,7 @@ from payments_service.observability.metrics import (
     StoreMetrics,
     auth_failure_series,
     certificate_series,
+    http_malformed_series,
     load_series,
     order_window_series,
     pool_series,
@@ -48,6 +49,7 @@ from payments_service.security.authenticator import DEFAULT_MERCHANT, Authentica
 from payments_service.security.throttle import Buckets
 from payments_service.transport.admission import ConcurrencyLimit, MerchantRateLimit, ShutdownGate
 from payments_service.transport.grpc_server import UNARY_METHODS, start_server
+from payments_service.transport.http.server import start_http_server
 from payments_service.transport.interceptors.auth import AuthInterceptor
 from payments_service.transport.interceptors.observation import (
     HEALTH_CHECK_PREFIXES,
@@ -57,11 +59,13 @@ from payments_service.transport.interceptors.observation import (
 log = structlog.get_logger(__name__)
 
 if TYPE_CHECKING:
+    import ssl
     from collections.abc import Callable, Mapping
     from wsgiref.simple_server import WSGIServer
 
     import grpc
     from opentelemetry.sdk.trace import SpanProcessor
+    from prometheus_client import CollectorRegistry
 
     from payments_service.config import Settings
     from payments_service.domain.ports import (
@@ -73,6 +77,7 @@ if TYPE_CHECKING:
     from payments_service.observability.logs import LogWriter
     from payments_service.security.api_keys import KeyRing
     from payments_service.transport.grpc_server import RunningServer
+    from payments_service.transport.http.server import HttpListener
 
 
 def build_processor(settings: Settings, telemetry: Telemetry) -> PaymentProcessor:
@@ -248,6 +253,7 @@ class App:
     background: Background
     metrics_http: WSGIServer | None = None
     metrics_port: int | None = None
+    http: HttpListener | None = None  # the JSON/HTTP listener, unless PAYMENTS_HTTP_ADDRESS=off
 
 
 async def build_app(
@@ -256,34 +262,28 @@ async def build_app(
     log_writer: LogWriter | None = None,
     keys: KeyRing | None = None,
     credentials: grpc.ServerCredentials | None = None,
+    ssl_context: ssl.SSLContext | None = None,
     span_processors: tuple[SpanProcessor, ...] = (),
     tls_not_after: Callable[[], Mapping[str, float]] | None = None,
 ) -> App:
     """Build and start everything `settings` asks for. `keys` None: authentication off;
-    `credentials` None: plaintext; `span_processors` are added to the tracer provider (tests
-    pass an in-memory exporter's); `tls_not_after`: when the served certificates expire. The
-    background work is built, not started."""
+    `credentials` (gRPC) and `ssl_context` (JSON/HTTP, the same files) None: plaintext;
+    `span_processors` are added to the tracer provider (tests pass an in-memory exporter's);
+    `tls_not_after`: when the served certificates expire. The background work is built, not
+    started.
+
+    The JSON/HTTP listener shares the service, the authenticator, the rate limits, the
+    concurrency limit and the shutdown gate with gRPC; it starts listening once the store is
+    open (until then gRPC health says NOT_SERVING; an HTTP client is refused a connection)."""
     telemetry = build_telemetry(settings, log_writer=log_writer, span_processors=span_processors)
-    metrics_http, metrics_port = None, None
     limit = ConcurrencyLimit(settings.max_concurrent_rpcs)
-    if telemetry.metrics is not None and settings.metrics_address is not None:
-        telemetry.metrics.initialize(UNARY_METHODS)
-        # The configured merchants' domain series, at zero (more appear after a SIGHUP reload).
-        telemetry.metrics.initialize_merchants(
-            keys.merchants() if keys is not None else (DEFAULT_MERCHANT,)
-        )
-        register_sampled(telemetry.metrics.registry, load_series(limit))
-        metrics_http, metrics_port = start_metrics_server(
-            settings.metrics_address,
-            telemetry.metrics.registry,
-            workers=settings.metrics_max_connections,
-            timeout=settings.metrics_read_timeout_seconds,
-        )
+    metrics_http, metrics_port = _start_metrics(settings, telemetry, keys, limit)
     clock = SystemClock()
     processor = build_processor(settings, telemetry)
     pending = PendingRepository()  # until the store is open: UNAVAILABLE, health NOT_SERVING
     order_attempts = build_order_attempts(settings)
     authenticator = build_authenticator(settings, keys)
+    rate_limit = build_rate_limit(settings)
     service = build_service(
         settings,
         telemetry=telemetry,
@@ -293,21 +293,12 @@ async def build_app(
         order_attempts=order_attempts,
     )
     if telemetry.metrics is not None:
-        registry = telemetry.metrics.registry
-        if order_attempts is not None:
-            register_sampled(registry, order_window_series(order_attempts))
-        if authenticator.failures is not None:
-            register_sampled(
-                registry,
-                auth_failure_series(authenticator.failures, lambda: authenticator.throttled),
-            )
-        if tls_not_after is not None:
-            register_sampled(registry, certificate_series(tls_not_after))
+        _register_limits(telemetry.metrics.registry, order_attempts, authenticator, tls_not_after)
     gate = ShutdownGate()
     server = await start_server(
         service,
         settings.grpc_address,
-        build_interceptors(telemetry, authenticator, limit, gate, build_rate_limit(settings)),
+        build_interceptors(telemetry, authenticator, limit, gate, rate_limit),
         credentials,
         settings=settings,
         gate=gate,
@@ -322,6 +313,29 @@ async def build_app(
         raise
     repository = observe_store(store, settings, telemetry)
     pending.attach(repository)
+    http = None
+    if settings.http_address is not None:
+        try:
+            http = await start_http_server(
+                service,
+                settings.http_address,
+                authenticator,
+                settings=settings,
+                telemetry=telemetry,
+                limit=limit,
+                gate=gate,
+                rate_limit=rate_limit,
+                ssl_context=ssl_context,
+            )
+        except BaseException:
+            await server.stop(0)
+            await store.close()
+            raise
+        if telemetry.metrics is not None:
+            malformed = http.malformed
+            register_sampled(
+                telemetry.metrics.registry, http_malformed_series(lambda: malformed.count)
+            )
     await server.serving()
     log.info("store_opened", store=settings.store.redacted)
     recovery = None
@@ -337,4 +351,44 @@ async def build_app(
     background = Background(
         ExpirySweeper(service), recovery, recovery_interval=settings.recovery_interval_seconds
     )
-    return App(settings, telemetry, store, service, server, background, metrics_http, metrics_port)
+    return App(
+        settings, telemetry, store, service, server, background, metrics_http, metrics_port, http
+    )
+
+
+def _start_metrics(
+    settings: Settings, telemetry: Telemetry, keys: KeyRing | None, limit: ConcurrencyLimit
+) -> tuple[WSGIServer | None, int | None]:
+    """Every call series at zero, the load gauges, and `/metrics` served; (None, None) when
+    metrics are off."""
+    if telemetry.metrics is None or settings.metrics_address is None:
+        return None, None
+    telemetry.metrics.initialize(UNARY_METHODS)
+    # The configured merchants' domain series, at zero (more appear after a SIGHUP reload).
+    telemetry.metrics.initialize_merchants(
+        keys.merchants() if keys is not None else (DEFAULT_MERCHANT,)
+    )
+    register_sampled(telemetry.metrics.registry, load_series(limit))
+    return start_metrics_server(
+        settings.metrics_address,
+        telemetry.metrics.registry,
+        workers=settings.metrics_max_connections,
+        timeout=settings.metrics_read_timeout_seconds,
+    )
+
+
+def _register_limits(
+    registry: CollectorRegistry,
+    order_attempts: OrderAttempts | None,
+    authenticator: Authenticator,
+    tls_not_after: Callable[[], Mapping[str, float]] | None,
+) -> None:
+    """The scrape-time series of the limiters' memory and of the served certificate."""
+    if order_attempts is not None:
+        register_sampled(registry, order_window_series(order_attempts))
+    if authenticator.failures is not None:
+        register_sampled(
+            registry, auth_failure_series(authenticator.failures, lambda: authenticator.throttled)
+        )
+    if tls_not_after is not None:
+        register_sampled(registry, certificate_series(tls_not_after))

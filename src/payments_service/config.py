@@ -253,6 +253,12 @@ class Settings(EnvSettings):
         "[::]:50051",
         "gRPC listen address (`HOST:PORT`; port 0 picks a free one)",
     )
+    http_address: str | None = setting(
+        "PAYMENTS_HTTP_ADDRESS",
+        optional_address,
+        "0.0.0.0:8080",
+        "JSON/HTTP listen address (docs/http-api.md; the same TLS as gRPC); `off` disables it",
+    )
     metrics_address: str | None = setting(
         "PAYMENTS_METRICS_ADDRESS",
         optional_address,
@@ -487,11 +493,13 @@ class Settings(EnvSettings):
         "PAYMENTS_MAX_REQUEST_BYTES",
         whole(1024),
         "65536",
-        "largest request message accepted (the largest valid RequestPayment is ~15 KiB)",
+        "largest request message (gRPC) or JSON body (HTTP) accepted (the largest valid "
+        "RequestPayment is ~15 KiB)",
         limit=Limit(
             "request message size",
-            "RESOURCE_EXHAUSTED `Received message larger than max` from grpc-core, before any "
-            "interceptor: no request id, no details",
+            "gRPC: RESOURCE_EXHAUSTED `Received message larger than max` from grpc-core, before "
+            "any interceptor: no request id, no details. HTTP: 413 with a google.rpc.Status "
+            "(RESOURCE_EXHAUSTED) and a request id; nothing was done",
         ),
     )
     max_metadata_bytes: int = setting(
@@ -504,6 +512,18 @@ class Settings(EnvSettings):
             "request metadata size",
             "between the soft and the hard limit grpc-core refuses some calls, past the hard "
             "limit every call, with RESOURCE_EXHAUSTED before any interceptor",
+        ),
+    )
+    http_max_header_bytes: int = setting(
+        "PAYMENTS_HTTP_MAX_HEADER_BYTES",
+        whole(1024, 65536),
+        "8190",
+        "JSON/HTTP: the longest request line and header field accepted (bytes)",
+        limit=Limit(
+            "HTTP request line and header size",
+            "400 from the HTTP parser before any handler (no request id, no JSON body); the "
+            "body's own limit is `PAYMENTS_MAX_REQUEST_BYTES` (413 with a google.rpc.Status)",
+            ("payments_http_requests_malformed_total",),
         ),
     )
     max_connection_idle_seconds: float = setting(

@@ -8,6 +8,8 @@ shut down within drain + grace + 2 s:
 2. calls are still served for `PAYMENTS_SHUTDOWN_DRAIN_SECONDS`, while load balancers and
    health-checking clients move away;
 3. the server stops accepting calls (GOAWAY; new calls get UNAVAILABLE, which clients retry);
+   the JSON/HTTP listener stops accepting connections and closes idle ones at the same time,
+   and its new calls get 503 with `Retry-After` through the same gate;
 4. in-flight calls and background settlements get `PAYMENTS_SHUTDOWN_GRACE_SECONDS`, then spans
    and log lines are flushed with what is left (at least `FLUSH_FLOOR_SECONDS` each), exit 0.
 
@@ -65,6 +67,7 @@ async def serve(
         keys=keys,
         credentials=None if tls is None else tls.credentials(),
         tls_not_after=None if tls is None else tls.not_after,
+        ssl_context=None if tls is None else tls.ssl_context(),
     )
     if keys is None:
         log.warning("authentication_disabled", reason="PAYMENTS_API_KEYS_FILE is not set")
@@ -80,6 +83,7 @@ async def serve(
         version=__version__,
         grpc_address=settings.grpc_address,
         port=app.server.port,
+        http_port=None if app.http is None else app.http.port,
         metrics_port=app.metrics_port,
         tracing=app.telemetry.tracer_provider is not None,
         otlp_endpoint=settings.otlp_endpoint,
@@ -94,12 +98,17 @@ async def serve(
     drain, grace = settings.shutdown_drain_seconds, settings.shutdown_grace_seconds
     log.info("shutdown_started", drain_seconds=drain, grace_seconds=grace)
     await app.server.not_serving()
+    if app.http is not None:
+        app.http.not_serving()
     if drain > 0:
         await asyncio.sleep(drain)  # still serving: the drain is a duration, not a wait for
         # anything (load balancers and health-checking clients move away meanwhile)
     deadline = time.monotonic() + grace
     log.info("shutdown_stopping_server", grace_seconds=grace)
-    await app.server.stop(grace)
+    stopping = [app.server.stop(grace)]
+    if app.http is not None:
+        stopping.append(app.http.stop(grace))
+    await asyncio.gather(*stopping)  # the gate they share parks, then refuses, new calls
     await app.background.stop()
     unsettled = await app.service.drain(max(0.0, deadline - time.monotonic()))
     flush_budget = max(FLUSH_FLOOR_SECONDS, deadline - time.monotonic())

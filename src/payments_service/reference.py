@@ -4,7 +4,10 @@
   and the effective values `payments-server config` prints (secrets redacted);
 - the limits (the settings declared with a `config.Limit`): docs/limits.md's table, each row's
   client-visible status taken from the error table row of its `reason`;
-- the error table (`transport.error_table.ERROR_TABLE`): ARCHITECTURE.md's error model.
+- the error table (`transport.error_table.ERROR_TABLE`): ARCHITECTURE.md's error model, with
+  each row's HTTP status (`transport.http.status`);
+- the JSON/HTTP routes (derived from the proto's `google.api.http` options), the HTTP status
+  of every gRPC code and the HTTP layer's own refusals: docs/http-api.md.
 
 The docs hold each table between `<!-- BEGIN GENERATED: name -->` and `<!-- END GENERATED: name
 -->` markers; `make docs` rewrites them (`scripts/render_docs.py`) and a test fails when a
@@ -27,6 +30,9 @@ from payments_service.config import (
     all_variables,
 )
 from payments_service.transport.error_table import ERROR_TABLE, INTERNAL_RULE, rule_for_reason
+from payments_service.transport.http.routes import RouteTable
+from payments_service.transport.http.server import PAYMENT_SERVICE
+from payments_service.transport.http.status import HTTP_STATUS, REFUSALS, http_status
 
 
 def _cell(text: str) -> str:
@@ -132,20 +138,52 @@ def limits_reference() -> str:
 
 
 def errors_reference() -> str:
-    """ARCHITECTURE.md's error table: every failure the service answers on purpose."""
+    """ARCHITECTURE.md's error table: every failure the service answers on purpose, with the
+    HTTP status the JSON/HTTP transport answers it with."""
     rows = [
-        (f"`{error.__name__}`", rule.summary(), rule.log_level, rule.meaning(error))
+        (
+            f"`{error.__name__}`",
+            rule.summary(),
+            str(http_status(rule.code)),
+            rule.log_level,
+            rule.meaning(error),
+        )
         for error, rule in ERROR_TABLE.items()
     ]
     rows.append(
         (
             "anything else",
             INTERNAL_RULE.summary(),
+            str(http_status(INTERNAL_RULE.code)),
             INTERNAL_RULE.log_level,
             "A bug: a generic message to the client, the traceback logged once.",
         )
     )
-    return markdown_table(("failure", "status and details", "log level", "meaning"), rows)
+    return markdown_table(("failure", "status and details", "HTTP", "log level", "meaning"), rows)
+
+
+def routes_reference() -> str:
+    """docs/http-api.md's route table, as the listener derives it from the proto."""
+    rows = [
+        (
+            f"`{route.verb} {route.template}`",
+            f"`{route.method.full_method}`",
+            "the JSON body" if route.body else "the path" if route.params else "nothing",
+        )
+        for route in RouteTable.from_services(PAYMENT_SERVICE).routes
+    ]
+    return markdown_table(("route", "RPC", "request fields from"), rows)
+
+
+def http_status_reference() -> str:
+    """docs/http-api.md's table: the HTTP status of every gRPC code (grpc-gateway's mapping),
+    then the requests the HTTP layer refuses itself."""
+    by_status: dict[int, list[str]] = {}
+    for code, status in HTTP_STATUS.items():
+        by_status.setdefault(status, []).append(f"`{code.name}`")
+    rows = [(", ".join(codes), str(status), "") for status, codes in sorted(by_status.items())]
+    rows += [(f"`{code.name}`", str(status), when) for status, code, when in REFUSALS]
+    return markdown_table(("gRPC code", "HTTP status", "refused by the HTTP layer"), rows)
 
 
 GENERATED: dict[str, dict[str, Callable[[], str]]] = {
@@ -153,6 +191,7 @@ GENERATED: dict[str, dict[str, Callable[[], str]]] = {
     "docs/deployment.md": {"probe-settings": lambda: settings_reference(ProbeSettings)},
     "docs/limits.md": {"limits": limits_reference},
     "ARCHITECTURE.md": {"errors": errors_reference},
+    "docs/http-api.md": {"routes": routes_reference, "http-status": http_status_reference},
 }
 
 

@@ -14,7 +14,9 @@ from pathlib import Path
 
 import pytest
 
+from payments_service.security.api_keys import key_file_line, new_api_key
 from tests.processes import VENV_BIN, ServerProcess
+from tests.tls_files import TlsFiles, make_tls_files
 
 E2E = Path(__file__).resolve().parent
 
@@ -43,3 +45,38 @@ def server() -> Iterator[ServerProcess]:
     process = ServerProcess(PAYMENTS_METRICS_ADDRESS="127.0.0.1:0")
     yield process
     process.stop()
+
+
+# TLS and mutual TLS servers with one API key, for grpcurl and curl alike: the same files serve
+# the gRPC port and the JSON/HTTP listener.
+
+
+@pytest.fixture
+def tls(tmp_path: Path) -> TlsFiles:
+    return make_tls_files(tmp_path)
+
+
+@pytest.fixture
+def api_key(tmp_path: Path) -> tuple[str, Path]:
+    key = new_api_key()
+    path = tmp_path / "api-keys"
+    path.write_text(key_file_line("acme", key) + "\n")
+    return key, path
+
+
+def start(tls: TlsFiles, keys_file: Path, *, mutual: bool) -> Iterator[ServerProcess]:
+    process = ServerProcess(
+        None, **tls.server_env(mutual=mutual), PAYMENTS_API_KEYS_FILE=str(keys_file)
+    )
+    yield process
+    process.stop()
+
+
+@pytest.fixture
+def tls_server(tls: TlsFiles, api_key: tuple[str, Path]) -> Iterator[ServerProcess]:
+    yield from start(tls, api_key[1], mutual=False)
+
+
+@pytest.fixture
+def mtls_server(tls: TlsFiles, api_key: tuple[str, Path]) -> Iterator[ServerProcess]:
+    yield from start(tls, api_key[1], mutual=True)

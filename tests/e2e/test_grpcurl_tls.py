@@ -5,50 +5,17 @@ from __future__ import annotations
 
 import json
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from payments_service.security.api_keys import key_file_line, new_api_key
 from tests.processes import ServerProcess
-from tests.tls_files import TlsFiles, make_tls_files
+from tests.tls_files import TlsFiles
 
 pytestmark = pytest.mark.e2e
 
 BODY = {"amount_minor": 1250, "currency": "EUR", "order_id": "o-tls", "idempotency_key": "tls-1"}
 REQUEST_PAYMENT = "payments.v1.PaymentService/RequestPayment"
-
-
-@pytest.fixture
-def tls(tmp_path: Path) -> TlsFiles:
-    return make_tls_files(tmp_path)
-
-
-@pytest.fixture
-def api_key(tmp_path: Path) -> tuple[str, Path]:
-    key = new_api_key()
-    path = tmp_path / "api-keys"
-    path.write_text(key_file_line("acme", key) + "\n")
-    return key, path
-
-
-def start(tls: TlsFiles, keys_file: Path, *, mutual: bool) -> Iterator[ServerProcess]:
-    process = ServerProcess(
-        None, **tls.server_env(mutual=mutual), PAYMENTS_API_KEYS_FILE=str(keys_file)
-    )
-    yield process
-    process.stop()
-
-
-@pytest.fixture
-def tls_server(tls: TlsFiles, api_key: tuple[str, Path]) -> Iterator[ServerProcess]:
-    yield from start(tls, api_key[1], mutual=False)
-
-
-@pytest.fixture
-def mtls_server(tls: TlsFiles, api_key: tuple[str, Path]) -> Iterator[ServerProcess]:
-    yield from start(tls, api_key[1], mutual=True)
 
 
 def grpcurl_run(

@@ -27,7 +27,12 @@ def run_server(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
     assert SERVER is not None
     return subprocess.run(
         [SERVER, *args],
-        env={**os.environ, "PAYMENTS_GRPC_ADDRESS": "127.0.0.1:0", **env},
+        env={
+            **os.environ,
+            "PAYMENTS_GRPC_ADDRESS": "127.0.0.1:0",
+            "PAYMENTS_HTTP_ADDRESS": "127.0.0.1:0",
+            **env,
+        },
         capture_output=True,
         text=True,
         timeout=30,

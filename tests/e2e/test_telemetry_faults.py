@@ -36,6 +36,7 @@ class Server:
             env={
                 **{k: v for k, v in os.environ.items() if not k.startswith("OTEL_")},
                 "PAYMENTS_GRPC_ADDRESS": "127.0.0.1:0",
+                "PAYMENTS_HTTP_ADDRESS": "127.0.0.1:0",
                 "PAYMENTS_METRICS_ADDRESS": "127.0.0.1:0",
                 "PAYMENTS_SHUTDOWN_GRACE_SECONDS": str(GRACE_SECONDS),
                 "PAYMENTS_SHUTDOWN_DRAIN_SECONDS": "0",

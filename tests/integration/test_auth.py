@@ -1,5 +1,6 @@
 """Authentication through a real server: which calls need a key, what a refusal looks like, and
-that a key revoked by a reload stops working at once."""
+that a key revoked by a reload stops working at once. The key cases run over gRPC and over
+JSON/HTTP (`Authorization` header) with the same keys (`secured_client`)."""
 
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ from payments_service.transport.interceptors.auth import AuthInterceptor
 from payments_service.transport.interceptors.observation import ObservationInterceptor
 from tests.conftest import Api, payment_request
 from tests.fakes import SequentialIds
+from tests.transports import TRANSPORTS, Client, client_for
 
 ALICE_KEY = "alice-live-Zm9vYmFyYmF6cXV4"
 BOB_KEY = "bob-live-cXV4cXV1eGNvcmdl"
@@ -63,16 +65,25 @@ async def secured(ring: KeyRing, service: PaymentService) -> AsyncIterator[Api]:
     await service.drain(5)
 
 
+@pytest.fixture(params=TRANSPORTS)
+async def secured_client(
+    request: pytest.FixtureRequest, secured: Api, ring: KeyRing
+) -> AsyncIterator[Client]:
+    """A client of `secured` over each transport, with the same keys."""
+    async with client_for(
+        request.param, secured.channel, secured.service, Authenticator(ring)
+    ) as client:
+        yield client
+
+
 @pytest.mark.parametrize("scheme", ["Bearer", "bearer", "BEARER"])
 async def test_a_listed_key_is_accepted_with_any_spelling_of_the_scheme(
-    secured: Api, scheme: str
+    secured_client: Client, scheme: str
 ) -> None:
     metadata = (("authorization", f"{scheme} {ALICE_KEY}"),)
-    created = await secured.stub.RequestPayment(payment_request(), metadata=metadata)
+    created = (await secured_client.request_payment(payment_request(), metadata)).ok()
     assert created.status == pb.PAYMENT_STATUS_SUCCEEDED
-    fetched = await secured.stub.GetPayment(
-        pb.GetPaymentRequest(payment_id=created.payment_id), metadata=metadata
-    )
+    fetched = (await secured_client.get_payment(created.payment_id, metadata)).ok()
     assert fetched.payment_id == created.payment_id
 
 
@@ -96,18 +107,14 @@ REFUSED: list[tuple[str, tuple[tuple[str, str], ...]]] = [
 
 @pytest.mark.parametrize("metadata", [m for _, m in REFUSED], ids=[name for name, _ in REFUSED])
 async def test_a_missing_malformed_or_unknown_key_is_unauthenticated_with_one_message(
-    secured: Api, ids: SequentialIds, metadata: tuple[tuple[str, str], ...]
+    secured_client: Client, ids: SequentialIds, metadata: tuple[tuple[str, str], ...]
 ) -> None:
-    for call in (
-        secured.stub.RequestPayment(payment_request(), metadata=metadata),
-        secured.stub.GetPayment(
-            pb.GetPaymentRequest(payment_id="pay_" + "0" * 32), metadata=metadata
-        ),
+    for reply in (
+        await secured_client.request_payment(payment_request(), metadata),
+        await secured_client.get_payment("pay_" + "0" * 32, metadata),
     ):
-        with pytest.raises(grpc.aio.AioRpcError) as raised:
-            await call
-        assert raised.value.code() == grpc.StatusCode.UNAUTHENTICATED
-        assert raised.value.details() == UNAUTHENTICATED_MESSAGE
+        assert reply.code == grpc.StatusCode.UNAUTHENTICATED
+        assert reply.status.message == UNAUTHENTICATED_MESSAGE
     assert ids.issued == 0  # nothing was created
 
 

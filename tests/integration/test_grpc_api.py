@@ -1,4 +1,5 @@
-"""The API over a real channel to an in-process server on port 0."""
+"""The API over a real channel to an in-process server on port 0. The contract cases take the
+`client` fixture: each runs over gRPC and over JSON/HTTP against the same service."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from payments_service.bootstrap import build_service
 from payments_service.gen.payments.v1 import payments_pb2 as pb
 from tests.conftest import TEST_SETTINGS, Api, ApiFactory, payment_request
 from tests.fakes import EPOCH, ExplodingRepository, FakeClock, SequentialIds
+from tests.transports import Client
 
 
 def rich_status(error: grpc.aio.AioRpcError) -> status_pb2.Status:
@@ -43,15 +45,17 @@ async def call_error(coro: Any) -> grpc.aio.AioRpcError:
     return caught.value
 
 
-async def test_request_payment_succeeds_and_get_payment_returns_every_field(api: Api) -> None:
-    created = await api.stub.RequestPayment(payment_request(metadata={"note": "hello"}), timeout=5)
+async def test_request_payment_succeeds_and_get_payment_returns_every_field(
+    client: Client,
+) -> None:
+    created = (await client.request_payment(payment_request(metadata={"note": "hello"}))).ok()
     assert created.status == pb.PAYMENT_STATUS_SUCCEEDED
     assert created.message == "payment succeeded"
     assert created.idempotency_key == "key-1"
     assert created.payment_id == "pay_" + "0" * 31 + "1"
     assert created.created_at.ToDatetime().replace(tzinfo=EPOCH.tzinfo) == EPOCH
 
-    fetched = await api.stub.GetPayment(pb.GetPaymentRequest(payment_id=created.payment_id))
+    fetched = (await client.get_payment(created.payment_id)).ok()
     assert fetched == pb.GetPaymentResponse(
         payment_id=created.payment_id,
         status=pb.PAYMENT_STATUS_SUCCEEDED,
@@ -64,68 +68,78 @@ async def test_request_payment_succeeds_and_get_payment_returns_every_field(api:
     )
 
 
-async def test_decline_is_failed_with_a_reason(api: Api) -> None:
-    response = await api.stub.RequestPayment(payment_request(metadata={"simulate": "decline"}))
-    assert response.status == pb.PAYMENT_STATUS_FAILED
-    assert "declined" in response.message
+async def test_decline_is_failed_with_a_reason(client: Client) -> None:
+    response = await client.request_payment(payment_request(metadata={"simulate": "decline"}))
+    assert response.ok().status == pb.PAYMENT_STATUS_FAILED
+    assert "declined" in response.message.message
 
 
 async def test_replay_returns_the_original_response_and_creates_nothing(
-    api: Api, clock: FakeClock, ids: SequentialIds
+    client: Client, clock: FakeClock, ids: SequentialIds
 ) -> None:
-    first = await api.stub.RequestPayment(payment_request())
+    first = (await client.request_payment(payment_request())).ok()
     clock.advance(60)
-    second = await api.stub.RequestPayment(payment_request())
+    second = (await client.request_payment(payment_request())).ok()
     assert second == first
     assert ids.issued == 2  # the replay drew a candidate id that was never stored
-    error = await call_error(
-        api.stub.GetPayment(pb.GetPaymentRequest(payment_id="pay_" + "0" * 31 + "2"))
+    never_stored = await client.get_payment("pay_" + "0" * 31 + "2")
+    assert never_stored.code is grpc.StatusCode.NOT_FOUND
+
+
+async def test_key_reuse_with_another_payload_is_already_exists_with_error_info(
+    client: Client,
+) -> None:
+    first = (await client.request_payment(payment_request())).ok()
+    error = await client.request_payment(payment_request(amount_minor=999))
+    assert error.code is grpc.StatusCode.ALREADY_EXISTS
+    info = error.detail(error_details_pb2.ErrorInfo)
+    assert (info.reason, dict(info.metadata)) == (
+        "IDEMPOTENCY_KEY_REUSED",
+        {"idempotency_key": "key-1"},
     )
-    assert error.code() is grpc.StatusCode.NOT_FOUND
-
-
-async def test_key_reuse_with_another_payload_is_already_exists_with_error_info(api: Api) -> None:
-    first = await api.stub.RequestPayment(payment_request())
-    error = await call_error(api.stub.RequestPayment(payment_request(amount_minor=999)))
-    assert error.code() is grpc.StatusCode.ALREADY_EXISTS
-    info = detail(error, error_details_pb2.ErrorInfo)
-    assert info.reason == "IDEMPOTENCY_KEY_REUSED"
-    fetched = await api.stub.GetPayment(pb.GetPaymentRequest(payment_id=first.payment_id))
+    fetched = (await client.get_payment(first.payment_id)).ok()
     assert fetched.amount_minor == 1250
 
 
 async def test_invalid_request_lists_every_field_and_stores_nothing(
-    api: Api, ids: SequentialIds
+    client: Client, ids: SequentialIds
 ) -> None:
     bad = payment_request(amount_minor=0, currency="usd", order_id="", metadata={"simulate": "x"})
-    error = await call_error(api.stub.RequestPayment(bad))
-    assert error.code() is grpc.StatusCode.INVALID_ARGUMENT
-    assert "amount_minor" in (error.details() or "")
-    violations = detail(error, error_details_pb2.BadRequest).field_violations
+    error = await client.request_payment(bad)
+    assert error.code is grpc.StatusCode.INVALID_ARGUMENT
+    assert "amount_minor" in error.status.message
+    violations = error.detail(error_details_pb2.BadRequest).field_violations
     assert [v.field for v in violations] == ["amount_minor", "currency", "order_id", "metadata"]
     assert ids.issued == 0
 
     # The same key with a corrected payload now succeeds: the rejected call left no trace.
-    fixed = await api.stub.RequestPayment(payment_request())
+    fixed = (await client.request_payment(payment_request())).ok()
     assert fixed.status == pb.PAYMENT_STATUS_SUCCEEDED
 
 
 @pytest.mark.parametrize(
     ("payment_id", "code"),
     [
-        ("", grpc.StatusCode.INVALID_ARGUMENT),
         ("not-an-id", grpc.StatusCode.INVALID_ARGUMENT),
         ("pay_" + "0" * 32, grpc.StatusCode.NOT_FOUND),
     ],
 )
-async def test_get_payment_errors(api: Api, payment_id: str, code: grpc.StatusCode) -> None:
-    error = await call_error(api.stub.GetPayment(pb.GetPaymentRequest(payment_id=payment_id)))
-    assert error.code() is code
+async def test_get_payment_errors(client: Client, payment_id: str, code: grpc.StatusCode) -> None:
+    error = await client.get_payment(payment_id)
+    assert error.code is code
     if code is grpc.StatusCode.INVALID_ARGUMENT:
-        violations = detail(error, error_details_pb2.BadRequest).field_violations
+        violations = error.detail(error_details_pb2.BadRequest).field_violations
         assert [v.field for v in violations] == ["payment_id"]
     else:
-        assert detail(error, error_details_pb2.ResourceInfo).resource_name == payment_id
+        assert error.detail(error_details_pb2.ResourceInfo).resource_name == payment_id
+
+
+async def test_an_empty_payment_id_is_invalid_argument(api: Api) -> None:
+    """gRPC can send an empty id; over HTTP the path without one is another route (404)."""
+    error = await call_error(api.stub.GetPayment(pb.GetPaymentRequest(payment_id="")))
+    assert error.code() is grpc.StatusCode.INVALID_ARGUMENT
+    violations = detail(error, error_details_pb2.BadRequest).field_violations
+    assert [v.field for v in violations] == ["payment_id"]
 
 
 async def test_fifty_concurrent_callers_with_one_new_key_get_one_payment(api: Api) -> None:

@@ -40,6 +40,7 @@ def lifecycle_settings(**env: str) -> Settings:
     return Settings.from_env(
         {
             "PAYMENTS_GRPC_ADDRESS": "127.0.0.1:0",
+            "PAYMENTS_HTTP_ADDRESS": "127.0.0.1:0",
             "PAYMENTS_METRICS_ADDRESS": "127.0.0.1:0",
             "PAYMENTS_SHUTDOWN_GRACE_SECONDS": "2",
             "OTEL_SDK_DISABLED": "false",
@@ -171,13 +172,19 @@ def test_config_prints_each_effective_setting_once(
     assert "| PAYMENTS_METRICS_ADDRESS | 0.0.0.0:9464 | default |" in out
 
 
-@pytest.mark.parametrize("variable", ["PAYMENTS_GRPC_ADDRESS", "PAYMENTS_METRICS_ADDRESS"])
+@pytest.mark.parametrize(
+    "variable", ["PAYMENTS_GRPC_ADDRESS", "PAYMENTS_HTTP_ADDRESS", "PAYMENTS_METRICS_ADDRESS"]
+)
 def test_an_address_in_use_exits_2_with_one_line_naming_its_variable(variable: str) -> None:
     with socket.socket() as held:
         held.bind(("127.0.0.1", 0))
         held.listen()
         taken = f"127.0.0.1:{held.getsockname()[1]}"
-        env = {"PAYMENTS_GRPC_ADDRESS": "127.0.0.1:0", "PAYMENTS_METRICS_ADDRESS": "off"}
+        env = {
+            "PAYMENTS_GRPC_ADDRESS": "127.0.0.1:0",
+            "PAYMENTS_HTTP_ADDRESS": "127.0.0.1:0",
+            "PAYMENTS_METRICS_ADDRESS": "off",
+        }
         env[variable] = taken
         result = run_server(**env)
     assert result.returncode == 2

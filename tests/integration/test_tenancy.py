@@ -1,12 +1,12 @@
-"""Tenancy through a real server with API keys, on every store: idempotency keys are scoped per
-merchant, and one merchant can neither read, replay, squat nor probe another's payments."""
+"""Tenancy through a real server with API keys, on every store and over both transports:
+idempotency keys are scoped per merchant, and one merchant can neither read, replay, squat nor
+probe another's payments."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
 import grpc
 import pytest
@@ -24,8 +24,9 @@ from payments_service.transport.interceptors.observation import ObservationInter
 from tests.conftest import TEST_SETTINGS, Api, payment_request
 from tests.fakes import FakeClock, SequentialIds
 from tests.integration.test_auth import bearer, key_line
-from tests.integration.test_grpc_api import call_error, rich_status
+from tests.integration.test_grpc_api import call_error
 from tests.stores import STORES, open_repository
+from tests.transports import TRANSPORTS, Client, client_for
 
 ALICE = bearer("alice-live-YWxpY2Utc2VjcmV0LWtleQ")
 BOB = bearer("bob-live-Ym9iLXNlY3JldC1rZXktMDE")
@@ -44,8 +45,8 @@ async def store(
 
 
 @pytest.fixture
-async def tenants(tmp_path: Path, service: PaymentService) -> AsyncIterator[Api]:
-    """A server that knows three merchants, each with its own key."""
+def authenticator(tmp_path: Path) -> Authenticator:
+    """Three merchants, each with its own key."""
     keys = tmp_path / "api-keys"
     keys.write_text(
         "".join(
@@ -53,7 +54,12 @@ async def tenants(tmp_path: Path, service: PaymentService) -> AsyncIterator[Api]
             for name, metadata in (("alice", ALICE), ("bob", BOB), ("mallory", MALLORY))
         )
     )
-    authenticator = Authenticator(KeyRing.load(str(keys)))
+    return Authenticator(KeyRing.load(str(keys)))
+
+
+@pytest.fixture
+async def tenants(service: PaymentService, authenticator: Authenticator) -> AsyncIterator[Api]:
+    """A server that knows three merchants, each with its own key."""
     server = await start_server(service, "127.0.0.1:0", build_interceptors(None, authenticator))
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{server.port}")
     yield Api(server, channel, pb_grpc.PaymentServiceStub(channel), service)
@@ -62,30 +68,31 @@ async def tenants(tmp_path: Path, service: PaymentService) -> AsyncIterator[Api]
     await service.drain(5)
 
 
-async def get(api: Api, payment_id: str, metadata: Any) -> pb.GetPaymentResponse:
-    response: pb.GetPaymentResponse = await api.stub.GetPayment(
-        pb.GetPaymentRequest(payment_id=payment_id), metadata=metadata
-    )
-    return response
+@pytest.fixture(params=TRANSPORTS)
+async def tenant(
+    request: pytest.FixtureRequest, tenants: Api, authenticator: Authenticator
+) -> AsyncIterator[Client]:
+    """A client of `tenants` over each transport, with the same keys."""
+    async with client_for(request.param, tenants.channel, tenants.service, authenticator) as made:
+        yield made
 
 
 async def test_two_merchants_with_the_same_key_get_two_independent_payments(
-    tenants: Api,
+    tenant: Client,
 ) -> None:
-    stub = tenants.stub
-    alice = await stub.RequestPayment(payment_request(idempotency_key="order-1001"), metadata=ALICE)
-    bob = await stub.RequestPayment(
-        payment_request(idempotency_key="order-1001", amount_minor=777), metadata=BOB
+    alice = await tenant.request_payment(payment_request(idempotency_key="order-1001"), ALICE)
+    bob = await tenant.request_payment(
+        payment_request(idempotency_key="order-1001", amount_minor=777), BOB
     )
-    assert alice.payment_id != bob.payment_id
-    assert (alice.status, bob.status) == (pb.PAYMENT_STATUS_SUCCEEDED,) * 2
-    assert (await get(tenants, alice.payment_id, ALICE)).amount_minor == 1250
-    assert (await get(tenants, bob.payment_id, BOB)).amount_minor == 777
+    assert alice.ok().payment_id != bob.ok().payment_id
+    assert (alice.message.status, bob.message.status) == (pb.PAYMENT_STATUS_SUCCEEDED,) * 2
+    assert (await tenant.get_payment(alice.message.payment_id, ALICE)).ok().amount_minor == 1250
+    assert (await tenant.get_payment(bob.message.payment_id, BOB)).ok().amount_minor == 777
     # Each merchant's retry replays its own payment, not the other's.
-    again = await stub.RequestPayment(
-        payment_request(idempotency_key="order-1001", amount_minor=777), metadata=BOB
+    again = await tenant.request_payment(
+        payment_request(idempotency_key="order-1001", amount_minor=777), BOB
     )
-    assert again == bob
+    assert again.ok() == bob.message
 
 
 def _without(status: status_pb2.Status, payment_id: str) -> bytes:
@@ -94,71 +101,61 @@ def _without(status: status_pb2.Status, payment_id: str) -> bytes:
     return serialized.replace(payment_id.encode(), b"pay_ID")
 
 
-def trailer_keys(error: grpc.aio.AioRpcError) -> list[str]:
-    trailers: tuple[tuple[str, Any], ...] = tuple(error.trailing_metadata() or ())  # type: ignore[arg-type]
-    return [key for key, _ in trailers]
-
-
 async def test_another_merchants_payment_is_not_found_exactly_like_an_unknown_id(
-    tenants: Api,
+    tenant: Client,
 ) -> None:
-    created = await tenants.stub.RequestPayment(payment_request(), metadata=ALICE)
-    foreign = await call_error(get(tenants, created.payment_id, BOB))
-    unknown = await call_error(get(tenants, UNKNOWN_ID, BOB))
-    assert foreign.code() == unknown.code() == grpc.StatusCode.NOT_FOUND
-    assert foreign.details() == f"payment {created.payment_id} not found"
-    assert unknown.details() == f"payment {UNKNOWN_ID} not found"
+    created = (await tenant.request_payment(payment_request(), ALICE)).ok()
+    foreign = await tenant.get_payment(created.payment_id, BOB)
+    unknown = await tenant.get_payment(UNKNOWN_ID, BOB)
+    assert foreign.code == unknown.code == grpc.StatusCode.NOT_FOUND
+    assert foreign.http_status == unknown.http_status  # None over gRPC, 404 over HTTP
+    assert foreign.status.message == f"payment {created.payment_id} not found"
+    assert unknown.status.message == f"payment {UNKNOWN_ID} not found"
     # Same details, field for field, once the id the caller sent is taken out.
-    foreign_status, unknown_status = rich_status(foreign), rich_status(unknown)
-    assert _without(foreign_status, created.payment_id) == _without(unknown_status, UNKNOWN_ID)
-    resource = error_details_pb2.ResourceInfo()
-    assert foreign_status.details[0].Unpack(resource)
-    assert resource.resource_name == created.payment_id
-    assert trailer_keys(foreign) == trailer_keys(unknown)
+    assert _without(foreign.status, created.payment_id) == _without(unknown.status, UNKNOWN_ID)
+    assert foreign.detail(error_details_pb2.ResourceInfo).resource_name == created.payment_id
+    assert sorted(foreign.headers) == sorted(unknown.headers)  # trailers, or HTTP headers
     # The owner still sees it.
-    assert (await get(tenants, created.payment_id, ALICE)).order_id == "order-42"
+    assert (await tenant.get_payment(created.payment_id, ALICE)).ok().order_id == "order-42"
 
 
 async def test_the_existence_oracle_is_closed_and_keys_cannot_be_squatted(
-    tenants: Api,
+    tenant: Client,
 ) -> None:
-    stub = tenants.stub
     alice_request = payment_request(idempotency_key="order-1001")
-    alice = await stub.RequestPayment(alice_request, metadata=ALICE)
+    alice = (await tenant.request_payment(alice_request, ALICE)).ok()
     # Probing Alice's key with another payload: a new payment of Mallory's, not ALREADY_EXISTS.
-    probe = await stub.RequestPayment(
-        payment_request(idempotency_key="order-1001", amount_minor=1), metadata=MALLORY
+    probe = await tenant.request_payment(
+        payment_request(idempotency_key="order-1001", amount_minor=1), MALLORY
     )
-    assert probe.payment_id != alice.payment_id
+    assert probe.ok().payment_id != alice.payment_id
     # Alice's exact payload under another key she used: Mallory's own payment, never Alice's id.
-    alice_2 = await stub.RequestPayment(payment_request(idempotency_key="k-2"), metadata=ALICE)
-    copy = await stub.RequestPayment(payment_request(idempotency_key="k-2"), metadata=MALLORY)
+    alice_2 = (await tenant.request_payment(payment_request(idempotency_key="k-2"), ALICE)).ok()
+    copy = (await tenant.request_payment(payment_request(idempotency_key="k-2"), MALLORY)).ok()
     assert copy.payment_id not in (alice.payment_id, alice_2.payment_id)
     # Squatting: a key Mallory took first is still free for Alice.
-    await stub.RequestPayment(payment_request(idempotency_key="k-3"), metadata=MALLORY)
-    fresh = await stub.RequestPayment(payment_request(idempotency_key="k-3"), metadata=ALICE)
+    await tenant.request_payment(payment_request(idempotency_key="k-3"), MALLORY)
+    fresh = (await tenant.request_payment(payment_request(idempotency_key="k-3"), ALICE)).ok()
     assert fresh.payment_id not in (alice.payment_id, alice_2.payment_id, copy.payment_id)
     # Alice's payments are untouched: her retry replays the original, field for field.
-    assert await stub.RequestPayment(alice_request, metadata=ALICE) == alice
-    assert (await get(tenants, alice.payment_id, ALICE)).amount_minor == 1250
+    assert (await tenant.request_payment(alice_request, ALICE)).ok() == alice
+    assert (await tenant.get_payment(alice.payment_id, ALICE)).ok().amount_minor == 1250
 
 
 async def test_a_different_payload_is_already_exists_only_within_one_merchant(
-    tenants: Api,
+    tenant: Client,
 ) -> None:
-    stub = tenants.stub
-    await stub.RequestPayment(payment_request(idempotency_key="k"), metadata=ALICE)
+    await tenant.request_payment(payment_request(idempotency_key="k"), ALICE)
     changed = payment_request(idempotency_key="k", amount_minor=9999)
-    conflict = await call_error(stub.RequestPayment(changed, metadata=ALICE))
-    assert conflict.code() == grpc.StatusCode.ALREADY_EXISTS
-    info = error_details_pb2.ErrorInfo()
-    assert rich_status(conflict).details[0].Unpack(info)
+    conflict = await tenant.request_payment(changed, ALICE)
+    assert conflict.code == grpc.StatusCode.ALREADY_EXISTS
+    info = conflict.detail(error_details_pb2.ErrorInfo)
     assert (info.reason, dict(info.metadata)) == (
         "IDEMPOTENCY_KEY_REUSED",
         {"idempotency_key": "k"},
     )
     # The same changed payload is a fine new payment for another merchant.
-    bob = await stub.RequestPayment(changed, metadata=BOB)
+    bob = (await tenant.request_payment(changed, BOB)).ok()
     assert bob.status == pb.PAYMENT_STATUS_SUCCEEDED
 
 
@@ -172,7 +169,7 @@ async def test_a_server_without_the_auth_interceptor_fails_closed_and_stores_not
             stub = pb_grpc.PaymentServiceStub(channel)
             error = await call_error(stub.RequestPayment(payment_request()))
             assert error.code() == grpc.StatusCode.INTERNAL
-            error = await call_error(get(Api(server, channel, stub, service), UNKNOWN_ID, ()))
+            error = await call_error(stub.GetPayment(pb.GetPaymentRequest(payment_id=UNKNOWN_ID)))
             assert error.code() == grpc.StatusCode.INTERNAL
     finally:
         await server.stop(0)

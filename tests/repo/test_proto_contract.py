@@ -9,11 +9,14 @@ import sys
 from pathlib import Path
 
 import pytest
+from google.api import annotations_pb2
 from google.protobuf import descriptor_pb2
 
 ROOT = Path(__file__).resolve().parents[2]
 BRIEF = Path(__file__).resolve().parent / "fixtures" / "brief_payments.proto"
 SERVED = ROOT / "proto" / "payments" / "v1" / "payments.proto"
+# The google.api.http options' imports, as googleapis-common-protos ships them.
+GOOGLEAPIS = Path(annotations_pb2.__file__).resolve().parents[2]
 
 
 def compile_proto(path: Path, out: Path) -> descriptor_pb2.FileDescriptorProto:
@@ -24,6 +27,7 @@ def compile_proto(path: Path, out: Path) -> descriptor_pb2.FileDescriptorProto:
             "-m",
             "grpc_tools.protoc",
             f"--proto_path={path.parent}",
+            f"--proto_path={GOOGLEAPIS}",
             f"--descriptor_set_out={out}",
             path.name,
         ],

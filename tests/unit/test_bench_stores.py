@@ -82,7 +82,7 @@ def test_full_expands_per_store_setting_and_replica_count_and_memory_is_never_re
 
 def test_the_default_run_is_unchanged_by_the_store_options() -> None:
     opts = parse_args([])
-    assert opts.configs == ["full", "off", "proto", "floor", "floor-sync"]
+    assert opts.configs == ["full", "off", "proto", "floor", "floor-sync", "http", "http-floor"]
 
 
 def test_store_options_expand_full_in_the_interleaved_order() -> None:

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from structlog.typing import EventDict, Processor, WrappedLogger
 
     from payments_service.config import Settings
-    from payments_service.observability.record import CallRecord
+    from payments_service.observability.record import CallRecord, HttpExchange
 
 ACCESS_EVENT = "rpc_completed"
 
@@ -275,6 +275,8 @@ class AccessLogReporter:
             fields["payment_id"] = payment.payment_id
             if payment.replayed is not None:
                 fields["idempotent_replay"] = payment.replayed
+        if record.http is not None:
+            fields.update(_http_fields(record.http))
         for name, value in record.signals:
             fields[name.replace(".", "_")] = value
         if record.log_every > 1:
@@ -286,3 +288,8 @@ class AccessLogReporter:
             self._unlogged[flood] = 0
             fields["similar_calls_unlogged"] = unlogged or 0
         getattr(self._log, record.log_level)(ACCESS_EVENT, **fields)
+
+
+def _http_fields(http: HttpExchange) -> dict[str, Any]:
+    """The HTTP fields of an access line of the JSON/HTTP transport."""
+    return {"http_method": http.method, "http_route": http.route, "http_status": http.status}

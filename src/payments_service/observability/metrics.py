@@ -183,6 +183,7 @@ class Metrics:
         )
         self._merchants: dict[str, MerchantMetrics] = {}
         self._methods: dict[str, MethodMetrics] = {}
+        self.http = HttpMetrics(registry)
 
     def for_method(self, full_method: str) -> MethodMetrics:
         """Label children for `/package.Service/Method`, created (at zero) on first use."""
@@ -250,17 +251,79 @@ class MetricsReporter:
     def call_finished(self, record: CallRecord) -> None:
         bound = self._metrics.for_method(record.method.full_method)
         bound.handled[record.code].inc()
+        observe_duration(bound.handling_seconds, record)
+
+
+def observe_duration(histogram: Histogram, record: CallRecord) -> None:
+    """The call's duration, with its trace id as an exemplar when it was traced and sampled."""
+    span = record.span
+    if span is not None:
+        context = span.get_span_context()
+        if context.trace_flags.sampled:
+            histogram.observe(record.duration, {"trace_id": format(context.trace_id, "032x")})
+            return
+    histogram.observe(record.duration)
+
+
+class RateLimitReporter:
+    """`payments_rate_limited_total{merchant, scope}` from each call's record, whichever
+    transport made it: a call a rate limit refused carries the limit's scope in its signals."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self._metrics = metrics
+
+    def call_started(self, record: CallRecord) -> None:
+        pass
+
+    def call_finished(self, record: CallRecord) -> None:
         for name, value in record.signals:
             if name == RATE_LIMIT_SCOPE and record.merchant_id is not None:
                 self._metrics.for_merchant(record.merchant_id).rate_limited[value].inc()
-        span = record.span
-        if span is not None:
-            context = span.get_span_context()
-            if context.trace_flags.sampled:
-                exemplar = {"trace_id": format(context.trace_id, "032x")}
-                bound.handling_seconds.observe(record.duration, exemplar)
-                return
-        bound.handling_seconds.observe(record.duration)
+
+
+class HttpMetrics:
+    """The JSON/HTTP transport's request latency, with OpenTelemetry's HTTP server labels:
+    `http_server_request_duration_seconds{http_request_method, http_route,
+    http_response_status_code}`. The gRPC-named metrics count gRPC calls only; the payment
+    domain counters count payments whichever transport made them. Bounded: the method is a
+    known one or `_OTHER`, the route a template of the route table or "" (none matched), and
+    the status one the transport answers. Same buckets as `grpc_server_handling_seconds`, so
+    the two transports' latencies compare bucket for bucket."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.duration = Histogram(
+            "http_server_request_duration_seconds",
+            "Duration of HTTP server requests (seconds), the JSON/HTTP transport's calls.",
+            ("http_request_method", "http_route", "http_response_status_code"),
+            buckets=HANDLING_BUCKETS,
+            registry=registry,
+        )
+        self._bound: dict[tuple[str, str, int], Histogram] = {}
+
+    def series(self, method: str, route: str, status: int) -> Histogram:
+        """The label child of one method, route and status, bound once."""
+        key = (method, route, status)
+        bound = self._bound.get(key)
+        if bound is None:
+            bound = self.duration.labels(method, route, str(status))
+            self._bound[key] = bound
+        return bound
+
+
+class HttpMetricsReporter:
+    """`http_server_request_duration_seconds` from each JSON/HTTP call's record, with the
+    trace id as an exemplar when the call was traced and sampled (as `MetricsReporter`)."""
+
+    def __init__(self, metrics: HttpMetrics) -> None:
+        self._metrics = metrics
+
+    def call_started(self, record: CallRecord) -> None:
+        pass
+
+    def call_finished(self, record: CallRecord) -> None:
+        http = record.http
+        if http is not None:
+            observe_duration(self._metrics.series(http.method, http.route, http.status), record)
 
 
 # Store calls are sub-millisecond (SQLite) to milliseconds (PostgreSQL over a network).
@@ -439,6 +502,19 @@ def transaction_series(store: str, read: Callable[[], tuple[int, int]]) -> list[
             lambda: read()[1],
             labels,
         ),
+    ]
+
+
+def http_malformed_series(count: Callable[[], int]) -> list[Sampled]:
+    """Requests the JSON/HTTP listener's parser refused before any handler."""
+    return [
+        Sampled(
+            "payments_http_requests_malformed",
+            "HTTP requests refused with 400 by the parser before any handler (a malformed "
+            "request line, header or body encoding); not in http_server_request_duration_seconds.",
+            "counter",
+            count,
+        )
     ]
 
 

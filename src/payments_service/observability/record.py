@@ -1,7 +1,8 @@
 """The record of one call: what every signal of the call reports, observability's own.
 
 - `CallRecord`: one per call. Its one writer is the transport's observation point (for gRPC,
-  `transport.interceptors.observation`), which creates it, times it once, fixes its final code
+  `transport.interceptors.observation`; for JSON/HTTP, `transport.http.observation`, which
+  adds the `HttpExchange`), which creates it, times it once, fixes its final code
   and then hands it to the reporters (`observability.reporting`). Nobody else writes it.
 - `PaymentFacts`: what the application reported about the payment a call touched. The
   application's observer (`observability.observer`) *emits* them with `report_payment`; the
@@ -69,6 +70,18 @@ class PaymentFacts:
 
 
 @dataclass(slots=True)
+class HttpExchange:
+    """The HTTP side of a call that came over the JSON/HTTP transport (None on gRPC calls).
+    `method` is a known HTTP method or `_OTHER`, and `route` a template of the route table or
+    "" when no route matched, so both stay a small fixed set (metric labels)."""
+
+    method: str  # "POST"
+    route: str  # "/v1/payments/{payment_id}"
+    path: str  # the request's path, as sent (a span attribute only)
+    status: int = 0  # the response's status, set once when the call completes
+
+
+@dataclass(slots=True)
 class CallRecord:
     """Everything the signals report about one call; written by the observation point only."""
 
@@ -86,6 +99,7 @@ class CallRecord:
     invalid_fields: tuple[str, ...] = ()  # the request fields a BadRequest named
     signals: tuple[tuple[str, str], ...] = ()  # what the error table says about a failure
     log_every: int = 1  # the access line: one in this many of such calls (a flood)
+    http: HttpExchange | None = None  # the call came over HTTP (`transport.http`)
 
 
 # The signal naming the rate limit that refused a call, one of RATE_LIMIT_SCOPES.

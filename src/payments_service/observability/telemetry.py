@@ -11,8 +11,10 @@ from opentelemetry import trace
 
 from payments_service.observability.logs import AccessLogReporter
 from payments_service.observability.metrics import (
+    HttpMetricsReporter,
     Metrics,
     MetricsReporter,
+    RateLimitReporter,
     log_series,
     new_registry,
     register_sampled,
@@ -51,7 +53,20 @@ class Telemetry:
         reporter reads the span it found for its exemplar."""
         spans: list[Reporter] = [SpanReporter()] if self.tracer_provider is not None else []
         logs: list[Reporter] = [AccessLogReporter()] if self.access_log else []
-        metrics: list[Reporter] = [MetricsReporter(self.metrics)] if self.metrics else []
+        metrics: list[Reporter] = []
+        if self.metrics is not None:
+            metrics = [MetricsReporter(self.metrics), RateLimitReporter(self.metrics)]
+        every_call = [*spans, *metrics, *logs]
+        return every_call, (every_call if self.observe_health_checks else metrics)
+
+    def http_reporters(self) -> tuple[list[Reporter], list[Reporter]]:
+        """The same as `reporters`, for the JSON/HTTP transport: the same span and access-line
+        reporters; for metrics, the HTTP request histogram instead of the gRPC-named series."""
+        spans: list[Reporter] = [SpanReporter()] if self.tracer_provider is not None else []
+        logs: list[Reporter] = [AccessLogReporter()] if self.access_log else []
+        metrics: list[Reporter] = []
+        if self.metrics is not None:
+            metrics = [HttpMetricsReporter(self.metrics.http), RateLimitReporter(self.metrics)]
         every_call = [*spans, *metrics, *logs]
         return every_call, (every_call if self.observe_health_checks else metrics)
 

@@ -22,10 +22,12 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import TYPE_CHECKING, Any
 
 from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.instrumentation.grpc import aio_server_interceptor
+from opentelemetry.propagate import extract
 from opentelemetry.sdk.resources import SERVICE_NAME, SERVICE_VERSION, Resource
 from opentelemetry.sdk.trace import (
     ReadableSpan,
@@ -51,7 +53,7 @@ if TYPE_CHECKING:
 
     import grpc
     from opentelemetry.sdk.trace import SpanProcessor
-    from opentelemetry.trace import Span
+    from opentelemetry.trace import Span, Tracer
     from opentelemetry.util.types import AttributeValue
 
     from payments_service.config import Settings
@@ -269,6 +271,23 @@ def library_server_interceptor(
     return interceptor
 
 
+def start_http_server_span(
+    tracer: Tracer, name: str, headers: Mapping[str, str], attributes: Mapping[str, AttributeValue]
+) -> contextlib.AbstractContextManager[Span]:
+    """The SERVER span of one JSON/HTTP request, current until the block ends, continuing the
+    caller's W3C `traceparent` (the global propagator, as the gRPC library uses). The HTTP
+    transport's twin of the library's gRPC interceptor; `SpanReporter` finishes both. Nothing
+    is recorded on an exception: the observation point answers every one itself."""
+    return tracer.start_as_current_span(
+        name,
+        context=extract(headers),
+        kind=SpanKind.SERVER,
+        attributes=attributes,
+        record_exception=False,
+        set_status_on_exception=False,
+    )
+
+
 class SpanReporter:
     """Finishes the library's SERVER span from the call record.
 
@@ -292,6 +311,8 @@ class SpanReporter:
         }
         if record.merchant_id is not None:
             attributes["merchant.id"] = record.merchant_id
+        if record.http is not None:
+            attributes["http.response.status_code"] = record.http.status
         payment = record.payment
         if payment is not None:
             attributes["payment.id"] = payment.payment_id

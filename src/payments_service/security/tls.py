@@ -1,5 +1,5 @@
-"""TLS for the gRPC port: the server's certificate and key, and optionally the CA whose client
-certificates it requires (mutual TLS).
+"""TLS for the gRPC and JSON/HTTP ports: the server's certificate and key, and optionally the CA
+whose client certificates they require (mutual TLS). The same files serve both listeners.
 
 gRPC reports a bad certificate only when the first client connects, so the files are checked
 here at startup with the standard `ssl` module instead: a file that cannot be read, a PEM file
@@ -73,6 +73,7 @@ class ServerTls:
         self._paths = (cert_file, key_file, client_ca_file)
         self._files = _read_files(*self._paths)
         self._renewed: grpc.ServerCertificateConfiguration | None = None
+        self._ssl: ssl.SSLContext | None = None
 
     @classmethod
     def load(cls, settings: Settings) -> ServerTls | None:
@@ -89,6 +90,24 @@ class ServerTls:
             require_client_authentication=self._files.client_ca is not None,
         )
 
+    def ssl_context(self) -> ssl.SSLContext:
+        """The JSON/HTTP listener's TLS, from the same files. `reload()` loads renewed files
+        into this same context, so new connections get them too (a renewed client CA is added
+        to the ones trusted; one is only dropped by a restart)."""
+        if self._ssl is None:
+            context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            context.set_alpn_protocols(["http/1.1"])
+            self._ssl = context
+            self._load_into(context)
+        return self._ssl
+
+    def _load_into(self, context: ssl.SSLContext) -> None:
+        cert_file, key_file, client_ca_file = self._paths
+        context.load_cert_chain(cert_file, key_file, password=b"")
+        if client_ca_file is not None:
+            context.load_verify_locations(cafile=client_ca_file)
+            context.verify_mode = ssl.CERT_REQUIRED
+
     def reload(self) -> bool:
         """Re-read the files (SIGHUP); new connections get them. A bad file keeps the served
         ones and logs one error."""
@@ -99,6 +118,8 @@ class ServerTls:
             return False
         self._files = files
         self._renewed = files.configuration()
+        if self._ssl is not None:
+            self._load_into(self._ssl)
         log.info(
             "tls_reloaded",
             not_after={
@@ -138,6 +159,13 @@ def _not_after(variable: str, path: str, pem: bytes) -> float:
         return earliest_not_after(pem).timestamp()
     except ValueError as exc:
         raise ConfigError(f"invalid {variable}={path!r}: {exc}") from None
+
+
+def server_ssl_context(settings: Settings) -> ssl.SSLContext | None:
+    """The JSON/HTTP listener's TLS from the same files as `server_credentials`, or None for
+    plaintext; ConfigError on a bad file."""
+    tls = ServerTls.load(settings)
+    return None if tls is None else tls.ssl_context()
 
 
 def read_pem(variable: str, path: str) -> bytes:

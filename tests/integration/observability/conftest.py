@@ -72,6 +72,7 @@ class Observed:
     log_stream: io.StringIO
     log_writer: LogWriter
     open_spans: EndedSpans
+    telemetry: Telemetry
 
     def spans(self) -> list[ReadableSpan]:
         """Every span ended so far, once every span started has ended."""
@@ -176,6 +177,7 @@ async def observed_factory(captured_logs: CapturedLogs) -> AsyncIterator[Any]:
             captured_logs.stream,
             captured_logs.writer,
             open_spans,
+            telemetry,
         )
 
     yield start

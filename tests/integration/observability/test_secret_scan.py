@@ -68,6 +68,8 @@ async def running(
             yield app, exporter
         finally:
             await app.server.stop(0)
+            if app.http is not None:
+                await app.http.stop(0)
             await app.service.drain(5)
             app.telemetry.shutdown(5)
             if app.metrics_http is not None:

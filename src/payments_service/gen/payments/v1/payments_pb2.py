@@ -22,10 +22,11 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1apayments/v1/payments.proto\x12\x0bpayments.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xdf\x01\n\x15RequestPaymentRequest\x12\x14\n\x0c\x61mount_minor\x18\x01 \x01(\x03\x12\x10\n\x08\x63urrency\x18\x02 \x01(\t\x12\x10\n\x08order_id\x18\x03 \x01(\t\x12\x17\n\x0fidempotency_key\x18\x04 \x01(\t\x12\x42\n\x08metadata\x18\x05 \x03(\x0b\x32\x30.payments.v1.RequestPaymentRequest.MetadataEntry\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xb2\x01\n\x16RequestPaymentResponse\x12\x12\n\npayment_id\x18\x01 \x01(\t\x12*\n\x06status\x18\x02 \x01(\x0e\x32\x1a.payments.v1.PaymentStatus\x12\x0f\n\x07message\x18\x03 \x01(\t\x12\x17\n\x0fidempotency_key\x18\x04 \x01(\t\x12.\n\ncreated_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\'\n\x11GetPaymentRequest\x12\x12\n\npayment_id\x18\x01 \x01(\t\"\xe8\x01\n\x12GetPaymentResponse\x12\x12\n\npayment_id\x18\x01 \x01(\t\x12*\n\x06status\x18\x02 \x01(\x0e\x32\x1a.payments.v1.PaymentStatus\x12\x14\n\x0c\x61mount_minor\x18\x03 \x01(\x03\x12\x10\n\x08\x63urrency\x18\x04 \x01(\t\x12\x10\n\x08order_id\x18\x05 \x01(\t\x12\x17\n\x0fidempotency_key\x18\x06 \x01(\t\x12.\n\ncreated_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07message\x18\x08 \x01(\t\"\x0f\n\rHealthRequest\" \n\x0eHealthResponse\x12\x0e\n\x06status\x18\x01 \x01(\t*\x84\x01\n\rPaymentStatus\x12\x1e\n\x1aPAYMENT_STATUS_UNSPECIFIED\x10\x00\x12\x1a\n\x16PAYMENT_STATUS_PENDING\x10\x01\x12\x1c\n\x18PAYMENT_STATUS_SUCCEEDED\x10\x02\x12\x19\n\x15PAYMENT_STATUS_FAILED\x10\x03\x32\xfd\x01\n\x0ePaymentService\x12Y\n\x0eRequestPayment\x12\".payments.v1.RequestPaymentRequest\x1a#.payments.v1.RequestPaymentResponse\x12M\n\nGetPayment\x12\x1e.payments.v1.GetPaymentRequest\x1a\x1f.payments.v1.GetPaymentResponse\x12\x41\n\x06Health\x12\x1a.payments.v1.HealthRequest\x1a\x1b.payments.v1.HealthResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1apayments/v1/payments.proto\x12\x0bpayments.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xdf\x01\n\x15RequestPaymentRequest\x12\x14\n\x0c\x61mount_minor\x18\x01 \x01(\x03\x12\x10\n\x08\x63urrency\x18\x02 \x01(\t\x12\x10\n\x08order_id\x18\x03 \x01(\t\x12\x17\n\x0fidempotency_key\x18\x04 \x01(\t\x12\x42\n\x08metadata\x18\x05 \x03(\x0b\x32\x30.payments.v1.RequestPaymentRequest.MetadataEntry\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xb2\x01\n\x16RequestPaymentResponse\x12\x12\n\npayment_id\x18\x01 \x01(\t\x12*\n\x06status\x18\x02 \x01(\x0e\x32\x1a.payments.v1.PaymentStatus\x12\x0f\n\x07message\x18\x03 \x01(\t\x12\x17\n\x0fidempotency_key\x18\x04 \x01(\t\x12.\n\ncreated_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\'\n\x11GetPaymentRequest\x12\x12\n\npayment_id\x18\x01 \x01(\t\"\xe8\x01\n\x12GetPaymentResponse\x12\x12\n\npayment_id\x18\x01 \x01(\t\x12*\n\x06status\x18\x02 \x01(\x0e\x32\x1a.payments.v1.PaymentStatus\x12\x14\n\x0c\x61mount_minor\x18\x03 \x01(\x03\x12\x10\n\x08\x63urrency\x18\x04 \x01(\t\x12\x10\n\x08order_id\x18\x05 \x01(\t\x12\x17\n\x0fidempotency_key\x18\x06 \x01(\t\x12.\n\ncreated_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07message\x18\x08 \x01(\t\"\x0f\n\rHealthRequest\" \n\x0eHealthResponse\x12\x0e\n\x06status\x18\x01 \x01(\t*\x84\x01\n\rPaymentStatus\x12\x1e\n\x1aPAYMENT_STATUS_UNSPECIFIED\x10\x00\x12\x1a\n\x16PAYMENT_STATUS_PENDING\x10\x01\x12\x1c\n\x18PAYMENT_STATUS_SUCCEEDED\x10\x02\x12\x19\n\x15PAYMENT_STATUS_FAILED\x10\x03\x32\xcd\x02\n\x0ePaymentService\x12r\n\x0eRequestPayment\x12\".payments.v1.RequestPaymentRequest\x1a#.payments.v1.RequestPaymentResponse\"\x17\x82\xd3\xe4\x93\x02\x11\"\x0c/v1/payments:\x01*\x12p\n\nGetPayment\x12\x1e.payments.v1.GetPaymentRequest\x1a\x1f.payments.v1.GetPaymentResponse\"!\x82\xd3\xe4\x93\x02\x1b\x12\x19/v1/payments/{payment_id}\x12U\n\x06Health\x12\x1a.payments.v1.HealthRequest\x1a\x1b.payments.v1.HealthResponse\"\x12\x82\xd3\xe4\x93\x02\x0c\x12\n/v1/healthb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,22 +35,28 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_REQUESTPAYMENTREQUEST_METADATAENTRY']._loaded_options = None
   _globals['_REQUESTPAYMENTREQUEST_METADATAENTRY']._serialized_options = b'8\001'
-  _globals['_PAYMENTSTATUS']._serialized_start=811
-  _globals['_PAYMENTSTATUS']._serialized_end=943
-  _globals['_REQUESTPAYMENTREQUEST']._serialized_start=77
-  _globals['_REQUESTPAYMENTREQUEST']._serialized_end=300
-  _globals['_REQUESTPAYMENTREQUEST_METADATAENTRY']._serialized_start=253
-  _globals['_REQUESTPAYMENTREQUEST_METADATAENTRY']._serialized_end=300
-  _globals['_REQUESTPAYMENTRESPONSE']._serialized_start=303
-  _globals['_REQUESTPAYMENTRESPONSE']._serialized_end=481
-  _globals['_GETPAYMENTREQUEST']._serialized_start=483
-  _globals['_GETPAYMENTREQUEST']._serialized_end=522
-  _globals['_GETPAYMENTRESPONSE']._serialized_start=525
-  _globals['_GETPAYMENTRESPONSE']._serialized_end=757
-  _globals['_HEALTHREQUEST']._serialized_start=759
-  _globals['_HEALTHREQUEST']._serialized_end=774
-  _globals['_HEALTHRESPONSE']._serialized_start=776
-  _globals['_HEALTHRESPONSE']._serialized_end=808
-  _globals['_PAYMENTSERVICE']._serialized_start=946
-  _globals['_PAYMENTSERVICE']._serialized_end=1199
+  _globals['_PAYMENTSERVICE'].methods_by_name['RequestPayment']._loaded_options = None
+  _globals['_PAYMENTSERVICE'].methods_by_name['RequestPayment']._serialized_options = b'\202\323\344\223\002\021\"\014/v1/payments:\001*'
+  _globals['_PAYMENTSERVICE'].methods_by_name['GetPayment']._loaded_options = None
+  _globals['_PAYMENTSERVICE'].methods_by_name['GetPayment']._serialized_options = b'\202\323\344\223\002\033\022\031/v1/payments/{payment_id}'
+  _globals['_PAYMENTSERVICE'].methods_by_name['Health']._loaded_options = None
+  _globals['_PAYMENTSERVICE'].methods_by_name['Health']._serialized_options = b'\202\323\344\223\002\014\022\n/v1/health'
+  _globals['_PAYMENTSTATUS']._serialized_start=841
+  _globals['_PAYMENTSTATUS']._serialized_end=973
+  _globals['_REQUESTPAYMENTREQUEST']._serialized_start=107
+  _globals['_REQUESTPAYMENTREQUEST']._serialized_end=330
+  _globals['_REQUESTPAYMENTREQUEST_METADATAENTRY']._serialized_start=283
+  _globals['_REQUESTPAYMENTREQUEST_METADATAENTRY']._serialized_end=330
+  _globals['_REQUESTPAYMENTRESPONSE']._serialized_start=333
+  _globals['_REQUESTPAYMENTRESPONSE']._serialized_end=511
+  _globals['_GETPAYMENTREQUEST']._serialized_start=513
+  _globals['_GETPAYMENTREQUEST']._serialized_end=552
+  _globals['_GETPAYMENTRESPONSE']._serialized_start=555
+  _globals['_GETPAYMENTRESPONSE']._serialized_end=787
+  _globals['_HEALTHREQUEST']._serialized_start=789
+  _globals['_HEALTHREQUEST']._serialized_end=804
+  _globals['_HEALTHRESPONSE']._serialized_start=806
+  _globals['_HEALTHRESPONSE']._serialized_end=838
+  _globals['_PAYMENTSERVICE']._serialized_start=976
+  _globals['_PAYMENTSERVICE']._serialized_end=1309
 # @@protoc_insertion_point(module_scope)

@@ -31,6 +31,10 @@ class PaymentServiceStub:
     wire-compatible. `buf breaking` guards this in CI;
     tests/repo/test_proto_contract.py compares the descriptors with the copy.
 
+    The google.api.http options add the JSON/HTTP mapping (grpc-gateway's
+    conventions, docs/http-api.md); they are options only and change nothing
+    on the wire. The HTTP listener derives its routes from them at startup.
+
     """
 
     def __init__(self, channel):
@@ -61,6 +65,10 @@ class PaymentServiceServicer:
     (copied to tests/repo/fixtures/brief_payments.proto) and must stay
     wire-compatible. `buf breaking` guards this in CI;
     tests/repo/test_proto_contract.py compares the descriptors with the copy.
+
+    The google.api.http options add the JSON/HTTP mapping (grpc-gateway's
+    conventions, docs/http-api.md); they are options only and change nothing
+    on the wire. The HTTP listener derives its routes from them at startup.
 
     """
 
@@ -116,6 +124,10 @@ class PaymentService:
     (copied to tests/repo/fixtures/brief_payments.proto) and must stay
     wire-compatible. `buf breaking` guards this in CI;
     tests/repo/test_proto_contract.py compares the descriptors with the copy.
+
+    The google.api.http options add the JSON/HTTP mapping (grpc-gateway's
+    conventions, docs/http-api.md); they are options only and change nothing
+    on the wire. The HTTP listener derives its routes from them at startup.
 
     """
 

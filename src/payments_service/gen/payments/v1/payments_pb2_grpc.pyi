@@ -31,6 +31,10 @@ class PaymentServiceStub:
     (copied to tests/repo/fixtures/brief_payments.proto) and must stay
     wire-compatible. `buf breaking` guards this in CI;
     tests/repo/test_proto_contract.py compares the descriptors with the copy.
+
+    The google.api.http options add the JSON/HTTP mapping (grpc-gateway's
+    conventions, docs/http-api.md); they are options only and change nothing
+    on the wire. The HTTP listener derives its routes from them at startup.
     """
 
     @_typing.overload
@@ -50,6 +54,10 @@ class PaymentServiceAsyncStub(PaymentServiceStub):
     (copied to tests/repo/fixtures/brief_payments.proto) and must stay
     wire-compatible. `buf breaking` guards this in CI;
     tests/repo/test_proto_contract.py compares the descriptors with the copy.
+
+    The google.api.http options add the JSON/HTTP mapping (grpc-gateway's
+    conventions, docs/http-api.md); they are options only and change nothing
+    on the wire. The HTTP listener derives its routes from them at startup.
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
@@ -65,6 +73,10 @@ class PaymentServiceServicer(metaclass=_abc_1.ABCMeta):
     (copied to tests/repo/fixtures/brief_payments.proto) and must stay
     wire-compatible. `buf breaking` guards this in CI;
     tests/repo/test_proto_contract.py compares the descriptors with the copy.
+
+    The google.api.http options add the JSON/HTTP mapping (grpc-gateway's
+    conventions, docs/http-api.md); they are options only and change nothing
+    on the wire. The HTTP listener derives its routes from them at startup.
     """
 
     @_abc_1.abstractmethod
