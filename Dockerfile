@@ -65,11 +65,12 @@ ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PAYMENTS_GRPC_ADDRESS=[::]:50051 \
     PAYMENTS_METRICS_ADDRESS=0.0.0.0:9464 \
+    PAYMENTS_HTTP_ADDRESS=0.0.0.0:8080 \
     PAYMENTS_LOG_FORMAT=json \
     PAYMENTS_SIMULATION=off
 
 USER 10001:10001
-EXPOSE 50051 9464
+EXPOSE 50051 8080 9464
 
 # SIGTERM starts the graceful drain (health goes NOT_SERVING at once, calls are still served for
 # PAYMENTS_SHUTDOWN_DRAIN_SECONDS, default 2 s, then in-flight calls get

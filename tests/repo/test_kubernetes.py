@@ -213,22 +213,24 @@ def test_the_deployment_runs_three_replicas_selected_by_its_own_labels(
     assert is_subset(deployment["spec"]["selector"]["matchLabels"], labels)
 
 
-def test_the_service_is_headless_and_selects_the_pods_on_the_grpc_port(
+def test_the_service_is_headless_and_selects_the_pods_on_the_grpc_and_http_ports(
     rendered: list[Doc],
 ) -> None:
     service = one(rendered, "Service")
     labels = one(rendered, "Deployment")["spec"]["template"]["metadata"]["labels"]
     assert service["spec"]["clusterIP"] == "None"
     assert is_subset(service["spec"]["selector"], labels)
-    [port] = service["spec"]["ports"]
-    assert resolve_port(rendered, port["targetPort"]) == port["port"] == 50051
+    ports = {port["name"]: port for port in service["spec"]["ports"]}
+    assert set(ports) == {"grpc", "http"}
+    for name, number in (("grpc", 50051), ("http", 8080)):
+        port = ports[name]
+        assert resolve_port(rendered, port["targetPort"]) == port["port"] == number
 
 
-def test_the_grpc_and_metrics_addresses_use_the_declared_container_ports(
-    rendered: list[Doc],
-) -> None:
+def test_the_listen_addresses_use_the_declared_container_ports(rendered: list[Doc]) -> None:
     ports = container_ports(rendered)
     assert port_of(env_value(rendered, "PAYMENTS_GRPC_ADDRESS")) == ports["grpc"] == 50051
+    assert port_of(env_value(rendered, "PAYMENTS_HTTP_ADDRESS")) == ports["http"] == 8080
     assert port_of(env_value(rendered, "PAYMENTS_METRICS_ADDRESS")) == ports["metrics"] == 9464
 
 
