@@ -84,6 +84,7 @@ class CallRecord:
     merchant_id: str | None = None  # the authenticated caller's merchant, once known
     payment: PaymentFacts | None = None
     invalid_fields: tuple[str, ...] = ()  # the request fields a BadRequest named
+    error_kind: str | None = None  # what failed, as the error table names it (no message)
 
 
 _call: ContextVar[CallRecord | None] = ContextVar("payments_call", default=None)

@@ -181,6 +181,7 @@ def _answer(
     record.code = answer.code
     record.log_level = answer.log_level
     record.invalid_fields = answer.invalid_fields
+    record.error_kind = answer.error_kind
 
 
 def _cancelled_code(context: grpc.aio.ServicerContext[Any, Any]) -> grpc.StatusCode:
