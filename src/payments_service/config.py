@@ -339,12 +339,26 @@ class Settings(_FromEnv):
         "PAYMENTS_STORE_CONNECT_TIMEOUT_SECONDS",
         positive_seconds,
         "30",
-        "how long startup retries an unreachable store (backoff 0.1 s doubling to 2 s)",
+        "how long startup retries an unreachable store (backoff 0.1 s doubling to 2 s, jittered)",
         limit=Limit(
             "store connect at startup",
             "calls get UNAVAILABLE while the store connects (health NOT_SERVING); past the "
             "timeout the process exits 1 with one line",
             ("grpc_server_handled_total",),
+            reason="STORE_UNAVAILABLE",
+        ),
+    )
+    store_timeout_seconds: float = setting(
+        "PAYMENTS_STORE_TIMEOUT_SECONDS",
+        positive_seconds,
+        "5",
+        "PostgreSQL: how long opening a connection, an operation's wait for a free one, and "
+        "one operation may take",
+        limit=Limit(
+            "PostgreSQL connect, connection wait and operation time",
+            "the call fails instead of waiting longer, and whether the store can be reached is "
+            "rechecked (health NOT_SERVING while it cannot, docs/store-outages.md)",
+            ("payments_store_errors_total", "payments_store_pool_waiting"),
             reason="STORE_UNAVAILABLE",
         ),
     )

@@ -4,7 +4,9 @@
   and the effective values `payments-server config` prints (secrets redacted);
 - the limits (the settings declared with a `config.Limit`): docs/limits.md's table, each row's
   client-visible status taken from the error table row of its `reason`;
-- the error table (`transport.error_table.ERROR_TABLE`): ARCHITECTURE.md's error model.
+- the error table (`transport.error_table.ERROR_TABLE`): ARCHITECTURE.md's error model;
+- the store drivers' failures (`adapters.stores.errors.TRANSLATIONS`), each with the error-table
+  row it ends in: docs/store-outages.md.
 
 The docs hold each table between `<!-- BEGIN GENERATED: name -->` and `<!-- END GENERATED: name
 -->` markers; `make docs` rewrites them (`scripts/render_docs.py`) and a test fails when a
@@ -17,9 +19,15 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from payments_service.adapters.stores.errors import TRANSLATIONS
 from payments_service.adapters.stores.location import StoreLocation
 from payments_service.config import SETTINGS_CLASSES, Variable, all_variables
-from payments_service.transport.error_table import ERROR_TABLE, INTERNAL_RULE, rule_for_reason
+from payments_service.transport.error_table import (
+    ERROR_TABLE,
+    INTERNAL_RULE,
+    rule_for,
+    rule_for_reason,
+)
 
 
 def _cell(text: str) -> str:
@@ -137,10 +145,37 @@ def errors_reference() -> str:
     return markdown_table(("failure", "status and details", "log level", "meaning"), rows)
 
 
+def store_failures_reference() -> str:
+    """docs/store-outages.md's table: each store failure, the store error it becomes, and how
+    the error table answers that (anything not listed: INTERNAL)."""
+    rows = []
+    for translation in TRANSLATIONS:
+        rule = rule_for(translation.error)
+        assert rule is not None  # noqa: S101 - every store error has a row (tests/unit)
+        rows.append(
+            (
+                translation.store,
+                translation.failure,
+                f"`{translation.error.__name__}`: {rule.summary()}",
+                rule.log_level,
+            )
+        )
+    rows.append(
+        (
+            "both",
+            "anything else (a constraint violation, a syntax error, a corrupt file)",
+            INTERNAL_RULE.summary() + ", the traceback logged once",
+            INTERNAL_RULE.log_level,
+        )
+    )
+    return markdown_table(("store", "failure", "the client gets", "log level"), rows)
+
+
 GENERATED: dict[str, dict[str, Callable[[], str]]] = {
     "README.md": {"settings": settings_reference},
     "docs/limits.md": {"limits": limits_reference},
     "ARCHITECTURE.md": {"errors": errors_reference},
+    "docs/store-outages.md": {"store-failures": store_failures_reference},
 }
 
 
