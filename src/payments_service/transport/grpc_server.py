@@ -39,6 +39,7 @@ UNARY_METHODS = (
 # begins, and how long after it (GOAWAY on the wire) before the parked calls are answered.
 PARK_SECONDS = 0.25
 GOAWAY_SECONDS = 0.1
+_NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 
 
 def _ms(seconds: float) -> int:
@@ -115,19 +116,46 @@ def _check_can_listen(address: str) -> None:
 
 @dataclass(slots=True)
 class RunningServer:
+    """A started server and its health.
+
+    Health names: `payments.v1.PaymentService` is readiness (SERVING once the store is open,
+    NOT_SERVING while the store cannot be reached and from the start of a shutdown); the
+    overall status `""` is liveness and startup: SERVING once the store has been opened, and
+    NOT_SERVING only when shutting down, so no liveness probe restarts a process that is
+    waiting for its store to come back (deploy/kubernetes). `ready` is the readiness status, for
+    the `payments_health_serving` gauge."""
+
     server: grpc.aio.Server
     port: int
     health: health_aio.HealthServicer
     gate: ShutdownGate = field(default_factory=ShutdownGate)
+    ready: bool = False
+    store_reachable: bool = True
+    stopping: bool = False
 
     async def not_serving(self) -> None:
         """Report NOT_SERVING on every health service name, for good; calls are still served."""
+        self.stopping = True
+        self.ready = False
         await self.health.enter_graceful_shutdown()
 
     async def serving(self) -> None:
-        """Report SERVING (both the overall and the PaymentService health)."""
-        for name in ("", SERVICE_NAME):
-            await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        """Report SERVING (both the overall and the PaymentService health): the store is open.
+        Readiness stays NOT_SERVING while the store is known to be unreachable."""
+        await self.health.set("", health_pb2.HealthCheckResponse.SERVING)
+        await self._set_ready(self.store_reachable)
+
+    async def set_store_reachable(self, reachable: bool) -> None:
+        """Readiness follows the store (`adapters.stores.health.StoreHealth`); liveness not."""
+        self.store_reachable = reachable
+        await self._set_ready(reachable)
+
+    async def _set_ready(self, ready: bool) -> None:
+        if self.stopping:  # NOT_SERVING for good (grpc's health servicer ignores sets too)
+            return
+        self.ready = ready
+        status = health_pb2.HealthCheckResponse.SERVING if ready else _NOT_SERVING
+        await self.health.set(SERVICE_NAME, status)
 
     async def stop(self, grace: float) -> None:
         """Report NOT_SERVING, refuse new calls (UNAVAILABLE), let in-flight ones finish within
@@ -189,5 +217,5 @@ async def start_server(
         await running.serving()
     else:
         for name in ("", SERVICE_NAME):
-            await health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+            await health_servicer.set(name, _NOT_SERVING)
     return running
