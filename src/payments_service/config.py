@@ -408,6 +408,20 @@ class Settings(_FromEnv):
             reason="OVERLOADED",
         ),
     )
+    max_concurrent_streams: int | None = setting(
+        "PAYMENTS_MAX_CONCURRENT_STREAMS",
+        positive,
+        None,
+        "HTTP/2 streams (calls) one connection may have open; unset: "
+        "`PAYMENTS_MAX_CONCURRENT_RPCS` + 100, so even a single connection meets the "
+        "concurrency limit (RESOURCE_EXHAUSTED with RetryInfo) before this one",
+        limit=Limit(
+            "concurrent calls per connection",
+            "not an error: the client's channel holds further calls until one of its calls "
+            "ends (set it above `PAYMENTS_MAX_CONCURRENT_RPCS`, or one connection never sees "
+            "RESOURCE_EXHAUSTED)",
+        ),
+    )
     max_request_bytes: int = setting(
         "PAYMENTS_MAX_REQUEST_BYTES",
         whole(1024),

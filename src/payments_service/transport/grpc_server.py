@@ -53,6 +53,21 @@ def backstop_concurrent_rpcs(settings: Settings) -> int:
     return 2 * settings.max_concurrent_rpcs + 100
 
 
+# Streams one connection may open beyond the admission limit, when the limit is not set: the
+# calls past `PAYMENTS_MAX_CONCURRENT_RPCS` reach our interceptor and are shed there.
+STREAM_HEADROOM = 100
+
+
+def streams_per_connection(settings: Settings) -> int:
+    """HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS: `PAYMENTS_MAX_CONCURRENT_STREAMS`, else above the
+    admission limit, so that a single connection's excess calls are answered
+    RESOURCE_EXHAUSTED with RetryInfo by the admission limit, instead of being held by the
+    client or refused by the transport (RST_STREAM REFUSED_STREAM: UNAVAILABLE, no details)."""
+    if settings.max_concurrent_streams is not None:
+        return settings.max_concurrent_streams
+    return settings.max_concurrent_rpcs + STREAM_HEADROOM
+
+
 def server_options(settings: Settings) -> list[tuple[str, int]]:
     """The grpc server options from the settings (docs/limits.md):
 
@@ -65,7 +80,8 @@ def server_options(settings: Settings) -> list[tuple[str, int]]:
       +/-10 % jitter), so clients re-resolve DNS and new replicas get traffic; calls still open
       `grace` later are cancelled. This is what frees a call whose client sent headers and never
       the message: no handler runs for it, so no limit of ours sees it;
-    - HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS per connection = our admission limit;
+    - HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS per connection: `streams_per_connection`, above
+      our admission limit;
     - the request message and metadata sizes grpc-core accepts.
     """
     return [
@@ -82,7 +98,7 @@ def server_options(settings: Settings) -> list[tuple[str, int]]:
         ("grpc.max_connection_idle_ms", _ms(settings.max_connection_idle_seconds)),
         ("grpc.max_connection_age_ms", _ms(settings.max_connection_age_seconds)),
         ("grpc.max_connection_age_grace_ms", _ms(settings.max_connection_age_grace_seconds)),
-        ("grpc.max_concurrent_streams", settings.max_concurrent_rpcs),
+        ("grpc.max_concurrent_streams", streams_per_connection(settings)),
     ]
 
 
