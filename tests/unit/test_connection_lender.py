@@ -183,6 +183,18 @@ async def test_after_a_failed_connect_none_is_tried_until_its_backoff_which_doub
     assert (first.number, second.number, attempts) == (1, 2, 3)
 
 
+async def test_a_database_known_reachable_again_ends_the_backoff() -> None:
+    database, clock = FakeDatabase(), Clock()
+    pool = lender(database, max_size=1, clock=clock)
+    database.refuse = 1
+    with pytest.raises(ConnectionRefusedError):
+        await pool.acquire()
+    with pytest.raises(NoConnectionError):
+        await pool.acquire()
+    pool.reachable()  # the store's health check connected
+    assert (await pool.acquire()).number == 1  # at once, the clock has not moved
+
+
 async def test_a_failed_connect_fails_the_waiters_it_would_have_served_at_once() -> None:
     database, clock = FakeDatabase(), Clock()
     pool = lender(database, max_size=1, clock=clock)

@@ -158,6 +158,11 @@ def test_a_disk_io_error_on_a_file_that_cannot_be_written_is_read_only(tmp_path:
     assert type(sqlite_error(error, str(path))) is StoreReadOnlyError
 
 
+def test_an_error_of_the_sqlite3_module_itself_stays_what_it_is(tmp_path: Path) -> None:
+    closed = sqlite3.ProgrammingError("Cannot operate on a closed database.")  # no library code
+    assert sqlite_error(closed, str(tmp_path / "payments.db")) is closed
+
+
 def test_real_sqlite_errors_are_classified(tmp_path: Path) -> None:
     path = tmp_path / "payments.db"
     with sqlite3.connect(path, isolation_level=None) as db:

@@ -141,6 +141,7 @@ async def test_a_write_lock_held_past_the_busy_timeout_is_unavailable_then_clear
             await store.claim(candidate(clock, "pay_1", key="k1"))
         assert answer_for(busy.value).code is grpc.StatusCode.UNAVAILABLE
         assert await store.get("default", "pay_1") is None  # reads do not wait for the lock
+        await store.ping()  # nor does the health check's ping: the store is reachable
         holder.execute("ROLLBACK")
         assert (await store.claim(candidate(clock, "pay_1", key="k1"))).created
     finally:

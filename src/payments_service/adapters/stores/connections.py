@@ -17,7 +17,7 @@ cannot trust is dropped, not repaired. What is kept:
 - a failed connect is not retried at once: until its backoff (`backoff.Backoff`: 0.1 s doubling
   to 2 s, jittered) has passed, an acquire that would have to open a connection fails at once
   with `NoConnectionError`, so an unreachable database costs a failed call, not a connection
-  attempt per call; a successful connect resets the backoff;
+  attempt per call; a successful connect, or `reachable()`, resets the backoff;
 - an acquire that waits longer than `wait_timeout` for a connection fails with
   `NoConnectionError` (a slot or connection handed to it as it times out is passed on);
 - `close()` closes idle connections at once and lent ones when they come back; lending after
@@ -125,6 +125,12 @@ class ConnectionLender(Generic[C]):
             raise LenderClosedError("the PostgreSQL store is closed")
         return await self._open()  # a slot, already counted in size
 
+    def reachable(self) -> None:
+        """The database answered a connection opened elsewhere (the store's health check): the
+        next connect need not wait for the backoff of an earlier failure."""
+        self._backoff.reset()
+        self._reconnect_at = 0.0
+
     def release(self, connection: C, *, reusable: bool = True) -> None:
         if not reusable or connection.is_closed():
             connection.terminate()
@@ -159,8 +165,7 @@ class ConnectionLender(Generic[C]):
             if isinstance(error, Exception) and not isinstance(error, NoConnectionError):
                 self._reconnect_at = self._monotonic() + self._backoff.next_delay()
             raise
-        self._backoff.reset()
-        self._reconnect_at = 0.0
+        self.reachable()
         return connection
 
     async def _wait(self) -> C | None:

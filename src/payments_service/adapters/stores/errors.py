@@ -109,8 +109,6 @@ TRANSLATIONS: tuple[Translation, ...] = (
 
 def postgres_error(error: BaseException) -> BaseException:
     """The store error `error` (raised by asyncpg or the socket under it) means, else `error`."""
-    if isinstance(error, StoreError):
-        return error
     if isinstance(error, (OSError, asyncpg.PostgresConnectionError)):
         return StoreUnavailableError()  # refused, reset, timed out (TimeoutError), lost
     if type(error) is asyncpg.InterfaceError:  # "connection is closed" (its subclasses are bugs)

@@ -19,7 +19,8 @@ process): shared by any number of replicas.
   driver's failures into the port's store errors (`errors.postgres_error`): a lost, refused or
   stalled connection is UNAVAILABLE for the caller, never INTERNAL.
 - ping: a connection of its own (connect, `SELECT 1`, close), so whether the database can be
-  reached is answered even while every pooled connection is busy (`health.StoreHealth`).
+  reached is answered even while every pooled connection is busy (`health.StoreHealth`); once
+  it answers, the lender's reconnect backoff ends, so readiness and calls recover together.
 """
 
 from __future__ import annotations
@@ -194,20 +195,17 @@ class PostgresPaymentRepository:
         return result
 
     async def ping(self) -> None:
-        """Raise StoreUnavailableError unless a new connection can be opened and answers."""
+        """Raise StoreUnavailableError unless a new connection can be opened and answers; when it
+        does, the lender's reconnect backoff is over."""
         try:
             connection = await self._connect()
-        except Exception as error:
-            raise postgres_connect_error(error) from error
-        try:
-            await connection.fetchval("SELECT 1")
-        except Exception as error:
-            raise postgres_connect_error(error) from error
-        finally:
             try:
-                await connection.close(timeout=1.0)
-            except Exception:  # a connection that cannot close cleanly is cut
-                connection.terminate()
+                await connection.fetchval("SELECT 1")
+            finally:
+                connection.terminate()  # nothing to finish: no transaction, no statement
+        except Exception as error:
+            raise postgres_connect_error(error) from error
+        self._connections.reachable()  # the pool reconnects at once, not after its backoff
 
     async def migrate(self) -> int:
         """Apply pending migrations under an advisory lock; return how many were applied."""
