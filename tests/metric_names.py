@@ -22,15 +22,19 @@ from payments_service.bootstrap import build_app, observe_store
 from payments_service.config import Settings
 from payments_service.observability.logs import LogWriter
 from payments_service.observability.telemetry import build_telemetry
+from payments_service.security.api_keys import KeyRing, key_file_line, new_api_key
 
 
 async def _served_metric_names(workdir: Path) -> set[str]:
     """The names on /metrics, from the registries `build_app` builds: on the memory store and on
     SQLite (calls, payments, limits, load, log and span drops, refused scrapes, store size,
-    latency, group commit, a served certificate); and the PostgreSQL pool gauges as
+    latency, group commit, a served certificate, API key reloads); and the PostgreSQL pool gauges as
     `observe_store` registers them for a store that is not opened (opening one needs a
     database)."""
     names: set[str] = set()
+    keys_file = workdir / "api-keys"
+    keys_file.write_text(key_file_line("acme", new_api_key()) + "\n")
+    keys_file.chmod(0o600)
     quiet = LogWriter(lambda _: None, 100)
     async with AsyncExitStack() as stack:
         stack.callback(quiet.close, 1)
@@ -44,7 +48,12 @@ async def _served_metric_names(workdir: Path) -> set[str]:
                     "OTEL_SDK_DISABLED": "true",
                 }
             )
-            app = await build_app(settings, log_writer=quiet, tls_not_after=lambda: {"server": 0.0})
+            app = await build_app(
+                settings,
+                keys=KeyRing.load(str(keys_file)),
+                log_writer=quiet,
+                tls_not_after=lambda: {"server": 0.0},
+            )
             stack.push_async_callback(app.store.close)
             stack.push_async_callback(app.server.stop, 0)
             if app.metrics_http is not None:
@@ -59,6 +68,7 @@ async def _served_metric_names(workdir: Path) -> set[str]:
             ttl=timedelta(seconds=settings.idempotency_ttl_seconds),
             clock=SystemClock(),
             lease=timedelta(seconds=settings.settlement_lease_seconds),
+            connect=_never_connects,
         )
         store = Store(unopened, "postgresql", unopened.close, pool=unopened, stalled=unopened)
         observe_store(store, settings, telemetry)

@@ -20,6 +20,7 @@ import structlog
 
 from payments_service.adapters.simulated_processor import SimulatedProcessor
 from payments_service.adapters.stores.factory import Store, memory_store, open_store
+from payments_service.adapters.stores.health import StoreHealth
 from payments_service.adapters.stores.memory import InMemoryPaymentRepository
 from payments_service.adapters.stores.observed import ObservedRepository
 from payments_service.adapters.stores.pending import PendingRepository
@@ -31,14 +32,17 @@ from payments_service.application.recovery import SettlementRecovery
 from payments_service.application.service import PaymentService
 from payments_service.observability.metrics import (
     StoreMetrics,
+    api_key_series,
     auth_failure_series,
     certificate_series,
+    health_series,
     http_malformed_series,
     load_series,
     order_window_series,
     pool_series,
     register_sampled,
     start_metrics_server,
+    store_error_series,
     store_size_series,
     transaction_series,
 )
@@ -88,10 +92,16 @@ def build_processor(settings: Settings, telemetry: Telemetry) -> PaymentProcesso
     return processor
 
 
-def observe_store(store: Store, settings: Settings, telemetry: Telemetry) -> PaymentRepository:
+def observe_store(
+    store: Store,
+    settings: Settings,
+    telemetry: Telemetry,
+    health: StoreHealth | None = None,
+) -> PaymentRepository:
     """The store's repository as the service uses it: for durable stores, wrapped for database
-    spans and latency (recovery included); the in-memory store does no I/O and gets no spans,
-    only its size gauges. Registers the store's scrape-time metrics."""
+    spans, latency and failures (recovery included), a failure to reach the store handed to
+    `health`; the in-memory store does no I/O and gets no spans, only its size gauges.
+    Registers the store's scrape-time metrics."""
     registry = None if telemetry.metrics is None else telemetry.metrics.registry
     if store.system == "memory":
         if registry is not None and isinstance(store.repository, InMemoryPaymentRepository):
@@ -103,7 +113,7 @@ def observe_store(store: Store, settings: Settings, telemetry: Telemetry) -> Pay
         if store.transactions is not None:
             register_sampled(registry, transaction_series(store.system, store.transactions))
     location = settings.store
-    return ObservedRepository(
+    observed = ObservedRepository(
         store.repository,
         stalled=store.stalled,
         system=store.system,
@@ -112,7 +122,11 @@ def observe_store(store: Store, settings: Settings, telemetry: Telemetry) -> Pay
         namespace=location.database or location.path,
         server_address=location.host or None,
         server_port=location.port,
+        on_unavailable=None if health is None else health.suspect,
     )
+    if registry is not None:
+        register_sampled(registry, store_error_series(observed.errors))
+    return observed
 
 
 def build_service(
@@ -217,12 +231,14 @@ def build_interceptors(
 
 @dataclass(slots=True)
 class Background:
-    """The work a running app does besides calls: crash recovery (durable stores) and the
-    expiry sweeper. `stop` cancels both and waits for them."""
+    """The work a running app does besides calls: crash recovery (durable stores), the expiry
+    sweeper, and the store's health check while the store is suspected unreachable. `stop`
+    cancels them and waits for them."""
 
     sweeper: ExpirySweeper
     recovery: SettlementRecovery | None = None
     recovery_interval: float = 5.0
+    health: StoreHealth | None = None  # runs only after a failure to reach the store
     _recovering: asyncio.Task[None] | None = field(default=None, init=False)
 
     def start(self) -> None:
@@ -234,6 +250,8 @@ class Background:
 
     async def stop(self) -> None:
         await self.sweeper.stop()
+        if self.health is not None:
+            await self.health.close()
         recovering, self._recovering = self._recovering, None
         if recovering is not None:
             recovering.cancel()
@@ -304,6 +322,8 @@ async def build_app(
         gate=gate,
         serving=False,
     )
+    if telemetry.metrics is not None and settings.metrics_address is not None:
+        register_sampled(telemetry.metrics.registry, health_series(lambda: server.ready))
     if settings.store.kind != "memory":
         log.info("store_connecting", store=settings.store.redacted, port=server.port)
     try:
@@ -311,7 +331,14 @@ async def build_app(
     except BaseException:
         await server.stop(0)
         raise
-    repository = observe_store(store, settings, telemetry)
+    health = None
+    if store.ping is not None:
+        health = StoreHealth(
+            store.ping,
+            on_change=server.set_store_reachable,
+            timeout=settings.store_timeout_seconds,
+        )
+    repository = observe_store(store, settings, telemetry, health)
     pending.attach(repository)
     http = None
     if settings.http_address is not None:
@@ -349,7 +376,10 @@ async def build_app(
             charge_timeout=settings.settlement_timeout_seconds,
         )
     background = Background(
-        ExpirySweeper(service), recovery, recovery_interval=settings.recovery_interval_seconds
+        ExpirySweeper(service),
+        recovery,
+        recovery_interval=settings.recovery_interval_seconds,
+        health=health,
     )
     return App(
         settings, telemetry, store, service, server, background, metrics_http, metrics_port, http
@@ -369,6 +399,8 @@ def _start_metrics(
         keys.merchants() if keys is not None else (DEFAULT_MERCHANT,)
     )
     register_sampled(telemetry.metrics.registry, load_series(limit))
+    if keys is not None:
+        register_sampled(telemetry.metrics.registry, api_key_series(lambda: keys.reload_failures))
     return start_metrics_server(
         settings.metrics_address,
         telemetry.metrics.registry,

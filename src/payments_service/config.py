@@ -364,12 +364,26 @@ class Settings(EnvSettings):
         "PAYMENTS_STORE_CONNECT_TIMEOUT_SECONDS",
         positive_seconds,
         "30",
-        "how long startup retries an unreachable store (backoff 0.1 s doubling to 2 s)",
+        "how long startup retries an unreachable store (backoff 0.1 s doubling to 2 s, jittered)",
         limit=Limit(
             "store connect at startup",
             "calls get UNAVAILABLE while the store connects (health NOT_SERVING); past the "
             "timeout the process exits 1 with one line",
             ("grpc_server_handled_total",),
+            reason="STORE_UNAVAILABLE",
+        ),
+    )
+    store_timeout_seconds: float = setting(
+        "PAYMENTS_STORE_TIMEOUT_SECONDS",
+        positive_seconds,
+        "5",
+        "PostgreSQL: how long opening a connection, an operation's wait for a free one, and "
+        "one operation may take",
+        limit=Limit(
+            "PostgreSQL connect, connection wait and operation time",
+            "the call fails instead of waiting longer, and whether the store can be reached is "
+            "rechecked (health NOT_SERVING while it cannot, docs/store-outages.md)",
+            ("payments_store_errors_total", "payments_store_pool_waiting"),
             reason="STORE_UNAVAILABLE",
         ),
     )
@@ -487,6 +501,20 @@ class Settings(EnvSettings):
             "peer addresses tracked for failed authentications",
             "nothing for the client: the least recently used address is forgotten",
             ("payments_auth_failure_peers", "payments_auth_failure_peers_evicted_total"),
+        ),
+    )
+    max_concurrent_streams: int | None = setting(
+        "PAYMENTS_MAX_CONCURRENT_STREAMS",
+        positive,
+        None,
+        "HTTP/2 streams (calls) one connection may have open; unset: "
+        "`PAYMENTS_MAX_CONCURRENT_RPCS` + 100, so even a single connection meets the "
+        "concurrency limit (RESOURCE_EXHAUSTED with RetryInfo) before this one",
+        limit=Limit(
+            "concurrent calls per connection",
+            "not an error: the client's channel holds further calls until one of its calls "
+            "ends (set it above `PAYMENTS_MAX_CONCURRENT_RPCS`, or one connection never sees "
+            "RESOURCE_EXHAUSTED)",
         ),
     )
     max_request_bytes: int = setting(

@@ -2,9 +2,11 @@
 
 `payments-healthcheck` (or `python -m payments_service.healthcheck`) exits 0 when the server at
 PAYMENTS_HEALTHCHECK_TARGET (default 127.0.0.1:<port of PAYMENTS_GRPC_ADDRESS>) answers SERVING
-for payments.v1.PaymentService within PAYMENTS_HEALTHCHECK_TIMEOUT_SECONDS, and 1 otherwise. A
-bare TCP connect would pass while the server drains or before the servicer is registered; this
-does not.
+for payments.v1.PaymentService within PAYMENTS_HEALTHCHECK_TIMEOUT_SECONDS, and 1 otherwise: a
+readiness probe. A bare TCP connect would pass while the server drains or before the servicer is
+registered; this does not. `payments-healthcheck --liveness` asks for the server as a whole
+(service ""), which stays SERVING while the store is unreachable: a liveness probe that must not
+restart a process waiting for its database (transport.grpc_server.RunningServer).
 
 With TLS on (PAYMENTS_TLS_CERT_FILE set) the probe needs PAYMENTS_HEALTHCHECK_CA_FILE, the CA
 that signed the server's certificate, and PAYMENTS_HEALTHCHECK_SERVER_NAME when the certificate
@@ -26,6 +28,7 @@ from payments_service.config import ConfigError, ProbeSettings, Settings, variab
 from payments_service.security.tls import read_pem
 
 SERVICE = "payments.v1.PaymentService"
+LIVENESS = "--liveness"  # ask for the server as a whole ("")
 
 
 def target_of(server: Settings, probe: ProbeSettings) -> str:
@@ -77,11 +80,11 @@ def _channel(target: str, tls: ProbeTls | None) -> grpc.Channel:
     return grpc.secure_channel(target, tls.credentials, options)
 
 
-def check(target: str, timeout: float, tls: ProbeTls | None = None) -> bool:
+def check(target: str, timeout: float, tls: ProbeTls | None = None, service: str = SERVICE) -> bool:
     with _channel(target, tls) as channel:
         try:
             reply = health_pb2_grpc.HealthStub(channel).Check(
-                health_pb2.HealthCheckRequest(service=SERVICE), timeout=timeout
+                health_pb2.HealthCheckRequest(service=service), timeout=timeout
             )
         except grpc.RpcError:
             return False
@@ -89,6 +92,10 @@ def check(target: str, timeout: float, tls: ProbeTls | None = None) -> bool:
 
 
 def main() -> None:
+    arguments = sys.argv[1:]
+    if arguments not in ([], [LIVENESS]):
+        print(f"usage: payments-healthcheck [{LIVENESS}]", file=sys.stderr)
+        raise SystemExit(2)
     try:
         server = Settings.from_env(os.environ)
         probe = ProbeSettings.from_env(os.environ)
@@ -97,7 +104,7 @@ def main() -> None:
     except ConfigError as exc:
         print(f"payments-healthcheck: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
-    healthy = check(target, probe.timeout_seconds, tls)
+    healthy = check(target, probe.timeout_seconds, tls, "" if arguments else SERVICE)
     print(f"{target}: {'SERVING' if healthy else 'NOT SERVING'}")
     raise SystemExit(0 if healthy else 1)
 

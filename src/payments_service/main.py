@@ -16,6 +16,11 @@ shut down within drain + grace + 2 s:
 A second SIGTERM or SIGINT during the shutdown exits at once with status 1 and one log line.
 SIGHUP re-reads the API keys file and the TLS files.
 
+A fatal signal (SIGSEGV, SIGBUS, SIGFPE, SIGABRT, SIGILL) leaves "Fatal Python error" and every
+thread's stack on stderr (`faulthandler`) instead of a silent exit: SQLite's shared memory is a
+memory-mapped file, and when that file becomes immutable the kernel kills the process with
+SIGBUS on its next write there (docs/store-outages.md).
+
 `payments-server migrate` applies the store's pending migrations and exits;
 `payments-server config [--markdown]` prints the effective settings (secrets redacted);
 `payments-server keys new MERCHANT_ID` makes an API key.
@@ -24,6 +29,7 @@ SIGHUP re-reads the API keys file and the TLS files.
 from __future__ import annotations
 
 import asyncio
+import faulthandler
 import os
 import signal
 import sys
@@ -172,6 +178,10 @@ def main() -> None:
         print(f"payments-server: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
     writer = configure_logging(settings)
+    if not faulthandler.is_enabled():  # PYTHONFAULTHANDLER or a test runner may have done it
+        faulthandler.enable(all_threads=True)
+    if keys is not None:
+        keys.warn_if_exposed()
     try:
         if command == ["migrate"]:
             asyncio.run(migrate(settings))

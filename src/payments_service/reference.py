@@ -6,6 +6,8 @@
   client-visible status taken from the error table row of its `reason`;
 - the error table (`transport.error_table.ERROR_TABLE`): ARCHITECTURE.md's error model, with
   each row's HTTP status (`transport.http.status`);
+- the store drivers' failures (`adapters.stores.errors.TRANSLATIONS`), each with the error-table
+  row it ends in: docs/store-outages.md;
 - the JSON/HTTP routes (derived from the proto's `google.api.http` options), the HTTP status
   of every gRPC code and the HTTP layer's own refusals: docs/http-api.md.
 
@@ -20,6 +22,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from payments_service.adapters.stores.errors import TRANSLATIONS
 from payments_service.adapters.stores.location import StoreLocation
 from payments_service.config import (
     SETTINGS_CLASSES,
@@ -29,7 +32,12 @@ from payments_service.config import (
     Variable,
     all_variables,
 )
-from payments_service.transport.error_table import ERROR_TABLE, INTERNAL_RULE, rule_for_reason
+from payments_service.transport.error_table import (
+    ERROR_TABLE,
+    INTERNAL_RULE,
+    rule_for,
+    rule_for_reason,
+)
 from payments_service.transport.http.routes import RouteTable
 from payments_service.transport.http.server import PAYMENT_SERVICE
 from payments_service.transport.http.status import HTTP_STATUS, REFUSALS, http_status
@@ -186,12 +194,39 @@ def http_status_reference() -> str:
     return markdown_table(("gRPC code", "HTTP status", "refused by the HTTP layer"), rows)
 
 
+def store_failures_reference() -> str:
+    """docs/store-outages.md's table: each store failure, the store error it becomes, and how
+    the error table answers that (anything not listed: INTERNAL)."""
+    rows = []
+    for translation in TRANSLATIONS:
+        rule = rule_for(translation.error)
+        assert rule is not None  # noqa: S101 - every store error has a row (tests/unit)
+        rows.append(
+            (
+                translation.store,
+                translation.failure,
+                f"`{translation.error.__name__}`: {rule.summary()}",
+                rule.log_level,
+            )
+        )
+    rows.append(
+        (
+            "both",
+            "anything else (a constraint violation, a syntax error, a corrupt file)",
+            INTERNAL_RULE.summary() + ", the traceback logged once",
+            INTERNAL_RULE.log_level,
+        )
+    )
+    return markdown_table(("store", "failure", "the client gets", "log level"), rows)
+
+
 GENERATED: dict[str, dict[str, Callable[[], str]]] = {
     "README.md": {"settings": settings_reference},
     "docs/deployment.md": {"probe-settings": lambda: settings_reference(ProbeSettings)},
     "docs/limits.md": {"limits": limits_reference},
     "ARCHITECTURE.md": {"errors": errors_reference},
     "docs/http-api.md": {"routes": routes_reference, "http-status": http_status_reference},
+    "docs/store-outages.md": {"store-failures": store_failures_reference},
 }
 
 

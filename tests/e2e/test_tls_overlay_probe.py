@@ -41,7 +41,7 @@ def test_the_overlays_probe_says_serving_to_a_mutual_tls_server(tmp_path: Path) 
         for name, value in overlay_tls_env().items()
     }
     assert {"PAYMENTS_TLS_CLIENT_CA_FILE", "PAYMENTS_HEALTHCHECK_CA_FILE"} <= set(env)
-    process = ServerProcess(**env)
+    process = ServerProcess(None, **env)
     try:
         healthcheck = shutil.which("payments-healthcheck", path=VENV_BIN)
         assert healthcheck is not None

@@ -18,6 +18,7 @@ from payments_service.config import Settings
 from payments_service.gen.payments.v1 import payments_pb2 as pb
 from payments_service.gen.payments.v1 import payments_pb2_grpc as pb_grpc
 from payments_service.transport.grpc_server import (
+    STREAM_HEADROOM,
     RunningServer,
     backstop_concurrent_rpcs,
     server_options,
@@ -105,8 +106,11 @@ def test_the_policy_comes_from_the_settings_and_becomes_grpc_options_in_ms() -> 
     assert options["grpc.keepalive_time_ms"] == 20_000
     assert options["grpc.keepalive_timeout_ms"] == 20_000
     assert options["grpc.keepalive_permit_without_calls"] == 1
-    assert options["grpc.max_concurrent_streams"] == 7
+    # Above the admission limit: one connection's excess calls are shed with RetryInfo.
+    assert options["grpc.max_concurrent_streams"] == 7 + STREAM_HEADROOM
     assert backstop_concurrent_rpcs(settings) > 2 * 7
+    set_apart = replace(settings, max_concurrent_streams=50)
+    assert dict(server_options(set_apart))["grpc.max_concurrent_streams"] == 50
 
 
 @pytest.mark.parametrize("field", ["max_connection_idle_seconds", "max_connection_age_seconds"])

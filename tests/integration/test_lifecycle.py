@@ -124,6 +124,7 @@ def test_main_migrate_applies_the_schema_and_exits(
 def test_the_healthcheck_command_says_not_serving_when_nothing_listens(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    monkeypatch.setattr(sys, "argv", ["payments-healthcheck"])
     monkeypatch.setenv("PAYMENTS_HEALTHCHECK_TARGET", "127.0.0.1:9")  # discard port: refused
     with pytest.raises(SystemExit) as exited:
         healthcheck.main()

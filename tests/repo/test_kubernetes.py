@@ -25,7 +25,7 @@ import kubernetes_validate  # type: ignore[import-untyped]
 import pytest
 import yaml  # type: ignore[import-untyped]
 
-from payments_service.healthcheck import SERVICE
+from payments_service.healthcheck import LIVENESS, SERVICE
 from tests.deploy_env import known_variables, service_reads
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -249,9 +249,16 @@ def test_the_native_grpc_probes_ask_the_right_health_services_on_the_grpc_port()
 
 def test_the_tls_overlay_replaces_every_grpc_probe_with_the_healthcheck_command() -> None:
     docs = render(KUBERNETES / "tls")
-    for probe in probes(docs).values():
+    found = probes(docs)
+    for probe in found.values():
         assert "grpc" not in probe
-        assert probe["exec"]["command"] == ["/opt/venv/bin/payments-healthcheck"]
+    # Liveness asks for the server as a whole, as the native probe does: a store outage makes a
+    # pod unready, never restarted.
+    assert {kind: probe["exec"]["command"] for kind, probe in found.items()} == {
+        "startupProbe": ["/opt/venv/bin/payments-healthcheck"],
+        "readinessProbe": ["/opt/venv/bin/payments-healthcheck"],
+        "livenessProbe": ["/opt/venv/bin/payments-healthcheck", LIVENESS],
+    }
     variables = env(docs)
     for variable in ("PAYMENTS_TLS_CERT_FILE", "PAYMENTS_TLS_KEY_FILE"):
         assert variable in variables

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 from pathlib import Path
 
@@ -124,6 +125,7 @@ def test_reload_swaps_the_keys_and_a_bad_file_keeps_the_old_ones_with_one_error_
 ) -> None:
     path = tmp_path / "keys"
     path.write_text(line("alice", ALICE_KEY))
+    path.chmod(0o600)
     ring = KeyRing.load(str(path))
 
     path.write_text(line("bob", BOB_KEY))
@@ -139,6 +141,7 @@ def test_reload_swaps_the_keys_and_a_bad_file_keeps_the_old_ones_with_one_error_
     path.unlink()
     assert ring.reload() is False
     assert merchant_of(ring, BOB_KEY) == "bob"
+    assert ring.reload_failures == 2  # payments_api_keys_reload_failures_total
 
     lines = captured_logs.lines()
     assert [(x["event"], x["level"]) for x in lines] == [
@@ -188,3 +191,34 @@ def test_a_principal_names_its_key_by_a_digest_prefix_never_by_the_key(tmp_path:
     assert principal is not None
     assert principal.key_id == hashlib.sha256(ALICE_KEY.encode()).hexdigest()[:8]
     assert ALICE_KEY not in repr(principal)
+
+
+@pytest.mark.parametrize(
+    ("mode", "group", "warned"),
+    [
+        (0o600, "own", False),
+        (0o400, "own", False),
+        (0o640, "own", False),  # Kubernetes: a Secret mounted 0440 with fsGroup = runAsGroup
+        (0o640, "another", True),
+        (0o604, "own", True),
+        (0o644, "own", True),
+    ],
+)
+def test_a_keys_file_others_can_read_is_warned_about_at_start_and_at_each_reload(
+    tmp_path: Path, captured_logs: CapturedLogs, mode: int, group: str, warned: bool
+) -> None:
+    path = tmp_path / "keys"
+    path.write_text(line("alice", ALICE_KEY))
+    path.chmod(mode)
+    if group == "another":
+        if os.geteuid() != 0:
+            pytest.skip("changing a file's group to one the process is not in needs root")
+        os.chown(path, -1, os.getegid() + 1)
+    ring = KeyRing.load(str(path))
+    ring.warn_if_exposed()  # what the entry point does once logging is configured
+    assert ring.reload() is True
+    warnings = captured_logs.lines("api_keys_file_readable_by_others")
+    assert len(warnings) == (2 if warned else 0)
+    for warning in warnings:
+        assert (warning["level"], warning["mode"]) == ("warning", f"{mode:04o}")
+        assert warning["variable"] == "PAYMENTS_API_KEYS_FILE"

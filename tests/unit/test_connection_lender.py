@@ -1,5 +1,6 @@
 """The PostgreSQL store's connection lender, with fake connections: bounded, fair to waiters,
-never losing a connection to a cancellation, and dropping what it cannot trust."""
+never losing a connection to a cancellation, dropping what it cannot trust, and never
+reconnecting in a tight loop to a database that refuses."""
 
 from __future__ import annotations
 
@@ -8,7 +9,12 @@ import itertools
 
 import pytest
 
-from payments_service.adapters.stores.connections import ConnectionLender, LenderClosedError
+from payments_service.adapters.stores.backoff import Backoff
+from payments_service.adapters.stores.connections import (
+    ConnectionLender,
+    LenderClosedError,
+    NoConnectionError,
+)
 
 
 class FakeConnection:
@@ -44,8 +50,31 @@ class FakeDatabase:
         return connection
 
 
-def lender(database: FakeDatabase, max_size: int) -> ConnectionLender[FakeConnection]:
-    return ConnectionLender(database.connect, max_size=max_size)
+class Clock:
+    """The lender's monotonic clock, moved by the test."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def lender(
+    database: FakeDatabase,
+    max_size: int,
+    clock: Clock | None = None,
+    *,
+    wait_timeout: float | None = None,
+) -> ConnectionLender[FakeConnection]:
+    # No jitter (random() = 1): the delays are exactly 0.1, 0.2, 0.4 ... 2.0 s.
+    return ConnectionLender(
+        database.connect,
+        max_size=max_size,
+        wait_timeout=wait_timeout,
+        backoff=Backoff(random=lambda: 1.0),
+        monotonic=clock or Clock(),
+    )
 
 
 async def queue_waiters(
@@ -118,13 +147,77 @@ async def test_a_cancelled_waiter_loses_nobody_a_connection() -> None:
 
 
 async def test_a_failed_open_frees_its_slot() -> None:
-    database = FakeDatabase()
-    pool = lender(database, max_size=1)
+    database, clock = FakeDatabase(), Clock()
+    pool = lender(database, max_size=1, clock=clock)
     database.refuse = 1
     with pytest.raises(ConnectionRefusedError):
         await pool.acquire()
     assert pool.size == 0
+    clock.now += 0.1  # the backoff
     assert (await pool.acquire()).number == 1
+
+
+async def test_after_a_failed_connect_none_is_tried_until_its_backoff_which_doubles() -> None:
+    database, clock = FakeDatabase(), Clock()
+    pool = lender(database, max_size=2, clock=clock)
+    database.refuse = 3
+    attempts = 0
+    for delay in (0.1, 0.2, 0.4):
+        with pytest.raises(ConnectionRefusedError):
+            await pool.acquire()
+        attempts += 1
+        for _ in range(5):  # every acquire meanwhile fails at once, without connecting
+            with pytest.raises(NoConnectionError, match="the last connect failed"):
+                await pool.acquire()
+        clock.now += delay - 0.001
+        with pytest.raises(NoConnectionError):
+            await pool.acquire()
+        clock.now += 0.001
+    assert (database.refuse, pool.size) == (0, 0)  # three connects tried, no more
+    first = await pool.acquire()  # the database is back: connected, and the backoff reset
+    database.refuse = 1
+    with pytest.raises(ConnectionRefusedError):
+        await pool.acquire()
+    clock.now += 0.1  # the first delay again
+    second = await pool.acquire()
+    assert (first.number, second.number, attempts) == (1, 2, 3)
+
+
+async def test_a_database_known_reachable_again_ends_the_backoff() -> None:
+    database, clock = FakeDatabase(), Clock()
+    pool = lender(database, max_size=1, clock=clock)
+    database.refuse = 1
+    with pytest.raises(ConnectionRefusedError):
+        await pool.acquire()
+    with pytest.raises(NoConnectionError):
+        await pool.acquire()
+    pool.reachable()  # the store's health check connected
+    assert (await pool.acquire()).number == 1  # at once, the clock has not moved
+
+
+async def test_a_failed_connect_fails_the_waiters_it_would_have_served_at_once() -> None:
+    database, clock = FakeDatabase(), Clock()
+    pool = lender(database, max_size=1, clock=clock)
+    lent = await pool.acquire()
+    waiters = await queue_waiters(pool, 3)
+    database.refuse = 1
+    pool.release(lent, reusable=False)  # its slot goes to the first waiter, whose connect fails
+    with pytest.raises(ConnectionRefusedError):
+        await waiters[0]
+    for waiter in waiters[1:]:  # the slot passes on, and each fails at once (backoff)
+        with pytest.raises(NoConnectionError):
+            await waiter
+    assert (pool.size, pool.waiting, len(database.opened)) == (0, 0, 1)
+
+
+async def test_an_acquire_waits_for_a_connection_at_most_the_wait_timeout() -> None:
+    pool = lender(FakeDatabase(), max_size=1, wait_timeout=0.05)
+    only = await pool.acquire()
+    with pytest.raises(NoConnectionError, match=r"within 0\.05 s"):
+        await pool.acquire()
+    assert pool.waiting == 0
+    pool.release(only)
+    assert await pool.acquire() is only
 
 
 async def test_close_closes_idle_connections_now_and_lent_ones_on_return() -> None:

@@ -31,6 +31,9 @@ from payments_service.security.authenticator import (
 from payments_service.transport.error_table import (
     ERROR_TABLE,
     INTERNAL_MESSAGE,
+    MAX_BAD_REQUEST_BYTES,
+    MAX_DESCRIPTION_BYTES,
+    MAX_MESSAGE_BYTES,
     answer_for,
     rule_for_reason,
 )
@@ -99,6 +102,10 @@ CASES: list[tuple[Exception, Expected]] = [
         Expected(grpc.StatusCode.RESOURCE_EXHAUSTED, "warning", "STORE_FULL", 40.25),
     ),
     (
+        StoreFullError(),  # a full disk: nobody knows when there will be room
+        Expected(grpc.StatusCode.RESOURCE_EXHAUSTED, "warning", "STORE_FULL", 1.0),
+    ),
+    (
         StoreUnavailableError(),
         Expected(grpc.StatusCode.UNAVAILABLE, "warning", "STORE_UNAVAILABLE", 1.0),
     ),
@@ -139,6 +146,7 @@ def test_each_failure_is_answered_by_its_row(error: Exception, expected: Expecte
         expected.level,
         False,
     )
+    assert answer.error_kind == (expected.reason or type(error).__name__)
     assert answer.status.code == expected.code.value[0]
     assert answer.status.message == (expected.message or str(error))
     info = detail(answer.status, error_details_pb2.ErrorInfo)
@@ -213,6 +221,45 @@ def test_anything_the_table_does_not_know_is_internal_with_a_generic_message(
     )
     assert answer.status.message == INTERNAL_MESSAGE
     assert not answer.status.details
+    assert answer.error_kind == f"{type(error).__module__}.{type(error).__qualname__}".removeprefix(
+        "builtins."
+    )
+
+
+def test_a_bad_request_lists_what_fits_and_says_how_many_more() -> None:
+    violations = [FieldViolation("metadata", f"entry {n} is wrong " + "x" * 60) for n in range(500)]
+    answer = answer_for(ValidationError(violations))
+    bad_request = detail(answer.status, error_details_pb2.BadRequest)
+    assert isinstance(bad_request, error_details_pb2.BadRequest)
+    listed = bad_request.field_violations
+    assert bad_request.ByteSize() <= MAX_BAD_REQUEST_BYTES + 64
+    assert (listed[-1].field, listed[-1].description) == (
+        "",
+        f"and {500 - (len(listed) - 1)} more violations",
+    )
+    assert [v.description for v in listed[:-1]] == [v.description for v in violations[:-1]][
+        : len(listed) - 1
+    ]
+    message = answer.status.message
+    assert len(message.encode()) <= MAX_MESSAGE_BYTES
+    shown = message.count("; ")
+    assert message.endswith(f"; and {500 - shown} more")
+    assert message.startswith("metadata: entry 0 is wrong")
+
+
+@pytest.mark.parametrize("text", ["é" * 400, "界" * 400, "a" * 1000])
+def test_a_long_description_or_message_is_cut_without_breaking_a_character(text: str) -> None:
+    answer = answer_for(ValidationError([FieldViolation("order_id", text)]))
+    bad_request = detail(answer.status, error_details_pb2.BadRequest)
+    assert isinstance(bad_request, error_details_pb2.BadRequest)
+    (only,) = bad_request.field_violations
+    assert len(only.description.encode()) <= MAX_DESCRIPTION_BYTES
+    assert only.description.endswith("…")
+    assert text.startswith(only.description.removesuffix("…"))
+    message = answer.status.message
+    assert len(message.encode()) <= MAX_MESSAGE_BYTES
+    assert message.startswith("order_id: ")
+    assert message.endswith("…")
 
 
 def test_a_row_is_found_by_its_reason_and_an_unknown_reason_is_an_error() -> None:

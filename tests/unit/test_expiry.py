@@ -13,6 +13,7 @@ from payments_service.adapters.stores.memory import InMemoryPaymentRepository
 from payments_service.adapters.system import SystemClock
 from payments_service.application.expiry import ExpirySweeper
 from payments_service.bootstrap import build_service
+from payments_service.domain.errors import StoreUnavailableError
 from payments_service.domain.model import Payment, PaymentRequest
 from tests.conftest import TEST_SETTINGS
 from tests.fakes import FakeClock, SequentialIds
@@ -94,17 +95,39 @@ async def test_the_timer_evicts_expired_payments_without_any_new_claim(clock: Fa
         await sweeper.stop()
 
 
-async def test_a_failing_purge_is_logged_and_the_timer_keeps_going() -> None:
-    store = FlakyStore()
-    sweeper = ExpirySweeper(store, interval=0.01)
+class UnreachableStore:
+    """A store in an outage: every purge fails as a store adapter reports it."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    async def purge_expired(self, *, limit: int) -> int:
+        self.calls += 1
+        raise StoreUnavailableError
+
+
+@pytest.mark.parametrize(
+    ("store", "logged"),
+    [
+        # An unexpected failure (a lost connection no adapter translated): with its stack.
+        (FlakyStore, ("expiry_sweep_failed", "error")),
+        # A store error: the outage is reported elsewhere (health, calls), not at each tick.
+        (UnreachableStore, ("expiry_sweep_skipped", "debug")),
+    ],
+    ids=["unexpected", "store-error"],
+)
+async def test_a_failing_purge_is_logged_and_the_timer_keeps_going(
+    store: type[FlakyStore | UnreachableStore], logged: tuple[str, str]
+) -> None:
+    purger = store()
+    sweeper = ExpirySweeper(purger, interval=0.01)
     with capture_logs() as logs:
         sweeper.start()
         try:
-            await poll(lambda: store.calls >= 3)
+            await poll(lambda: purger.calls >= 3)
         finally:
             await sweeper.stop()
-    assert [line["event"] for line in logs] == ["expiry_sweep_failed"]
-    assert logs[0]["log_level"] == "error"
+    assert {(line["event"], line["log_level"]) for line in logs} == {logged}
 
 
 async def test_stop_ends_the_timer_and_is_safe_to_repeat(clock: FakeClock) -> None:

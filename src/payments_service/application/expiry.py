@@ -4,7 +4,9 @@ Without it a store only forgets on claims, so after a burst the expired payments
 for as long as traffic is quiet. The sweeper asks the store to purge every `interval` seconds,
 in batches of `limit` with a yield to the event loop between batches, so a large backlog never
 stalls the calls being served. A failing purge is logged and retried on the next tick: the
-timer never dies and never takes the loop down.
+timer never dies and never takes the loop down. A store that cannot be reached, is full or
+read-only is not logged again here at each tick: its health check and the calls report it
+(docs/store-outages.md); only the unexpected is logged with its stack.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ import contextlib
 from typing import Protocol
 
 import structlog
+
+from payments_service.domain.errors import StoreError
 
 log = structlog.get_logger(__name__)
 
@@ -57,6 +61,9 @@ class ExpirySweeper:
             await asyncio.sleep(self._interval)
             try:
                 purged = await self.sweep_once()
+            except StoreError as error:
+                log.debug("expiry_sweep_skipped", store_error=error.kind)
+                continue
             except Exception:
                 log.exception("expiry_sweep_failed")
                 continue

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 
 import structlog
 
+from payments_service.domain.errors import StoreError
 from payments_service.domain.model import Outcome, PaymentStatus
 
 if TYPE_CHECKING:
@@ -72,6 +73,8 @@ class SettlementRecovery:
             try:
                 while await self.recover_once() == BATCH:
                     pass  # a backlog: keep going
+            except StoreError as error:  # reported by the store's health check and the calls
+                log.debug("settlement_recovery_skipped", store_error=error.kind)
             except Exception:
                 log.exception("settlement_recovery_failed")
             await asyncio.sleep(interval)

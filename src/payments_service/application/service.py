@@ -14,6 +14,11 @@ A client that cancels its call cannot leave a payment half-done: the cancelled c
 unfinished work to a settlement task, and recording is first-write-wins, so redoing a step
 cannot change an answer already given. Replays of a key whose first call is still deciding wait
 for that answer (bounded), then return it field for field.
+
+A replay that finds a payment without a first answer whose creating call can no longer give
+one (its store write failed during an outage, or its process died: `_orphaned`) finishes that
+answer itself (`_take_over`), so a retry converges on the first call's payment within seconds
+of the store's return, instead of waiting for the settlement lease and crash recovery.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import TYPE_CHECKING
 
 import structlog
@@ -53,6 +59,8 @@ log = structlog.get_logger(__name__)
 
 # A replay on another replica polls the shared store for the first answer, from 5 ms up to 100 ms.
 FIRST_ANSWER_POLL_SECONDS = 0.005
+# The creating call records its first answer within the processor deadline plus this margin.
+FIRST_ANSWER_MARGIN_SECONDS = 1.0
 PROCESSING = Outcome(PaymentStatus.PENDING, "payment is being processed")
 ACCEPTED_PENDING = Outcome(
     PaymentStatus.PENDING, "payment accepted; the processor is still working, poll GetPayment"
@@ -213,25 +221,50 @@ class PaymentService:
     async def _await_first_answer(self, payment: Payment) -> Payment:
         # The first answer comes within processor_timeout; the margin covers scheduling.
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + self._processor_timeout + 1.0
+        wait = self._processor_timeout + FIRST_ANSWER_MARGIN_SECONDS
+        deadline = loop.time() + wait
         answer = self._settlements.awaited_answer(payment.payment_id)
         if answer is not None:
             with contextlib.suppress(TimeoutError):
-                return await asyncio.wait_for(
-                    asyncio.shield(answer), timeout=self._processor_timeout + 1.0
-                )
+                return await asyncio.wait_for(asyncio.shield(answer), timeout=wait)
         # Another process sharing the store owns the key: poll the store for its answer, scoped
-        # by the payment's merchant like every read.
+        # by the payment's merchant like every read; or nobody can answer any more: take over.
         delay = FIRST_ANSWER_POLL_SECONDS
+        latest: Payment | None = payment
         while True:
-            latest = await self._repository.get(payment.merchant_id, payment.payment_id)
             if latest is not None and latest.first_response is not None:
                 return latest
+            if latest is not None and self._orphaned(latest):
+                return await self._take_over(latest)
             remaining = deadline - loop.time()
             if remaining <= 0:
                 raise ResponsePendingError(payment.idempotency_key)
             await asyncio.sleep(min(delay, remaining))
             delay = min(delay * 2, 0.1)
+            latest = await self._repository.get(payment.merchant_id, payment.payment_id)
+
+    def _orphaned(self, payment: Payment) -> bool:
+        """Whether the call that created `payment` can no longer record its first answer: no
+        call of this process is deciding it, and the time that call had (the processor deadline
+        plus the margin, from `created_at`) has passed. Its store write failed, or its process
+        died."""
+        if self._settlements.awaited_answer(payment.payment_id) is not None:
+            return False
+        answered_by = payment.created_at + timedelta(
+            seconds=self._processor_timeout + FIRST_ANSWER_MARGIN_SECONDS
+        )
+        return self._clock.now() >= answered_by
+
+    async def _take_over(self, payment: Payment) -> Payment:
+        """Give an orphaned payment (`_orphaned`) its first answer as its creating call would
+        have: charge it and record the answer (first write wins). The processor charges once
+        per payment id, so a charge the first call made is answered again, never repeated."""
+        log.info("payment_first_answer_taken_over", payment_id=payment.payment_id)
+        answer = self._settlements.expect_answer(payment.payment_id)
+        charge = asyncio.ensure_future(self._charge(payment))
+        deadline = asyncio.get_running_loop().time() + self._processor_timeout
+        await self._finish_first_answer(payment, charge, deadline, answer)
+        return answer.result()
 
     async def _settle_after_cancelled_claim(self, candidate: Payment) -> None:
         claim = await self._repository.claim(candidate)

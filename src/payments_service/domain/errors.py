@@ -3,11 +3,14 @@
 
 The store failures (`StoreUnavailableError`, `StoreFullError`, `StoreReadOnlyError`) are part of
 the `PaymentRepository` contract: every store adapter translates its driver's errors into them,
-so the application and the error table never see a driver's exception types."""
+so the application and the error table never see a driver's exception types. Each has a `kind`
+(unavailable, full, readonly): the label of `payments_store_errors_total`, where any other
+failure of a store operation counts as `other`."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 
 class PaymentsError(Exception):
@@ -50,16 +53,6 @@ class PaymentNotFoundError(PaymentsError):
         super().__init__(f"payment {payment_id} not found")
 
 
-class StoreFullError(PaymentsError):
-    """The payment store has no room for a new payment; nothing was stored. Replays and
-    lookups still work. `retry_after` is how many seconds until room is expected (the memory
-    store: until its oldest payment expires)."""
-
-    def __init__(self, retry_after: float) -> None:
-        self.retry_after = retry_after
-        super().__init__("payment store is full; no payment was created, retry later")
-
-
 class ResponsePendingError(PaymentsError):
     """A replay arrived while the first call for its key is still running and did not finish
     within the wait; the client may retry the same request later."""
@@ -69,10 +62,18 @@ class ResponsePendingError(PaymentsError):
         super().__init__("a request with this idempotency key is still in progress; retry later")
 
 
-class StoreUnavailableError(PaymentsError):
+class StoreError(PaymentsError):
+    """A failure of the payment store itself (not of the request): one of the kinds below."""
+
+    kind: ClassVar[str]
+
+
+class StoreUnavailableError(StoreError):
     """The payment store cannot be reached (connection refused or lost, the database shutting
     down, no connection within the timeout); the operation may or may not have happened, and a
     retry with the same idempotency key is safe."""
+
+    kind = "unavailable"
 
     def __init__(self, message: str = "the payment store is unavailable; retry shortly") -> None:
         super().__init__(message)
@@ -85,12 +86,29 @@ class StoreNotReadyError(StoreUnavailableError):
         super().__init__("the payment store is not ready yet; retry shortly")
 
 
-class StoreReadOnlyError(PaymentsError):
+class StoreFullError(StoreError):
+    """The payment store has no room for a new payment; nothing was stored. Replays and
+    lookups still work. `retry_after` is how many seconds until room is expected (the memory
+    store: until its oldest payment expires), None when nobody can tell (a full disk)."""
+
+    kind = "full"
+
+    def __init__(self, retry_after: float | None = None) -> None:
+        self.retry_after = retry_after
+        super().__init__("payment store is full; no payment was created, retry later")
+
+
+class StoreReadOnlyError(StoreError):
     """The payment store refuses writes (a read-only file or database, a permission denied):
     an operator must act; reads still work."""
 
+    kind = "readonly"
+
     def __init__(self) -> None:
         super().__init__("the payment store refuses writes; retry later")
+
+
+STORE_ERROR_KINDS = ("unavailable", "full", "readonly", "other")  # `other`: any other failure
 
 
 class RateLimitedError(PaymentsError):

@@ -270,6 +270,8 @@ class AccessLogReporter:
             "duration_ms": round(record.duration * 1000, 3),
             "peer": record.peer,
         }
+        if record.error_kind is not None:
+            fields["error_kind"] = record.error_kind
         payment = record.payment
         if payment is not None:
             fields["payment_id"] = payment.payment_id

@@ -7,8 +7,8 @@
   lookups. `MetricsReporter` feeds them from each call's record.
 - The store's operation latency (`StoreMetrics`), observed by the store decorator.
 - Scrape-time values (`Sampled`): counts other code keeps as plain attributes (load shedding,
-  store size, pool, group commit, dropped log lines, refused scrapes), read when Prometheus
-  scrapes.
+  store size, pool, group commit, store errors, health, key reloads, dropped log lines, refused
+  scrapes), read when Prometheus scrapes.
 
 Every metric is registered on an injected registry (tests build a fresh one).
 """
@@ -16,6 +16,7 @@ Every metric is registered on an injected registry (tests build a fresh one).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING, Protocol
 
 import grpc
@@ -31,6 +32,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from payments_service.config import ConfigError, Settings, variable
+from payments_service.domain.errors import STORE_ERROR_KINDS
 from payments_service.domain.model import PaymentStatus
 from payments_service.observability.record import RATE_LIMIT_SCOPE, RATE_LIMIT_SCOPES
 
@@ -514,6 +516,46 @@ def http_malformed_series(count: Callable[[], int]) -> list[Sampled]:
             "request line, header or body encoding); not in http_server_request_duration_seconds.",
             "counter",
             count,
+        )
+    ]
+
+
+def store_error_series(errors: Mapping[str, int]) -> list[Sampled]:
+    """Failed store operations by kind (the durable stores' decorator counts them)."""
+    return [
+        Sampled(
+            "payments_store_errors",
+            "Store operations that failed, by kind: unavailable (the store cannot be reached), "
+            "full (no space), readonly (it refuses writes), other (anything else: answered "
+            "INTERNAL).",
+            "counter",
+            partial(errors.__getitem__, kind),
+            (("kind", kind),),
+        )
+        for kind in STORE_ERROR_KINDS
+    ]
+
+
+def health_series(ready: Callable[[], bool]) -> list[Sampled]:
+    """The readiness the health service reports."""
+    return [
+        Sampled(
+            "payments_health_serving",
+            "1 while grpc.health.v1 reports SERVING for payments.v1.PaymentService (readiness), "
+            "0 while NOT_SERVING: starting, the store unreachable, or shutting down.",
+            "gauge",
+            lambda: 1.0 if ready() else 0.0,
+        )
+    ]
+
+
+def api_key_series(reload_failures: Callable[[], int]) -> list[Sampled]:
+    return [
+        Sampled(
+            "payments_api_keys_reload_failures",
+            "API key reloads (SIGHUP) that failed and kept the previous keys.",
+            "counter",
+            reload_failures,
         )
     ]
 

@@ -97,6 +97,7 @@ class CallRecord:
     merchant_id: str | None = None  # the authenticated caller's merchant, once known
     payment: PaymentFacts | None = None
     invalid_fields: tuple[str, ...] = ()  # the request fields a BadRequest named
+    error_kind: str | None = None  # what failed, as the error table names it (no message)
     signals: tuple[tuple[str, str], ...] = ()  # what the error table says about a failure
     log_every: int = 1  # the access line: one in this many of such calls (a flood)
     http: HttpExchange | None = None  # the call came over HTTP (`transport.http`)

@@ -12,14 +12,22 @@ matched helps nothing), but it is not constant time, and the scan costs microsec
 of keys a service like this lists (docs/security.md).
 
 Errors never quote a line of the file: a line may be a key pasted by mistake.
+
+Operations. A reload that fails keeps the previous keys (a revoked key then stays valid), so it
+is logged at error level and counted (`reload_failures`, `payments_api_keys_reload_failures_total`).
+A keys file that others can read, or a group other than the server's own, gets a warning at
+start and at every reload: the digests are not keys, but they are what an attacker would need to
+guess keys offline, and who may read the file is who may change it.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import os
 import re
 import secrets
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -108,6 +116,19 @@ def load_key_file(path: str) -> tuple[KeyEntry, ...]:
         raise ConfigError(f"invalid {API_KEYS_VARIABLE}={path!r}: {exc}") from None
 
 
+def exposed_mode(path: str) -> str | None:
+    """The file's permission bits (e.g. "0644") when someone besides the server's own user and
+    primary group can read it, else None (also when it cannot be stat'ed: reading it reports
+    that)."""
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
+    by_others = info.st_mode & stat.S_IROTH
+    by_another_group = info.st_mode & stat.S_IRGRP and info.st_gid != os.getegid()
+    return f"{stat.S_IMODE(info.st_mode):04o}" if by_others or by_another_group else None
+
+
 class KeyRing:
     """The keys currently accepted. `reload()` swaps them atomically, or keeps them if the file
     has become bad, so a typo during rotation never locks every caller out."""
@@ -115,6 +136,7 @@ class KeyRing:
     def __init__(self, path: str, entries: tuple[KeyEntry, ...]) -> None:
         self.path = path
         self._entries = entries
+        self.reload_failures = 0  # reloads that failed and kept the previous keys
 
     @classmethod
     def load(cls, path: str) -> KeyRing:
@@ -137,12 +159,31 @@ class KeyRing:
                 found = entry
         return None if found is None else Principal(found.merchant_id, found.key_id)
 
+    def warn_if_exposed(self) -> None:
+        """Log a warning when the file is readable by others (see `exposed_mode`)."""
+        mode = exposed_mode(self.path)
+        if mode is not None:
+            log.warning(
+                "api_keys_file_readable_by_others",
+                variable=API_KEYS_VARIABLE,
+                mode=mode,
+                expected="0600, or 0640 with the server's own group",
+            )
+
     def reload(self) -> bool:
-        """Re-read the file (on SIGHUP). A bad file keeps the old keys and logs one error."""
+        """Re-read the file (on SIGHUP). A bad file keeps the old keys, logs one error and is
+        counted in `reload_failures`."""
+        self.warn_if_exposed()
         try:
             entries = load_key_file(self.path)
         except ConfigError as exc:
-            log.error("api_keys_reload_failed", error=str(exc), keys=len(self._entries))
+            self.reload_failures += 1
+            log.error(
+                "api_keys_reload_failed",
+                error=str(exc),
+                keys=len(self._entries),
+                kept="the previous keys: a key removed from the file is still accepted",
+            )
             return False
         self._entries = entries
         log.info(

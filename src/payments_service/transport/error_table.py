@@ -8,6 +8,17 @@ the raising code writes for the client: it never carries SQL, a DSN, a file path
 Anything the table does not know is a bug: INTERNAL with a generic message, its traceback
 logged once. ARCHITECTURE.md renders this table (`payments_service.reference`).
 
+Every answer stays within bounds: the status travels in the trailers (`grpc-message`,
+percent-encoded, and `grpc-status-details-bin`, base64), and a client refuses trailers past its
+metadata limit (8 KiB by default), which would turn the code the server meant into
+RESOURCE_EXHAUSTED. So the message is cut to `MAX_MESSAGE_BYTES` and a BadRequest to
+`MAX_BAD_REQUEST_BYTES`, each ending with "and N more" when something was left out: at most
+about 5 KiB of trailers, whatever the request.
+
+Each answer also names its `error_kind` for the call's access line and span: the `ErrorInfo`
+reason when the row has one (e.g. STORE_UNAVAILABLE), else the failure's type name; never a
+message, which for a driver's error may quote SQL or a DSN.
+
 The exception classes live with the layer that raises them: the domain and the repository
 port (`domain.errors`), security (`security.authenticator`) and the transport itself
 (`transport.errors`). No handler catches exceptions: the observation interceptor hands every
@@ -58,6 +69,11 @@ PUSHBACK_CODES = frozenset(
 RETRY_SECONDS = 1.0
 # Refusals a client can cause in a flood (a key scan) log one access line in this many.
 FLOOD_LOG_EVERY = 100
+# The bounds of a status (see the module docstring): the message in UTF-8 bytes (its
+# percent-encoding is at most three times as long), the BadRequest serialized, one description.
+MAX_MESSAGE_BYTES = 512
+MAX_BAD_REQUEST_BYTES = 2048
+MAX_DESCRIPTION_BYTES = 256
 
 
 def _no_details(_: Any) -> Sequence[Message]:
@@ -70,7 +86,8 @@ class Rule:
 
     `retry_after`: seconds for `RetryInfo` (a number, or read from the error), None for none;
     `metadata`: the `ErrorInfo` metadata, from the error; `details`: further details;
-    `signals`: fields the call's span and access line carry (e.g. which rate limit applied);
+    `message`: the client's message (default: the error's own text); `signals`: fields the
+    call's span and access line carry besides the error kind (e.g. which rate limit applied);
     `log_every`: log one access line in this many (a flood a client can cause).
     """
 
@@ -81,6 +98,7 @@ class Rule:
     metadata: Callable[[Any], Mapping[str, str]] | None = None
     details: Callable[[Any], Sequence[Message]] = _no_details
     detail_names: tuple[str, ...] = ()  # the `details` types, for the rendered table
+    message: Callable[[Any], str] = str
     signals: Callable[[Any], Mapping[str, str]] | None = None
     log_every: int = 1
 
@@ -104,7 +122,7 @@ class Rule:
                     reason=self.reason, domain=ERROR_DOMAIN, metadata=metadata
                 )
             )
-        return _status(self.code, str(error), details)
+        return _status(self.code, _cut(self.message(error), MAX_MESSAGE_BYTES), details)
 
     def summary(self) -> str:
         """`CODE` and its details, as the docs show them."""
@@ -123,16 +141,37 @@ class Rule:
 
 
 def _bad_request(violations: Sequence[tuple[str, str]]) -> error_details_pb2.BadRequest:
-    return error_details_pb2.BadRequest(
-        field_violations=[
-            error_details_pb2.BadRequest.FieldViolation(field=field, description=description)
-            for field, description in violations
-        ]
-    )
+    """The violations that fit in `MAX_BAD_REQUEST_BYTES`, then "and N more violations"."""
+    bad_request = error_details_pb2.BadRequest()
+    for index, (field, description) in enumerate(violations):
+        bad_request.field_violations.add(
+            field=field, description=_cut(description, MAX_DESCRIPTION_BYTES)
+        )
+        if bad_request.ByteSize() > MAX_BAD_REQUEST_BYTES:
+            del bad_request.field_violations[-1]
+            left = len(violations) - index
+            bad_request.field_violations.add(field="", description=f"and {left} more violations")
+            break
+    return bad_request
 
 
 def _validation_details(error: ValidationError) -> Sequence[Message]:
     return (_bad_request([(v.field, v.description) for v in error.violations]),)
+
+
+def _validation_message(error: ValidationError) -> str:
+    """Every violation, "; "-separated, as many as fit in `MAX_MESSAGE_BYTES`, then "and N
+    more"."""
+    budget = MAX_MESSAGE_BYTES - len("; and 99999 more")
+    shown: list[str] = []
+    used = 0
+    for index, violation in enumerate(error.violations):
+        part = _cut(f"{violation.field}: {violation.description}", budget)
+        used += len(part.encode()) + (2 if shown else 0)
+        if shown and used > budget:
+            return "; ".join([*shown, f"and {len(error.violations) - index} more"])
+        shown.append(part)
+    return "; ".join(shown)
 
 
 def _undecodable_details(error: UndecodableRequestError) -> Sequence[Message]:
@@ -155,7 +194,8 @@ ERROR_TABLE: dict[type[Exception], Rule] = {
         grpc.StatusCode.INVALID_ARGUMENT,
         "info",
         details=_validation_details,
-        detail_names=("BadRequest (every violation)",),
+        detail_names=("BadRequest (every violation, up to 2 KiB)",),
+        message=_validation_message,
     ),
     UndecodableRequestError: Rule(
         grpc.StatusCode.INVALID_ARGUMENT,
@@ -202,7 +242,9 @@ ERROR_TABLE: dict[type[Exception], Rule] = {
         grpc.StatusCode.RESOURCE_EXHAUSTED,
         "warning",
         reason="STORE_FULL",
-        retry_after=lambda error: float(error.retry_after),
+        retry_after=lambda error: (
+            RETRY_SECONDS if error.retry_after is None else float(error.retry_after)
+        ),
     ),
     StoreUnavailableError: Rule(
         grpc.StatusCode.UNAVAILABLE,
@@ -230,12 +272,14 @@ INTERNAL_RULE = Rule(grpc.StatusCode.INTERNAL, "error")
 @dataclass(frozen=True, slots=True)
 class Answer:
     """What the call answers for a failure: its code, the status (message and details) and the
-    access line's level; `unexpected`: a bug (INTERNAL), to be logged with its traceback;
+    access line's level; `error_kind`: what failed, for the access line and the span (see the
+    module docstring); `unexpected`: a bug (INTERNAL), to be logged with its traceback;
     `invalid_fields`: the request fields a BadRequest names."""
 
     code: grpc.StatusCode
     status: status_pb2.Status
     log_level: str
+    error_kind: str
     unexpected: bool = False
     invalid_fields: tuple[str, ...] = ()
     retry_after: float | None = None  # seconds, as in the RetryInfo
@@ -268,12 +312,17 @@ def answer_for(error: Exception) -> Answer:
     rule = rule_for(type(error))
     if rule is None:
         status = _status(INTERNAL_RULE.code, INTERNAL_MESSAGE, ())
-        return Answer(INTERNAL_RULE.code, status, INTERNAL_RULE.log_level, unexpected=True)
+        kind = type(error).__qualname__
+        module = type(error).__module__
+        if module != "builtins":
+            kind = f"{module}.{kind}"
+        return Answer(INTERNAL_RULE.code, status, INTERNAL_RULE.log_level, kind, unexpected=True)
     status = rule.status(error)
     return Answer(
         rule.code,
         status,
         rule.log_level,
+        rule.reason or type(error).__name__,
         invalid_fields=_invalid_fields(status),
         retry_after=rule.delay(error),
         signals=() if rule.signals is None else tuple(rule.signals(error).items()),
@@ -313,6 +362,15 @@ def _invalid_fields(status: status_pb2.Status) -> tuple[str, ...]:
             packed.Unpack(bad_request)
             fields.update((v.field, None) for v in bad_request.field_violations if v.field)
     return tuple(fields)
+
+
+def _cut(text: str, max_bytes: int) -> str:
+    """`text` if its UTF-8 form fits in `max_bytes`, else its longest prefix that does with
+    "…" (never a broken character)."""
+    encoded = text.encode()
+    if len(encoded) <= max_bytes:
+        return text
+    return encoded[: max_bytes - len("…".encode())].decode(errors="ignore") + "…"
 
 
 def _duration(seconds: float) -> duration_pb2.Duration:

@@ -39,6 +39,7 @@ UNARY_METHODS = (
 # begins, and how long after it (GOAWAY on the wire) before the parked calls are answered.
 PARK_SECONDS = 0.25
 GOAWAY_SECONDS = 0.1
+_NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 
 
 def _ms(seconds: float) -> int:
@@ -50,6 +51,21 @@ def backstop_concurrent_rpcs(settings: Settings) -> int:
     call, as many calls whose message never came (grpc counts those, our limit cannot see
     them), and probes. Past it grpc refuses with RESOURCE_EXHAUSTED before any interceptor."""
     return 2 * settings.max_concurrent_rpcs + 100
+
+
+# Streams one connection may open beyond the admission limit, when the limit is not set: the
+# calls past `PAYMENTS_MAX_CONCURRENT_RPCS` reach our interceptor and are shed there.
+STREAM_HEADROOM = 100
+
+
+def streams_per_connection(settings: Settings) -> int:
+    """HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS: `PAYMENTS_MAX_CONCURRENT_STREAMS`, else above the
+    admission limit, so that a single connection's excess calls are answered
+    RESOURCE_EXHAUSTED with RetryInfo by the admission limit, instead of being held by the
+    client or refused by the transport (RST_STREAM REFUSED_STREAM: UNAVAILABLE, no details)."""
+    if settings.max_concurrent_streams is not None:
+        return settings.max_concurrent_streams
+    return settings.max_concurrent_rpcs + STREAM_HEADROOM
 
 
 def server_options(settings: Settings) -> list[tuple[str, int]]:
@@ -64,7 +80,8 @@ def server_options(settings: Settings) -> list[tuple[str, int]]:
       +/-10 % jitter), so clients re-resolve DNS and new replicas get traffic; calls still open
       `grace` later are cancelled. This is what frees a call whose client sent headers and never
       the message: no handler runs for it, so no limit of ours sees it;
-    - HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS per connection = our admission limit;
+    - HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS per connection: `streams_per_connection`, above
+      our admission limit;
     - the request message and metadata sizes grpc-core accepts.
     """
     return [
@@ -81,7 +98,7 @@ def server_options(settings: Settings) -> list[tuple[str, int]]:
         ("grpc.max_connection_idle_ms", _ms(settings.max_connection_idle_seconds)),
         ("grpc.max_connection_age_ms", _ms(settings.max_connection_age_seconds)),
         ("grpc.max_connection_age_grace_ms", _ms(settings.max_connection_age_grace_seconds)),
-        ("grpc.max_concurrent_streams", settings.max_concurrent_rpcs),
+        ("grpc.max_concurrent_streams", streams_per_connection(settings)),
     ]
 
 
@@ -115,19 +132,46 @@ def _check_can_listen(address: str) -> None:
 
 @dataclass(slots=True)
 class RunningServer:
+    """A started server and its health.
+
+    Health names: `payments.v1.PaymentService` is readiness (SERVING once the store is open,
+    NOT_SERVING while the store cannot be reached and from the start of a shutdown); the
+    overall status `""` is liveness and startup: SERVING once the store has been opened, and
+    NOT_SERVING only when shutting down, so no liveness probe restarts a process that is
+    waiting for its store to come back (deploy/kubernetes). `ready` is the readiness status, for
+    the `payments_health_serving` gauge."""
+
     server: grpc.aio.Server
     port: int
     health: health_aio.HealthServicer
     gate: ShutdownGate = field(default_factory=ShutdownGate)
+    ready: bool = False
+    store_reachable: bool = True
+    stopping: bool = False
 
     async def not_serving(self) -> None:
         """Report NOT_SERVING on every health service name, for good; calls are still served."""
+        self.stopping = True
+        self.ready = False
         await self.health.enter_graceful_shutdown()
 
     async def serving(self) -> None:
-        """Report SERVING (both the overall and the PaymentService health)."""
-        for name in ("", SERVICE_NAME):
-            await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        """Report SERVING (both the overall and the PaymentService health): the store is open.
+        Readiness stays NOT_SERVING while the store is known to be unreachable."""
+        await self.health.set("", health_pb2.HealthCheckResponse.SERVING)
+        await self._set_ready(self.store_reachable)
+
+    async def set_store_reachable(self, reachable: bool) -> None:
+        """Readiness follows the store (`adapters.stores.health.StoreHealth`); liveness not."""
+        self.store_reachable = reachable
+        await self._set_ready(reachable)
+
+    async def _set_ready(self, ready: bool) -> None:
+        if self.stopping:  # NOT_SERVING for good (grpc's health servicer ignores sets too)
+            return
+        self.ready = ready
+        status = health_pb2.HealthCheckResponse.SERVING if ready else _NOT_SERVING
+        await self.health.set(SERVICE_NAME, status)
 
     async def stop(self, grace: float) -> None:
         """Report NOT_SERVING, refuse new calls (UNAVAILABLE), let in-flight ones finish within
@@ -189,5 +233,5 @@ async def start_server(
         await running.serving()
     else:
         for name in ("", SERVICE_NAME):
-            await health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+            await health_servicer.set(name, _NOT_SERVING)
     return running

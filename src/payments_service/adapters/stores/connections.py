@@ -14,6 +14,12 @@ cannot trust is dropped, not repaired. What is kept:
   found closed when released or lent, is terminated; its slot goes to the longest waiter, who
   opens a new connection in it (reserved: a caller arriving meanwhile does not take it);
 - a cancelled waiter never loses a connection or slot it was handed as it was cancelled;
+- a failed connect is not retried at once: until its backoff (`backoff.Backoff`: 0.1 s doubling
+  to 2 s, jittered) has passed, an acquire that would have to open a connection fails at once
+  with `NoConnectionError`, so an unreachable database costs a failed call, not a connection
+  attempt per call; a successful connect, or `reachable()`, resets the backoff;
+- an acquire that waits longer than `wait_timeout` for a connection fails with
+  `NoConnectionError` (a slot or connection handed to it as it times out is passed on);
 - `close()` closes idle connections at once and lent ones when they come back; lending after
   that raises `LenderClosedError`.
 
@@ -25,7 +31,10 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import time
 from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
+
+from payments_service.adapters.stores.backoff import Backoff
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -44,12 +53,29 @@ class LenderClosedError(RuntimeError):
     """The store is closing: no connection is lent any more."""
 
 
+class NoConnectionError(Exception):
+    """No connection could be lent: the last connect failed and the next one waits for its
+    backoff, or none came free within the wait timeout."""
+
+
 class ConnectionLender(Generic[C]):
-    def __init__(self, connect: Callable[[], Awaitable[C]], *, max_size: int) -> None:
+    def __init__(
+        self,
+        connect: Callable[[], Awaitable[C]],
+        *,
+        max_size: int,
+        wait_timeout: float | None = None,
+        backoff: Backoff | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
         if max_size < 1:
             raise ValueError("max_size must be at least 1")
         self._connect = connect
         self._max_size = max_size
+        self._wait_timeout = wait_timeout
+        self._backoff = backoff or Backoff()
+        self._monotonic = monotonic
+        self._reconnect_at = 0.0  # after a failed connect: no new one before this
         self._size = 0  # open connections, lent or idle
         self._idle: list[C] = []
         # None handed to a waiter: a slot was freed, open a new connection.
@@ -85,13 +111,25 @@ class ConnectionLender(Generic[C]):
         if self._size < self._max_size:
             self._size += 1
             return await self._open()
-        handed = await self._wait()
+        try:
+            async with asyncio.timeout(self._wait_timeout):
+                handed = await self._wait()
+        except TimeoutError:
+            raise NoConnectionError(
+                f"no connection came free within {self._wait_timeout:g} s"
+            ) from None
         if handed is not None:
             return handed
         if self._closed:  # handed a slot just before close()
             self._free_slot()
             raise LenderClosedError("the PostgreSQL store is closed")
         return await self._open()  # a slot, already counted in size
+
+    def reachable(self) -> None:
+        """The database answered a connection opened elsewhere (the store's health check): the
+        next connect need not wait for the backoff of an earlier failure."""
+        self._backoff.reset()
+        self._reconnect_at = 0.0
 
     def release(self, connection: C, *, reusable: bool = True) -> None:
         if not reusable or connection.is_closed():
@@ -115,12 +153,20 @@ class ConnectionLender(Generic[C]):
                 connection.terminate()
 
     async def _open(self) -> C:
-        """A new connection in a slot the caller holds (counted in size)."""
+        """A new connection in a slot the caller holds (counted in size), unless the last
+        connect failed and its backoff has not passed."""
         try:
-            return await self._connect()
-        except BaseException:
+            wait = self._reconnect_at - self._monotonic()
+            if wait > 0:
+                raise NoConnectionError(f"the last connect failed; the next in {wait:.2f} s")
+            connection = await self._connect()
+        except BaseException as error:
             self._free_slot()
+            if isinstance(error, Exception) and not isinstance(error, NoConnectionError):
+                self._reconnect_at = self._monotonic() + self._backoff.next_delay()
             raise
+        self.reachable()
+        return connection
 
     async def _wait(self) -> C | None:
         waiter: asyncio.Future[C | None] = asyncio.get_running_loop().create_future()

@@ -2,8 +2,9 @@
 hand back the repository with its `close`.
 
 The one place that knows every store adapter. An unreachable database is retried for
-`PAYMENTS_STORE_CONNECT_TIMEOUT_SECONDS` (a database starting next to the service is normal);
-after that `StoreOpenTimeoutError` carries one line for the operator, never the password.
+`PAYMENTS_STORE_CONNECT_TIMEOUT_SECONDS` with backoff and jitter (`backoff.Backoff`; a database
+starting next to the service is normal); after that `StoreOpenTimeoutError` carries one line for
+the operator, never the password.
 A database migrated by a newer release is not retried: `SchemaTooNewError` at once.
 """
 
@@ -18,6 +19,7 @@ from typing import TYPE_CHECKING
 
 import structlog
 
+from payments_service.adapters.stores.backoff import Backoff
 from payments_service.adapters.stores.location import redact
 from payments_service.adapters.stores.memory import MIB, InMemoryPaymentRepository
 from payments_service.adapters.stores.migrations import SchemaTooNewError
@@ -29,9 +31,6 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger(__name__)
 
-FIRST_RETRY_DELAY_SECONDS = 0.1
-MAX_RETRY_DELAY_SECONDS = 2.0
-
 
 class StoreOpenTimeoutError(Exception):
     """The store could not be opened within the connect timeout."""
@@ -41,13 +40,15 @@ class StoreOpenTimeoutError(Exception):
 class Store:
     """An open store: its repository, its kind (memory, sqlite, postgresql), how to close it,
     for PostgreSQL the repository again for its pool gauges, for durable stores the repository
-    again for crash recovery, and for SQLite its transaction counts."""
+    again for crash recovery and how to ping it (`health.StoreHealth`), and for SQLite its
+    transaction counts."""
 
     repository: PaymentRepository
     system: str
     close: Callable[[], Awaitable[None]]
     pool: PostgresPaymentRepository | None = None
     stalled: StalledSettlements | None = None  # durable stores: crash recovery
+    ping: Callable[[], Awaitable[None]] | None = None  # durable stores: can it be reached?
     # SQLite: (transactions committed, operations they carried), for the group-commit metrics
     transactions: Callable[[], tuple[int, int]] | None = None
 
@@ -57,34 +58,35 @@ async def open_store(settings: Settings, *, clock: Clock, migrate: bool = True) 
     location = settings.store
     timeout = settings.store_connect_timeout_seconds
     deadline = time.monotonic() + timeout
-    delay = FIRST_RETRY_DELAY_SECONDS
+    backoff = Backoff()
     attempt = 0
     while True:
         attempt += 1
         try:
-            return await _open(settings, clock=clock, migrate=migrate, deadline=deadline)
+            return await _open(settings, clock=clock, migrate=migrate)
         except SchemaTooNewError:
             raise
         except Exception as exc:  # any failure to connect is retried until the deadline
-            error = redact(f"{type(exc).__name__}: {exc}", location)
+            cause = exc.__cause__ or exc  # the driver's error, under the port's store error
+            error = redact(f"{type(cause).__name__}: {cause}", location)
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise StoreOpenTimeoutError(
                     f"could not open the store {location.redacted} within {timeout:g} s "
                     f"({attempt} attempts); last error: {error}"
                 ) from None
+            delay = min(backoff.next_delay(), remaining)
             log.warning(
                 "store_connect_failed",
                 store=location.redacted,
                 attempt=attempt,
                 error=error,
-                retry_in_seconds=round(min(delay, remaining), 3),
+                retry_in_seconds=round(delay, 3),
             )
-            await asyncio.sleep(min(delay, remaining))
-            delay = min(delay * 2, MAX_RETRY_DELAY_SECONDS)
+            await asyncio.sleep(delay)
 
 
-async def _open(settings: Settings, *, clock: Clock, migrate: bool, deadline: float) -> Store:
+async def _open(settings: Settings, *, clock: Clock, migrate: bool) -> Store:
     location = settings.store
     ttl = timedelta(seconds=settings.idempotency_ttl_seconds)
     lease = timedelta(seconds=settings.settlement_lease_seconds)
@@ -100,7 +102,12 @@ async def _open(settings: Settings, *, clock: Clock, migrate: bool, deadline: fl
             lease=lease,
         )
         return Store(
-            sqlite, "sqlite", sqlite.close, stalled=sqlite, transactions=sqlite.transactions
+            sqlite,
+            "sqlite",
+            sqlite.close,
+            stalled=sqlite,
+            ping=sqlite.ping,
+            transactions=sqlite.transactions,
         )
     if location.kind == "postgresql":
         from payments_service.adapters.stores.postgres import PostgresPaymentRepository  # noqa: PLC0415
@@ -112,10 +119,17 @@ async def _open(settings: Settings, *, clock: Clock, migrate: bool, deadline: fl
             clock=clock,
             migrate=migrate,
             pool_size=settings.store_pool_size,
-            connect_timeout=max(0.5, min(10.0, deadline - time.monotonic())),
+            operation_timeout=settings.store_timeout_seconds,
             lease=lease,
         )
-        return Store(postgres, "postgresql", postgres.close, pool=postgres, stalled=postgres)
+        return Store(
+            postgres,
+            "postgresql",
+            postgres.close,
+            pool=postgres,
+            stalled=postgres,
+            ping=postgres.ping,
+        )
     return memory_store(settings, clock=clock)
 
 

@@ -6,7 +6,9 @@ parse error never quotes the URL: it may hold a password.
 
 What may be logged is `StoreLocation.redacted`: no password and no query string at all (a
 libpq parameter such as `sslpassword` is as secret as the password, and a list of secret
-names would always be one name short).
+names would always be one name short). A driver's error text may still quote a parameter, so
+`redact` also removes the values of the parameters that hold a secret or name the files that
+do (`SECRET_PARAMS`) from any text before it is logged.
 """
 
 from __future__ import annotations
@@ -15,8 +17,11 @@ from dataclasses import dataclass, field, replace
 from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
 
 POSTGRES_SCHEMES = ("postgresql", "postgres")
-# libpq parameters whose value is itself a secret (`sslkey`, `sslcert`, `passfile` are paths).
-SECRET_PARAMS = frozenset({"sslpassword"})
+# libpq parameters whose value is a secret (`sslpassword`) or the path of a file that holds one
+# (a path is kept out of messages too).
+SECRET_PARAMS = frozenset(
+    {"sslpassword", "sslkey", "sslcert", "sslrootcert", "sslcrl", "sslcrldir", "passfile"}
+)
 _EXPECTED = "expected memory://, sqlite:///PATH or postgresql://USER@HOST:PORT/DBNAME"
 
 

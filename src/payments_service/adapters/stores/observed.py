@@ -8,6 +8,10 @@ Spans follow the OpenTelemetry database semantic conventions: name `{operation} 
 with status ERROR. Never a parameter value (no keys, ids or amounts), and never an exception
 message (a driver may quote values in one): only the exception's type.
 
+Failed operations are counted by kind in `errors` (`payments_store_errors_total{kind}`: the
+store errors' own kind, `other` for anything else; a payment not found is an answer, not a
+failure), and one that failed because the store could not be reached is handed to
+`on_unavailable` (the store's health check, `health.StoreHealth.suspect`).
 """
 
 from __future__ import annotations
@@ -17,8 +21,15 @@ from typing import TYPE_CHECKING, TypeVar
 
 from opentelemetry.trace import SpanKind
 
+from payments_service.domain.errors import (
+    STORE_ERROR_KINDS,
+    PaymentsError,
+    StoreError,
+    StoreUnavailableError,
+)
+
 if TYPE_CHECKING:
-    from collections.abc import Awaitable
+    from collections.abc import Awaitable, Callable
     from datetime import datetime
 
     from opentelemetry.util.types import AttributeValue
@@ -52,9 +63,12 @@ class ObservedRepository:
         namespace: str | None = None,
         server_address: str | None = None,
         server_port: int | None = None,
+        on_unavailable: Callable[[BaseException], None] | None = None,
     ) -> None:
         self._inner = inner
         self._stalled = stalled
+        self._on_unavailable = on_unavailable
+        self.errors = dict.fromkeys(STORE_ERROR_KINDS, 0)  # failed operations, by kind
         base: dict[str, AttributeValue] = {
             "db.system.name": system,
             "db.collection.name": TABLE,
@@ -92,9 +106,19 @@ class ObservedRepository:
         except BaseException as exc:
             # Only the type: the message may quote a value (a key, an id).
             observed.finish(start_ns, started, type(exc).__qualname__)
+            if isinstance(exc, Exception):
+                self._failed(exc)
             raise
         observed.finish(start_ns, started, None)
         return result
+
+    def _failed(self, error: Exception) -> None:
+        if isinstance(error, StoreError):
+            self.errors[error.kind] += 1
+            if isinstance(error, StoreUnavailableError) and self._on_unavailable is not None:
+                self._on_unavailable(error)
+        elif not isinstance(error, PaymentsError):  # PaymentNotFoundError is an answer
+            self.errors["other"] += 1
 
     async def claim(self, candidate: Payment) -> Claim:
         return await self._observe("claim", self._inner.claim(candidate))

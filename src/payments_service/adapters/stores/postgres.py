@@ -14,18 +14,26 @@ process): shared by any number of replicas.
 - take_stalled: PENDING rows whose settlement lease ran out (their owner died), re-leased with
   FOR UPDATE SKIP LOCKED, so of several replicas recovering at once each row goes to one.
 - migrations run under pg_advisory_lock, one migration per transaction.
-- connections: lent by a `ConnectionLender`; `_use` says which are reused after a failure.
+- connections: lent by a `ConnectionLender`; `_use` bounds each operation (but migrations) by
+  the operation timeout, says which connections are reused after a failure, and turns the
+  driver's failures into the port's store errors (`errors.postgres_error`): a lost, refused or
+  stalled connection is UNAVAILABLE for the caller, never INTERNAL.
+- ping: a connection of its own (connect, `SELECT 1`, close), so whether the database can be
+  reached is answered even while every pooled connection is busy (`health.StoreHealth`); once
+  it answers, the lender's reconnect backoff ends, so readiness and calls recover together.
 """
 
 from __future__ import annotations
 
+import asyncio
 from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import asyncpg
 
 from payments_service.adapters.stores import migrations, rows
-from payments_service.adapters.stores.connections import ConnectionLender
+from payments_service.adapters.stores.connections import ConnectionLender, LenderClosedError
+from payments_service.adapters.stores.errors import postgres_connect_error, postgres_error
 from payments_service.domain.errors import PaymentNotFoundError
 from payments_service.domain.ports import Claim
 
@@ -98,8 +106,12 @@ class PostgresPaymentRepository:
         ttl: timedelta,
         clock: Clock,
         lease: timedelta,
+        connect: Callable[[], Awaitable[asyncpg.Connection]],
+        operation_timeout: float | None = None,
     ) -> None:
         self._connections = connections
+        self._operation_timeout = operation_timeout
+        self._connect = connect  # the lender's too; `ping` opens one outside the lender
         self._ttl = ttl
         self._lease = lease
         self._clock = clock
@@ -115,12 +127,20 @@ class PostgresPaymentRepository:
         lease: timedelta,
         pool_size: int,
         migrate: bool = True,
-        connect_timeout: float = 10.0,
+        operation_timeout: float = 5.0,
     ) -> PostgresPaymentRepository:
-        """Connect (and by default migrate); the caller must `close()` it."""
-        connect = partial(asyncpg.connect, dsn, password=password, timeout=connect_timeout)
+        """Connect (and by default migrate); the caller must `close()` it. `operation_timeout`
+        (`PAYMENTS_STORE_TIMEOUT_SECONDS`) bounds opening a connection, an operation's wait for
+        one, and each operation but a migration."""
+        connect = partial(asyncpg.connect, dsn, password=password, timeout=operation_timeout)
+        connections = ConnectionLender(connect, max_size=pool_size, wait_timeout=operation_timeout)
         repository = cls(
-            ConnectionLender(connect, max_size=pool_size), ttl=ttl, clock=clock, lease=lease
+            connections,
+            ttl=ttl,
+            clock=clock,
+            lease=lease,
+            connect=connect,
+            operation_timeout=operation_timeout,
         )
         try:
             await repository._use(_nothing)  # the first connection: is the database there?
@@ -149,23 +169,47 @@ class PostgresPaymentRepository:
         """Operations waiting for a connection."""
         return self._connections.waiting
 
-    async def _use(self, work: Callable[..., Awaitable[T]], *args: Any) -> T:
-        """`work(connection, *args)` on a lent connection. A statement the server refused
-        (asyncpg.PostgresError) leaves the session usable, so the connection is reused; any
-        other failure (a cancellation, a lost socket) leaves it unknown, so it is dropped."""
-        connection = await self._connections.acquire()
+    async def _use(self, work: Callable[..., Awaitable[T]], *args: Any, bounded: bool = True) -> T:
+        """`work(connection, *args)` on a lent connection, within the operation timeout when
+        `bounded` (an operation past it is cancelled: UNAVAILABLE). A statement the server refused
+        (asyncpg.PostgresError) leaves the session usable, so the connection is reused (the
+        lender drops it if it is closed); any other failure (a cancellation, a lost socket)
+        leaves it unknown, so it is dropped. Failures become the port's store errors."""
         try:
-            result = await work(connection, *args)
+            connection = await self._connections.acquire()
+        except LenderClosedError:
+            raise
+        except Exception as error:
+            raise postgres_connect_error(error) from error
+        try:
+            async with asyncio.timeout(self._operation_timeout if bounded else None):
+                result = await work(connection, *args)
         except BaseException as error:
             reusable = isinstance(error, asyncpg.PostgresError)
             self._connections.release(connection, reusable=reusable)
-            raise
+            store_error = postgres_error(error)
+            if store_error is error:
+                raise
+            raise store_error from error
         self._connections.release(connection)
         return result
 
+    async def ping(self) -> None:
+        """Raise StoreUnavailableError unless a new connection can be opened and answers; when it
+        does, the lender's reconnect backoff is over."""
+        try:
+            connection = await self._connect()
+            try:
+                await connection.fetchval("SELECT 1")
+            finally:
+                connection.terminate()  # nothing to finish: no transaction, no statement
+        except Exception as error:
+            raise postgres_connect_error(error) from error
+        self._connections.reachable()  # the pool reconnects at once, not after its backoff
+
     async def migrate(self) -> int:
         """Apply pending migrations under an advisory lock; return how many were applied."""
-        return await self._use(_migrate)
+        return await self._use(_migrate, bounded=False)  # a migration may take long
 
     async def claim(self, candidate: Payment) -> Claim:
         now = candidate.created_at

@@ -18,6 +18,10 @@ Never on the event loop: every operation runs on the one thread of a `GroupCommi
 - take_stalled: PENDING rows whose settlement lease ran out (their owner died), re-leased to
   this process in the same BEGIN IMMEDIATE transaction, so two processes never take one.
 - migrate: exclusive, under its own BEGIN EXCLUSIVE transaction.
+- ping: a read, `SELECT 1 FROM payments` (`health.StoreHealth` asks it).
+
+Every failure of an operation goes through `errors.sqlite_error`: a busy, full, read-only or
+failing file becomes the port's store error, anything else stays what sqlite3 raised.
 """
 
 from __future__ import annotations
@@ -25,17 +29,21 @@ from __future__ import annotations
 import sqlite3
 from datetime import UTC, datetime, timedelta
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from payments_service.adapters.stores import migrations, rows
+from payments_service.adapters.stores.errors import sqlite_error
 from payments_service.adapters.stores.group_commit import GroupCommitExecutor, atomically
 from payments_service.domain.errors import PaymentNotFoundError
 from payments_service.domain.ports import Claim
 
 if TYPE_CHECKING:
+    import asyncio
+
     from payments_service.domain.model import Outcome, Payment
     from payments_service.domain.ports import Clock
 
+T = TypeVar("T")
 DEFAULT_BUSY_TIMEOUT_SECONDS = 10.0
 # PAYMENTS_STORE_SQLITE_SYNCHRONOUS: full survives power loss; normal (WAL) survives a killed
 # process but may lose the last commits to an OS crash or power cut, for about twice the speed.
@@ -76,6 +84,7 @@ _STALLED = f"""
 SELECT {rows.SELECT_COLUMNS} FROM payments
 WHERE status = 'PENDING' AND lease_until <= ? ORDER BY lease_until LIMIT ?
 """
+_PING = "SELECT 1 FROM payments LIMIT 1"
 _PURGE = f"""
 DELETE FROM payments WHERE payment_id IN (
     SELECT payment_id FROM payments WHERE expires_at <= ? AND {rows.FINISHED}
@@ -96,10 +105,18 @@ class SqlitePaymentRepository:
     system = "sqlite"
 
     def __init__(
-        self, executor: GroupCommitExecutor, *, ttl: timedelta, clock: Clock, lease: timedelta
+        self,
+        executor: GroupCommitExecutor,
+        *,
+        path: str,
+        ttl: timedelta,
+        clock: Clock,
+        lease: timedelta,
     ) -> None:
-        """A repository on an open executor's connection; it closes the executor."""
+        """A repository on an open executor's connection to the database at `path`; it closes
+        the executor."""
         self._executor = executor
+        self._path = path
         self._ttl = ttl
         self._clock = clock
         self._lease = lease
@@ -120,7 +137,7 @@ class SqlitePaymentRepository:
         executor = await GroupCommitExecutor.open(
             partial(connect, path, busy_timeout=busy_timeout, synchronous=synchronous)
         )
-        repository = cls(executor, ttl=ttl, clock=clock, lease=lease)
+        repository = cls(executor, path=path, ttl=ttl, clock=clock, lease=lease)
         if migrate:
             try:
                 await repository.migrate()
@@ -140,7 +157,24 @@ class SqlitePaymentRepository:
 
     async def migrate(self) -> int:
         """Apply pending migrations; return how many were applied."""
-        return await self._executor.exclusive(partial(_migrate, applied_at=self._clock.now()))
+        return await self._run(
+            self._executor.exclusive(partial(_migrate, applied_at=self._clock.now()))
+        )
+
+    async def ping(self) -> None:
+        """Raise a store error unless the database file can be read."""
+        await self._run(self._executor.read(partial(_fetch, _PING, ())))
+
+    async def _run(self, pending: asyncio.Future[T]) -> T:
+        """The outcome of an operation queued on the executor; a failure of the file as the
+        port's store error (`errors.sqlite_error`)."""
+        try:
+            return await pending
+        except sqlite3.Error as error:
+            store_error = sqlite_error(error, self._path)
+            if store_error is error:
+                raise
+            raise store_error from error
 
     async def claim(self, candidate: Payment) -> Claim:
         now = to_micros(candidate.created_at)
@@ -169,13 +203,15 @@ class SqlitePaymentRepository:
             owner: sqlite3.Row = db.execute(_SELECT_BY_KEY, scope).fetchone()
             return owner
 
-        row = await self._executor.write(claim)
+        row = await self._run(self._executor.write(claim))
         if row is None:
             return Claim(candidate, created=True)
         return Claim(rows.payment(row, from_micros), created=False)
 
     async def get(self, merchant_id: str, payment_id: str) -> Payment | None:
-        row = await self._executor.read(partial(_fetch, _SELECT_BY_ID, (payment_id, merchant_id)))
+        row = await self._run(
+            self._executor.read(partial(_fetch, _SELECT_BY_ID, (payment_id, merchant_id)))
+        )
         if row is None:
             return None
         found = rows.payment(row, from_micros)
@@ -202,7 +238,7 @@ class SqlitePaymentRepository:
             "first_status": first_status,
             "first_message": first_message,
         }
-        row = await self._executor.write(partial(_fetch, _RECORD, arguments))
+        row = await self._run(self._executor.write(partial(_fetch, _RECORD, arguments)))
         if row is None:
             raise PaymentNotFoundError(payment_id)
         return rows.payment(row, from_micros)
@@ -213,7 +249,7 @@ class SqlitePaymentRepository:
         def purge(db: sqlite3.Connection) -> int:
             return db.execute(_PURGE, (now, limit)).rowcount
 
-        return await self._executor.write(purge)
+        return await self._run(self._executor.write(purge))
 
     async def take_stalled(self, *, limit: int) -> list[Payment]:
         now = self._clock.now()
@@ -232,7 +268,7 @@ class SqlitePaymentRepository:
 
         # In the batch's BEGIN IMMEDIATE transaction: another process taking stalled payments
         # waits for the write lock, then sees the new leases.
-        found = await self._executor.write(take_atomically)
+        found = await self._run(self._executor.write(take_atomically))
         return [rows.payment(row, from_micros) for row in found]
 
 

@@ -188,6 +188,7 @@ def _noted_answer(record: CallRecord, error: Exception) -> Answer:
     record.code = answer.code
     record.log_level = answer.log_level
     record.invalid_fields = answer.invalid_fields
+    record.error_kind = answer.error_kind
     record.signals = answer.signals
     record.log_every = answer.log_every
     return answer
