@@ -244,6 +244,56 @@ ALERTS = (
         "bottleneck, and calls wait.",
     ),
     Alert(
+        name="PaymentsNotServing",
+        expr=f"""payments_health_serving{{{JOB}}}
+== 0""",
+        for_="5m",
+        severity="page",
+        summary="{{ $labels.instance }} has been out of rotation (NOT_SERVING) for 5 minutes",
+        description="Readiness (grpc.health.v1 for payments.v1.PaymentService) has said "
+        "NOT_SERVING for longer than a start or a shutdown takes: the replica cannot reach its "
+        "store, and its calls fail with UNAVAILABLE.",
+    ),
+    Alert(
+        name="PaymentsStoreErrors",
+        # `unavailable` is readiness's alert (PaymentsNotServing); these need an operator.
+        expr=f"""sum by (job, instance, kind)
+  (rate(payments_store_errors_total{{{JOB},kind!="unavailable"}}[5m]))
+> 0""",
+        for_="5m",
+        severity="page",
+        summary="{{ $labels.instance }}'s store fails {{ $value | humanize }} operations per "
+        "second ({{ $labels.kind }})",
+        description="Store operations fail for a reason only an operator can fix: full (no "
+        "space; new payments get RESOURCE_EXHAUSTED), readonly (writes refused; UNAVAILABLE) or "
+        "other (a failure the error table does not know; INTERNAL, a bug). An unreachable "
+        "store is PaymentsNotServing.",
+    ),
+    Alert(
+        name="PaymentsSettlementOverdue",
+        expr=f"""max by (job) (payments_pending_oldest_age_seconds{{{JOB}}})
+> on (job)
+max by (job) (payments_settlement_deadline_seconds{{{JOB}}})""",
+        for_="10m",
+        severity="page",
+        summary="A payment has been PENDING for {{ $value | humanizeDuration }}, past its "
+        "settlement deadline",
+        description="The oldest PENDING payment is older than "
+        "PAYMENTS_SETTLEMENT_DEADLINE_SECONDS: crash recovery should have settled it or marked "
+        "it FAILED by now. Its client still does not know whether it was charged.",
+    ),
+    Alert(
+        name="PaymentsApiKeysReloadFailed",
+        expr=f"""increase(payments_api_keys_reload_failures_total{{{JOB}}}[1h])
+> 0""",
+        for_="1m",
+        severity="ticket",
+        summary="{{ $labels.instance }} failed to reload its API keys file",
+        description="A SIGHUP reload of PAYMENTS_API_KEYS_FILE failed in the last hour and the "
+        "replica kept its previous keys: a key removed from the file (a revocation) is still "
+        "accepted there until a reload succeeds.",
+    ),
+    Alert(
         name="PaymentsTargetDown",
         expr=f"""up{{{JOB}}} == 0
 or

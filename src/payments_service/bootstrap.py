@@ -41,6 +41,7 @@ from payments_service.observability.metrics import (
     order_window_series,
     pool_series,
     register_sampled,
+    settlement_series,
     start_metrics_server,
     store_error_series,
     store_size_series,
@@ -375,6 +376,13 @@ async def build_app(
             deadline=timedelta(seconds=settings.settlement_deadline_seconds),
             charge_timeout=settings.settlement_timeout_seconds,
         )
+        if telemetry.metrics is not None:
+            register_sampled(
+                telemetry.metrics.registry,
+                settlement_series(
+                    recovery.oldest_pending_age, settings.settlement_deadline_seconds
+                ),
+            )
     background = Background(
         ExpirySweeper(service),
         recovery,

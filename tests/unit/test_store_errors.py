@@ -10,7 +10,7 @@ import contextlib
 import os
 import sqlite3
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import asyncpg
@@ -378,6 +378,9 @@ class UnreachableStalled:
         self.calls += 1
         if self.calls == 3:
             self.thrice.set()
+        raise StoreUnavailableError
+
+    async def oldest_pending(self) -> datetime | None:
         raise StoreUnavailableError
 
 

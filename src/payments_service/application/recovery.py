@@ -13,12 +13,16 @@ each payment), and for each:
 
 The outcome is recorded with first-write-wins, and becomes the first response too if the dead
 process never recorded one (its caller got no answer; a retry now replays this one).
+
+Each round also reads the oldest PENDING payment's `created_at`, for
+`payments_pending_oldest_age_seconds`: a payment still PENDING past its settlement deadline
+means recovery is not doing its job (the PaymentsSettlementOverdue alert).
 """
 
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 import structlog
@@ -60,6 +64,15 @@ class SettlementRecovery:
         self._clock = clock
         self._deadline = deadline
         self._charge_timeout = charge_timeout
+        self._oldest_pending: datetime | None = None  # as of the last round that read it
+
+    def oldest_pending_age(self) -> float:
+        """Seconds since the oldest PENDING payment (as of the last round) was created; 0 when
+        none was PENDING. Read at scrape time."""
+        oldest = self._oldest_pending
+        if oldest is None:
+            return 0.0
+        return max(0.0, (self._clock.now() - oldest).total_seconds())
 
     async def recover_once(self, limit: int = BATCH) -> int:
         """Resume or fail up to `limit` stalled payments; return how many were handled."""
@@ -67,12 +80,17 @@ class SettlementRecovery:
         await asyncio.gather(*(self._recover(payment) for payment in payments))
         return len(payments)
 
+    async def measure(self) -> None:
+        """Read the oldest PENDING payment's `created_at` (for `oldest_pending_age`)."""
+        self._oldest_pending = await self._stalled.oldest_pending()
+
     async def run(self, interval: float) -> None:
         """Recover at once (a restart), then every `interval` seconds until cancelled."""
         while True:
             try:
                 while await self.recover_once() == BATCH:
                     pass  # a backlog: keep going
+                await self.measure()
             except StoreError as error:  # reported by the store's health check and the calls
                 log.debug("settlement_recovery_skipped", store_error=error.kind)
             except Exception:

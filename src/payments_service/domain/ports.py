@@ -113,6 +113,11 @@ class StalledSettlements(Protocol):
         or other replicas, exactly one receives a given payment until the new lease runs out."""
         ...
 
+    async def oldest_pending(self) -> datetime | None:
+        """`created_at` of the oldest PENDING payment in the store (any process's, leased or
+        not), or None when none is PENDING."""
+        ...
+
 
 class PaymentProcessor(Protocol):
     """The payment network (acquirer/PSP). May be slow and may fail.

@@ -536,6 +536,27 @@ def store_error_series(errors: Mapping[str, int]) -> list[Sampled]:
     ]
 
 
+def settlement_series(oldest_pending_age: Callable[[], float], deadline: float) -> list[Sampled]:
+    """Durable stores: how old the oldest PENDING payment is, next to the deadline by which
+    crash recovery must have settled or failed it."""
+    return [
+        Sampled(
+            "payments_pending_oldest_age_seconds",
+            "Age of the oldest PENDING payment in the store (any replica's), as of the last "
+            "crash-recovery round; 0 when none is PENDING.",
+            "gauge",
+            oldest_pending_age,
+        ),
+        Sampled(
+            "payments_settlement_deadline_seconds",
+            "PAYMENTS_SETTLEMENT_DEADLINE_SECONDS: past it crash recovery marks a PENDING "
+            "payment FAILED.",
+            "gauge",
+            lambda: deadline,
+        ),
+    ]
+
+
 def health_series(ready: Callable[[], bool]) -> list[Sampled]:
     """The readiness the health service reports."""
     return [

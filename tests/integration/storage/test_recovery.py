@@ -5,16 +5,18 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
+from prometheus_client import CollectorRegistry
 
 from payments_service.adapters.simulated_processor import SUCCEEDED, SimulatedProcessor
 from payments_service.application.recovery import DEADLINE_PASSED, SettlementRecovery
 from payments_service.application.service import PROCESSING
 from payments_service.domain.model import Outcome, Payment, PaymentRequest, PaymentStatus
 from payments_service.domain.ports import PaymentProcessor, StalledSettlements
+from payments_service.observability.metrics import register_sampled, settlement_series
 from tests.fakes import FailingProcessor, FakeClock
 from tests.stores import LEASE, Replicas, SqlRepository, replica_opener
 
@@ -159,6 +161,9 @@ async def test_the_recovery_loop_runs_at_once_and_survives_a_failing_round(
             rounds.set()
             return await repository.take_stalled(limit=limit)
 
+        async def oldest_pending(self) -> datetime | None:
+            return await repository.oldest_pending()
+
     recovery = recovery_of(
         repository, clock, processor=SimulatedProcessor(), stalled=FlakyStalled()
     )
@@ -168,3 +173,37 @@ async def test_the_recovery_loop_runs_at_once_and_survives_a_failing_round(
     finally:
         running.cancel()
     assert FlakyStalled.calls >= 2
+
+
+async def test_each_round_measures_the_oldest_pending_payment_for_its_gauge(
+    opener: Replicas, clock: FakeClock
+) -> None:
+    repository = await opener()
+    recovery = recovery_of(repository, clock, processor=SimulatedProcessor())
+    registry = CollectorRegistry()
+    register_sampled(registry, settlement_series(recovery.oldest_pending_age, 600.0))
+
+    def gauges() -> tuple[float | None, float | None]:
+        return (
+            registry.get_sample_value("payments_pending_oldest_age_seconds"),
+            registry.get_sample_value("payments_settlement_deadline_seconds"),
+        )
+
+    await recovery.measure()
+    assert gauges() == (0.0, 600.0)  # nothing PENDING
+    first = candidate(clock, 1)
+    await repository.claim(first)
+    clock.advance(30)
+    second = candidate(clock, 2)
+    await repository.claim(second)
+    clock.advance(10)
+    await recovery.measure()
+    assert gauges() == (40.0, 600.0)
+    clock.advance(5)  # between rounds the age keeps growing from the last reading
+    assert gauges() == (45.0, 600.0)
+    await repository.record(first.payment_id, at=clock.now(), outcome=SUCCEEDED)
+    await recovery.measure()
+    assert gauges() == (15.0, 600.0)  # a settled payment no longer counts
+    await repository.record(second.payment_id, at=clock.now(), outcome=SUCCEEDED)
+    await recovery.measure()
+    assert gauges() == (0.0, 600.0)

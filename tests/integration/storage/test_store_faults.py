@@ -56,12 +56,17 @@ async def purge_expired(store: PostgresPaymentRepository, clock: FakeClock) -> A
     return await store.purge_expired(limit=10)
 
 
+async def oldest_pending(store: PostgresPaymentRepository, clock: FakeClock) -> Any:
+    return await store.oldest_pending()
+
+
 OPERATIONS: dict[str, Operation] = {
     "claim": claim,
     "get": get,
     "record": record,
     "take_stalled": take_stalled,
     "purge_expired": purge_expired,
+    "oldest_pending": oldest_pending,
 }
 
 

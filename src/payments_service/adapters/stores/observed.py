@@ -42,7 +42,7 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 TABLE = "payments"
-OPERATIONS = ("claim", "get", "record", "purge_expired", "take_stalled")
+OPERATIONS = ("claim", "get", "record", "purge_expired", "take_stalled", "oldest_pending")
 
 
 class ObservedRepository:
@@ -146,6 +146,11 @@ class ObservedRepository:
         if self._stalled is None:  # a store without crash recovery has nothing stalled
             return []
         return await self._observe("take_stalled", self._stalled.take_stalled(limit=limit))
+
+    async def oldest_pending(self) -> datetime | None:
+        if self._stalled is None:
+            return None
+        return await self._observe("oldest_pending", self._stalled.oldest_pending())
 
 
 class _Operation:

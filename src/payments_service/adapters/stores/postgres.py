@@ -93,6 +93,8 @@ UPDATE payments SET lease_until = $2 WHERE payment_id IN (
 )
 RETURNING {rows.SELECT_COLUMNS}
 """
+# The partial index payments_pending_lease holds exactly the PENDING rows: this reads only them.
+_OLDEST_PENDING = "SELECT min(created_at) FROM payments WHERE status = 'PENDING'"
 _CLAIM_ATTEMPTS = 5
 
 
@@ -261,6 +263,10 @@ class PostgresPaymentRepository:
             asyncpg.Connection.fetch, _TAKE_STALLED, now, now + self._lease, limit
         )
         return [rows.payment(row) for row in found]
+
+    async def oldest_pending(self) -> datetime | None:
+        oldest: datetime | None = await self._use(asyncpg.Connection.fetchval, _OLDEST_PENDING)
+        return oldest
 
     async def purge_expired(self, *, limit: int) -> int:
         status = await self._execute(_PURGE, self._clock.now(), limit)

@@ -85,6 +85,8 @@ SELECT {rows.SELECT_COLUMNS} FROM payments
 WHERE status = 'PENDING' AND lease_until <= ? ORDER BY lease_until LIMIT ?
 """
 _PING = "SELECT 1 FROM payments LIMIT 1"
+# The partial index payments_pending_lease holds exactly the PENDING rows: this reads only them.
+_OLDEST_PENDING = "SELECT min(created_at) AS oldest FROM payments WHERE status = 'PENDING'"
 _PURGE = f"""
 DELETE FROM payments WHERE payment_id IN (
     SELECT payment_id FROM payments WHERE expires_at <= ? AND {rows.FINISHED}
@@ -270,6 +272,11 @@ class SqlitePaymentRepository:
         # waits for the write lock, then sees the new leases.
         found = await self._run(self._executor.write(take_atomically))
         return [rows.payment(row, from_micros) for row in found]
+
+    async def oldest_pending(self) -> datetime | None:
+        row = await self._run(self._executor.read(partial(_fetch, _OLDEST_PENDING, ())))
+        oldest = None if row is None else row["oldest"]
+        return None if oldest is None else from_micros(oldest)
 
 
 # Everything below runs on the executor's thread.
