@@ -17,11 +17,10 @@ import pytest
 
 from payments_service.gen.payments.v1 import payments_pb2 as pb
 from payments_service.gen.payments.v1 import payments_pb2_grpc as pb_grpc
+from scripts import gen_alert_rules as gen
 from tests.e2e.test_prometheus import Prometheus
 from tests.processes import ServerProcess
-from tests.scripts import load_script
 
-GEN = load_script("gen_alert_rules")
 SHED_ALERT = "PaymentsCallsShed"
 TEST_FOR = "2s"
 CLIENTS = 4  # concurrent slow calls against a limit of 1
@@ -44,8 +43,8 @@ def overloadable() -> Iterator[ServerProcess]:
 @pytest.fixture
 def prometheus(tmp_path: Path, overloadable: ServerProcess) -> Iterator[Prometheus]:
     rules = tmp_path / "payments.rules.yml"
-    groups = GEN.rule_groups(for_overrides={SHED_ALERT: TEST_FOR})
-    rules.write_text(GEN.rules_file(groups))
+    groups = gen.rule_groups(for_overrides={SHED_ALERT: TEST_FOR})
+    rules.write_text(gen.rules_file(groups))
     target = f"127.0.0.1:{overloadable.started['metrics_port']}"
     instance = Prometheus(tmp_path, target, rule_files=(rules,))
     yield instance
@@ -95,7 +94,7 @@ def test_the_rules_evaluate_record_real_traffic_and_an_overload_fires_the_shed_a
         stub.RequestPayment(pb.RequestPaymentRequest(amount_minor=0), timeout=5)
 
     groups = poll(lambda: all_evaluated_without_error(prometheus), "every rule evaluated")
-    assert set(groups) == {group["name"] for group in GEN.rule_groups()}
+    assert set(groups) == {group["name"] for group in gen.rule_groups()}
 
     def recorded(promql: str) -> list[dict[str, object]]:
         found: list[dict[str, object]] = poll(

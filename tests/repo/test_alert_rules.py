@@ -19,8 +19,9 @@ import yaml  # type: ignore[import-untyped]
 
 from payments_service.observability.metrics import GO_CODE_NAMES, HANDLING_BUCKETS
 from payments_service.observability.record import SERVER_FAULT_CODES
+from scripts import check_dashboard
+from scripts import gen_alert_rules as gen
 from tests.metric_names import served_metric_names
-from tests.scripts import load_script
 
 ROOT = Path(__file__).resolve().parents[2]
 PROMTOOL_TESTS = sorted((Path(__file__).parent / "promtool").glob("*.test.yml"))
@@ -35,19 +36,18 @@ NEEDS_PROMTOOL = pytest.mark.skipif(
 PROMETHEUS_SERIES = {"up"}
 
 
-GEN = load_script("gen_alert_rules")
-RULE_GROUPS: list[dict[str, Any]] = yaml.safe_load(GEN.RULES_FILE.read_text())["groups"]
+RULE_GROUPS: list[dict[str, Any]] = yaml.safe_load(gen.RULES_FILE.read_text())["groups"]
 RULES = [rule for group in RULE_GROUPS for rule in group["rules"]]
 ALERTS = {rule["alert"]: rule for rule in RULES if "alert" in rule}
 
 
 def test_the_committed_rule_files_are_what_the_generator_makes() -> None:
-    for path, text in GEN.outputs().items():
+    for path, text in gen.outputs().items():
         assert path.read_text() == text, f"{path.relative_to(ROOT)} is stale: run `make rules`"
 
 
 def test_the_prometheus_rule_carries_exactly_the_groups_of_the_rule_file() -> None:
-    resource = yaml.safe_load(GEN.PROMETHEUS_RULE_FILE.read_text())
+    resource = yaml.safe_load(gen.PROMETHEUS_RULE_FILE.read_text())
     assert resource["spec"]["groups"] == RULE_GROUPS
 
 
@@ -56,20 +56,20 @@ def test_the_check_mode_fails_on_a_stale_file(
 ) -> None:
     stale = tmp_path / "payments.rules.yml"
     stale.write_text("groups: []\n")
-    monkeypatch.setattr(GEN, "RULES_FILE", stale)
-    monkeypatch.setattr(GEN, "ROOT", tmp_path)
-    monkeypatch.setattr(GEN, "PROMETHEUS_RULE_FILE", tmp_path / "prometheusrule.yaml")
-    assert GEN.main(["--check"]) == 1
+    monkeypatch.setattr(gen, "RULES_FILE", stale)
+    monkeypatch.setattr(gen, "ROOT", tmp_path)
+    monkeypatch.setattr(gen, "PROMETHEUS_RULE_FILE", tmp_path / "prometheusrule.yaml")
+    assert gen.main(["--check"]) == 1
     assert "payments.rules.yml" in capsys.readouterr().err
-    assert GEN.main([]) == 0
-    assert GEN.main(["--check"]) == 0
+    assert gen.main([]) == 0
+    assert gen.main(["--check"]) == 0
 
 
 @NEEDS_PROMTOOL
 def test_promtool_accepts_the_rules() -> None:
     assert PROMTOOL is not None
     run = subprocess.run(
-        [PROMTOOL, "check", "rules", str(GEN.RULES_FILE)],
+        [PROMTOOL, "check", "rules", str(gen.RULES_FILE)],
         check=False,
         capture_output=True,
         text=True,
@@ -104,7 +104,7 @@ def test_compose_prometheus_loads_the_generated_rules() -> None:
     [pattern] = config["rule_files"]
     rules_in_container = config_in_container.parent / Path(pattern).parent
     assert mounts["./deploy/prometheus/rules"] == str(rules_in_container)
-    assert sorted(config_file.parent.glob(pattern)) == [GEN.RULES_FILE]
+    assert sorted(config_file.parent.glob(pattern)) == [gen.RULES_FILE]
 
 
 def promtool_cases() -> Iterator[tuple[str, bool]]:
@@ -155,16 +155,16 @@ def test_every_runbook_section_says_what_to_look_at_and_what_to_do(name: str) ->
 
 def test_the_architecture_page_states_the_objectives_of_the_spec() -> None:
     text = (ROOT / "ARCHITECTURE.md").read_text().split("## SLOs and alerts", 1)[1]
-    for slo in GEN.SLOS:
+    for slo in gen.SLOS:
         assert f"| {slo.name} |" in text
         assert f"| {slo.objective * 100:g} % |" in text
-    assert f"within {GEN.LATENCY_THRESHOLD * 1000:g} ms" in text
-    for burn in (*GEN.PAGE, *GEN.TICKET):
+    assert f"within {gen.LATENCY_THRESHOLD * 1000:g} ms" in text
+    for burn in (*gen.PAGE, *gen.TICKET):
         assert f"{burn.factor:g}x" in text
 
 
 def test_every_metric_a_rule_reads_is_exported_or_recorded() -> None:
-    names = load_script("check_dashboard").promql_metric_names
+    names = check_dashboard.promql_metric_names
     recorded = {rule["record"] for rule in RULES if "record" in rule}
     used = {name for rule in RULES for name in names(rule["expr"])}
     assert used - recorded - PROMETHEUS_SERIES - served_metric_names() == set()
@@ -173,26 +173,26 @@ def test_every_metric_a_rule_reads_is_exported_or_recorded() -> None:
 
 def test_the_error_ratio_counts_exactly_the_access_logs_server_fault_codes() -> None:
     expected = {GO_CODE_NAMES[code] for code in SERVER_FAULT_CODES}
-    selectors = re.findall(r'grpc_code=~"([^"]*)"', GEN.RULES_FILE.read_text())
+    selectors = re.findall(r'grpc_code=~"([^"]*)"', gen.RULES_FILE.read_text())
     assert selectors
     for selector in selectors:
         assert set(selector.split("|")) == expected
 
 
 def test_the_latency_threshold_must_be_a_bucket_boundary(monkeypatch: pytest.MonkeyPatch) -> None:
-    assert GEN.LATENCY_THRESHOLD in HANDLING_BUCKETS
-    assert f'le="{GEN.LATENCY_THRESHOLD:g}"' in GEN.RULES_FILE.read_text()
-    monkeypatch.setattr(GEN, "LATENCY_THRESHOLD", 0.31)
+    assert gen.LATENCY_THRESHOLD in HANDLING_BUCKETS
+    assert f'le="{gen.LATENCY_THRESHOLD:g}"' in gen.RULES_FILE.read_text()
+    monkeypatch.setattr(gen, "LATENCY_THRESHOLD", 0.31)
     with pytest.raises(ValueError, match="bucket boundary"):
-        GEN.rule_groups()
+        gen.rule_groups()
 
 
 def test_a_for_override_is_for_an_existing_alert_only() -> None:
-    groups = GEN.rule_groups(for_overrides={"PaymentsCallsShed": "1s"})
+    groups = gen.rule_groups(for_overrides={"PaymentsCallsShed": "1s"})
     rules = {rule.get("alert"): rule for group in groups for rule in group["rules"]}
     assert rules["PaymentsCallsShed"]["for"] == "1s"
     with pytest.raises(ValueError, match="no such alert"):
-        GEN.rule_groups(for_overrides={"PaymentsNoSuchThing": "1s"})
+        gen.rule_groups(for_overrides={"PaymentsNoSuchThing": "1s"})
 
 
 # The part of the Prometheus Operator's CRD schema (monitoring.coreos.com_prometheusrules.yaml,
@@ -253,7 +253,7 @@ PROMETHEUS_RULE_SCHEMA = {
 
 
 def prometheus_rule() -> dict[str, Any]:
-    document: dict[str, Any] = yaml.safe_load(GEN.PROMETHEUS_RULE_FILE.read_text())
+    document: dict[str, Any] = yaml.safe_load(gen.PROMETHEUS_RULE_FILE.read_text())
     return document
 
 

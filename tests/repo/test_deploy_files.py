@@ -3,40 +3,25 @@ metrics the service really exports, and the Prometheus config scrapes the metric
 
 from __future__ import annotations
 
-import importlib.util
 import re
-import sys
 from pathlib import Path
-from types import ModuleType
 
+from scripts import check_dashboard
 from tests.metric_names import served_metric_names, served_sample_names
 
 ROOT = Path(__file__).resolve().parents[2]
 DASHBOARD = ROOT / "deploy" / "grafana" / "dashboards" / "payments.json"
 
 
-def load_checker() -> ModuleType:
-    spec = importlib.util.spec_from_file_location(
-        "check_dashboard", ROOT / "scripts" / "check_dashboard.py"
-    )
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["check_dashboard"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_every_dashboard_query_uses_a_metric_the_service_exports_or_a_rule_records() -> None:
-    checker = load_checker()
-    used = checker.dashboard_metric_names(DASHBOARD)
+    used = check_dashboard.dashboard_metric_names(DASHBOARD)
     assert used, "the dashboard has queries"
-    assert used <= served_metric_names() | checker.recorded_metric_names()
-    assert checker.problems(DASHBOARD) == []
+    assert used <= served_metric_names() | check_dashboard.recorded_metric_names()
+    assert check_dashboard.problems(DASHBOARD) == []
 
 
 def test_the_dashboard_shows_the_error_budget_and_the_burn_rate_of_every_alert_window() -> None:
-    used = load_checker().dashboard_metric_names(DASHBOARD)
+    used = check_dashboard.dashboard_metric_names(DASHBOARD)
     assert "slo:error_budget_remaining:ratio" in used
     rules = (ROOT / "deploy" / "prometheus" / "rules" / "payments.rules.yml").read_text()
     alerted = set(re.findall(r"slo:sli_error:ratio_rate\w+(?=\{[^}]*\} >)", rules))
@@ -47,11 +32,11 @@ def test_the_dashboard_shows_the_error_budget_and_the_burn_rate_of_every_alert_w
 def test_the_checkers_list_names_only_metrics_the_service_serves() -> None:
     """The checker runs without the package installed (`make deploy-check`), so it keeps its
     own list of the metrics a dashboard may use: every one of them must really be served."""
-    assert served_sample_names() >= load_checker().EXPORTED_METRICS
+    assert served_sample_names() >= check_dashboard.EXPORTED_METRICS
 
 
 def test_the_dashboard_shows_latency_errors_rate_and_outcomes() -> None:
-    used = load_checker().dashboard_metric_names(DASHBOARD)
+    used = check_dashboard.dashboard_metric_names(DASHBOARD)
     assert {
         "grpc_server_handled_total",
         "grpc_server_handling_seconds_bucket",
