@@ -189,9 +189,11 @@ async def test_request_id_is_echoed_when_safe_and_replaced_when_not(api: Api) ->
     async def returned_id(sent: str | None) -> str:
         metadata = (("x-request-id", sent),) if sent is not None else None
         call = api.stub.Health(pb.HealthRequest(), metadata=metadata)
-        headers = dict(await call.initial_metadata())
         await call
-        value = headers["x-request-id"]
+        # A trailer, sent with the status: not a header of its own (ARCHITECTURE.md).
+        assert "x-request-id" not in dict(await call.initial_metadata())
+        trailers = dict(await call.trailing_metadata())
+        value = trailers["x-request-id"]
         assert isinstance(value, str)
         return value
 
@@ -209,7 +211,9 @@ async def test_request_id_is_returned_on_errors_too(api: Api) -> None:
     )
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await call
-    assert ("x-request-id", "r-1") in tuple(caught.value.initial_metadata() or ())
+    trailers: dict[str, Any] = dict(caught.value.trailing_metadata() or ())  # type: ignore[arg-type]
+    assert trailers["x-request-id"] == "r-1"
+    assert "grpc-status-details-bin" in trailers  # beside the error's details
 
 
 async def test_oversized_messages_are_refused(api: Api) -> None:

@@ -6,7 +6,10 @@ interceptor (which starts the SERVER span and continues a caller's `traceparent`
 1. creates the call's `CallRecord` (observability's; this interceptor is its one writer) and
    starts its clock: once;
 2. accepts the caller's `x-request-id` when it is safe, else makes one, and returns it in the
-   response headers;
+   response trailers, beside the status (every call, errors included). Not in the headers: a
+   header needs `send_initial_metadata`, a batch of its own before the response, while
+   trailers go out with the status in the batch that ends the call (ARCHITECTURE.md, "Where
+   the request id travels");
 3. decodes the request itself, so bytes that do not parse are answered INVALID_ARGUMENT (with a
    fixed message) inside the observed path, with a request id, an access line, metrics and a
    span, instead of UNKNOWN from grpc before any interceptor ran;
@@ -132,8 +135,8 @@ class ObservationInterceptor(UnaryBehaviorInterceptor):
             record.span = recording_span()
             reporters.started(record)
             admitted = False
+            context.set_trailing_metadata(((REQUEST_ID_HEADER, record.request_id),))
             try:
-                await context.send_initial_metadata(((REQUEST_ID_HEADER, record.request_id),))
                 if gate is not None and gate.closed:
                     await gate.wait()
                     raise ServerShuttingDownError
@@ -178,6 +181,10 @@ def _answer(
         log.error("unhandled_exception", rpc_method=record.method.full_method, exc_info=error)
         record.error = error
     send_answer(context, answer)
+    # The answer's status details replaced the trailers: keep the request id beside them.
+    context.set_trailing_metadata(
+        ((REQUEST_ID_HEADER, record.request_id), *context.trailing_metadata())
+    )
     record.code = answer.code
     record.log_level = answer.log_level
     record.invalid_fields = answer.invalid_fields
