@@ -34,8 +34,8 @@ from __future__ import annotations
 
 import asyncio
 import re
+import secrets
 import time
-import uuid
 from typing import TYPE_CHECKING, Any
 
 import grpc
@@ -83,7 +83,9 @@ def accepted_request_id(metadata: Any) -> str | None:
 
 
 def new_request_id() -> str:
-    return uuid.uuid4().hex
+    """32 random hex digits. Not `uuid.uuid4().hex`: nothing parses a request id as a UUID, and
+    building the UUID object cost four times the instructions (`make bench-count`)."""
+    return secrets.token_hex(16)
 
 
 class ObservationInterceptor(UnaryBehaviorInterceptor):
