@@ -258,13 +258,10 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             procs.close()
     opts.out.parent.mkdir(parents=True, exist_ok=True)
-    opts.out.write_text(json.dumps({"options": _options(opts), "results": results}, indent=2))
+    report = {"options": vars(opts), "results": results}
+    opts.out.write_text(json.dumps(report, indent=2, default=str))
     sys.stdout.write(markdown(results, opts))
     return 1 if any(r["errors"] for r in results) else 0
-
-
-def _options(opts: argparse.Namespace) -> dict[str, Any]:
-    return {k: str(v) if isinstance(v, Path) else v for k, v in vars(opts).items()}
 
 
 if __name__ == "__main__":
