@@ -1,29 +1,36 @@
-"""`make bench-count`: instructions per call, the server's price counted instead of timed.
+"""`make bench-count`: instructions or system calls per call, the server's price counted.
 
 `make bench` reads CPU seconds from /proc. On a machine shared with other jobs those seconds
 move with the neighbours (caches, frequency, a hypervisor's steal time) by ±20 % between rounds,
-which is more than most single changes are worth. This tool counts instead: it runs each server
-under valgrind's callgrind and reads the instructions (Ir) the whole server process executes,
-every thread included (the event loop, grpc-core's threads, the span exporter, the log writer),
-while it serves a fixed number of calls from the bench's own load generator. The count does not
-depend on what else runs on the machine: two runs of the same code agree within about 1 %.
+which is more than most single changes are worth. This tool counts instead, over a fixed number
+of calls from the bench's own load generator, for the whole server process (every thread: the
+event loop, grpc-core's threads, the span exporter, the log writer):
 
-- each server starts under `valgrind --tool=callgrind` (about 50x slower, so startup takes a
-  minute); the same configurations and environment as `make bench` (`benchmarks.measure`), with
-  the processor timeout raised to 30 s so that the slowed event loop never turns a payment
-  PENDING (which would change the path measured);
-- the load generator (not under valgrind) warms up for `--warmup` seconds, then
-  `callgrind_control --zero` starts the window, exactly `--calls` calls are made, and
-  `callgrind_control --dump` ends it: Ir per call = the dump's total / calls;
-- `--variant NAME=SRC` measures another source tree of the package (its `src/` directory, e.g.
-  a `git worktree` of the commit before a change) beside this one, interleaved per config, so a
-  change is priced A/B on identical load.
+- `--count instructions` (default): the server runs under valgrind's callgrind (about 50x
+  slower, so startup takes a minute); `callgrind_control --zero` opens the window and
+  `--dump` closes it: **Ir/call** = the instructions executed in the window / calls. Other jobs
+  cannot move the count; what the server does on its own clock can (the log writer wakes every
+  10 ms, export batches fall in or out of the window): repeated runs of one tree agreed within
+  about 2 %, so a smaller difference needs rounds or a narrower count.
+- `--count syscalls`: the server runs as `make bench` runs it, with `strace -c -f` attached
+  for the window: **syscalls/call**. callgrind counts no kernel work, and a change that saves
+  a batch on the wire saves system calls more than instructions. The count depends a little
+  on timing (how many completions one epoll wake-up collects): within about 5 %.
 
-Instructions are not seconds (a cache miss costs more than an add), so this is the tool for
-deciding whether a change removes work, and `make bench` stays the tool for what a call costs.
+The configurations and their environment are `make bench`'s (`benchmarks.measure`), with the
+processor timeout raised to 30 s, so that an event loop slowed by valgrind never turns a payment
+PENDING (which would change the path counted). The load generator (never slowed) primes the
+server with one call per method, warms up for `--warmup` seconds, then makes exactly `--calls`
+calls. `--variant NAME=SRC` counts another source tree of the package (its `src/` directory, e.g.
+a `git worktree` of the commit before a change) beside this one, interleaved per configuration,
+so a change is priced A/B.
+
+Counts are not seconds (a cache miss costs more than an add, system calls differ in price):
+this is the tool for deciding whether a change removes work; `make bench` says what a call costs.
 
     python -m benchmarks.callcost --configs full,off,floor --workload new --calls 1000
     python -m benchmarks.callcost --configs full --variant before=/tmp/before/src
+    python -m benchmarks.callcost --count syscalls --configs full,off --calls 2000
 """
 
 from __future__ import annotations
@@ -32,6 +39,7 @@ import argparse
 import json
 import re
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -39,7 +47,7 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 if __package__ in (None, ""):  # `python benchmarks/callcost.py`: make `benchmarks` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -55,9 +63,8 @@ from payments_service.gen.payments.v1 import payments_pb2 as pb
 from payments_service.gen.payments.v1 import payments_pb2_grpc as pb_grpc
 
 RESULTS = REPO_ROOT / "benchmarks" / "results"
-# Under valgrind a server starts in about a minute (grpc and the OTel SDK import slowly).
-STARTUP_TIMEOUT_S = 600.0
 PRIME_TIMEOUT_S = 300.0
+ATTACH_TIMEOUT_S = 30.0
 THIS_TREE = "this"
 _TOTAL = re.compile(r"^(?:summary|totals):\s+(\d+)", re.MULTILINE)
 
@@ -70,8 +77,116 @@ def callgrind_total(dump: Path) -> int:
     return int(match[1])
 
 
-def _control(tool: str, *args: str) -> None:
-    subprocess.run([tool, *args], check=True, capture_output=True, timeout=120)
+def strace_counts(summary: str) -> dict[str, int]:
+    """Calls per system call from `strace -c` output (its table; the `total` row left out)."""
+    counts: dict[str, int] = {}
+    for line in summary.splitlines():
+        fields = line.split()
+        # % time, seconds, usecs/call, calls, [errors,] syscall
+        if len(fields) in (5, 6) and fields[0][0].isdigit() and fields[-1] != "total":
+            counts[fields[-1]] = int(fields[3])
+    if not counts:
+        raise ValueError("no strace -c table in the output")
+    return counts
+
+
+class Counter(Protocol):
+    """What is counted over the window: how the server starts, how the window opens and
+    closes, and the total."""
+
+    unit: str
+    startup_timeout: float
+
+    def command(self, argv: list[str]) -> list[str]: ...
+
+    def open(self, pid: int) -> None: ...
+
+    def close(self, pid: int) -> tuple[int, dict[str, int]]: ...
+
+
+class Instructions:
+    """callgrind: the instructions of every thread of the server."""
+
+    unit = "Ir"
+    startup_timeout = 600.0  # grpc and the OTel SDK import slowly under valgrind
+
+    def __init__(self, workdir: Path, label: str) -> None:
+        valgrind, control = shutil.which("valgrind"), shutil.which("callgrind_control")
+        if valgrind is None or control is None:
+            raise FileNotFoundError("valgrind not found: apt-get install -y valgrind")
+        self._valgrind, self._control = valgrind, control
+        self._out = workdir / f"{label}.callgrind"
+
+    def command(self, argv: list[str]) -> list[str]:
+        return [self._valgrind, "--tool=callgrind", f"--callgrind-out-file={self._out}", *argv]
+
+    def open(self, pid: int) -> None:
+        subprocess.run([self._control, "--zero", str(pid)], check=True, capture_output=True)
+
+    def close(self, pid: int) -> tuple[int, dict[str, int]]:
+        subprocess.run([self._control, "--dump=window", str(pid)], check=True, capture_output=True)
+        dumps = sorted(self._out.parent.glob(f"{self._out.name}.*"))
+        return callgrind_total(dumps[-1]), {}
+
+
+class Syscalls:
+    """strace -c -f: the system calls of every thread of the server."""
+
+    unit = "syscalls"
+    startup_timeout = 30.0
+
+    def __init__(self, workdir: Path, label: str) -> None:
+        strace = shutil.which("strace")
+        if strace is None:
+            raise FileNotFoundError("strace not found: apt-get install -y strace")
+        self._strace = strace
+        self._out = workdir / f"{label}.strace"
+        self._tracer: subprocess.Popen[bytes] | None = None
+
+    def command(self, argv: list[str]) -> list[str]:
+        return argv
+
+    def open(self, pid: int) -> None:
+        self._tracer = subprocess.Popen(
+            [self._strace, "-c", "-f", "-o", str(self._out), "-p", str(pid)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        _wait_until_traced(pid, self._tracer.pid)
+
+    def close(self, pid: int) -> tuple[int, dict[str, int]]:
+        assert self._tracer is not None, "open() comes first"
+        self._tracer.send_signal(signal.SIGINT)  # strace detaches and writes its table
+        self._tracer.wait(timeout=60)
+        counts = strace_counts(self._out.read_text())
+        return sum(counts.values()), counts
+
+
+def _wait_until_traced(pid: int, tracer: int) -> None:
+    """Until every thread of `pid` is traced by `tracer` (its /proc status says so)."""
+    deadline = time.monotonic() + ATTACH_TIMEOUT_S
+    while True:
+        tasks = Path(f"/proc/{pid}/task").iterdir()
+        tracers = {_status(task / "status", "TracerPid") for task in tasks}
+        if tracers == {str(tracer)}:
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"strace did not attach to every thread of {pid}")
+        time.sleep(0.05)
+
+
+def _status(path: Path, key: str) -> str:
+    for line in path.read_text().splitlines():
+        name, _, value = line.partition(":")
+        if name == key:
+            return value.strip()
+    return ""
+
+
+COUNTERS: dict[str, type[Instructions] | type[Syscalls]] = {
+    "instructions": Instructions,
+    "syscalls": Syscalls,
+}
 
 
 def count_one(
@@ -79,17 +194,16 @@ def count_one(
     config: str,
     workload: str,
     *,
+    count: str,
     calls: int,
     concurrency: int,
     warmup_s: float,
     src: Path | None,
     label: str,
 ) -> dict[str, Any]:
-    """Start `config` under callgrind (on a fresh store), make `calls` calls, and return the
-    instructions the server executed per call."""
-    valgrind, control = shutil.which("valgrind"), shutil.which("callgrind_control")
-    if valgrind is None or control is None:
-        raise FileNotFoundError("valgrind not found: apt-get install -y valgrind")
+    """Start `config` (on a fresh store), make `calls` calls, and return what `count` counted
+    per call."""
+    counter: Counter = COUNTERS[count](procs.workdir, label)
     spec = parse_config(config)
     unpinned = Pinning(server=(), client=(), pinned=False)
     sink = start_sink(procs, label, unpinned) if spec.kind in TELEMETRY_KINDS else None
@@ -99,15 +213,9 @@ def count_one(
         )
         if src is not None:
             env["PYTHONPATH"] = str(src)
-        out = procs.workdir / f"{label}.callgrind"
-        server = procs.start(
-            label,
-            [valgrind, "--tool=callgrind", f"--callgrind-out-file={out}", *argv],
-            env,
-            timeout=STARTUP_TIMEOUT_S,
-        )
-        pid = str(server.pid)
+        server = procs.start(label, counter.command(argv), env, timeout=counter.startup_timeout)
         _prime(server.port)
+        closed: list[tuple[int, dict[str, int]]] = []
         load = run_load(
             LoadSpec(
                 targets=(f"127.0.0.1:{server.port}",),
@@ -120,21 +228,23 @@ def count_one(
                 tag=f"{label}-{uuid.uuid4().hex[:8]}",
             ),
             WindowHooks(
-                started=lambda: _control(control, "--zero", pid),
-                ended=lambda: _control(control, "--dump=window", pid),
+                started=lambda: counter.open(server.pid),
+                ended=lambda: closed.append(counter.close(server.pid)),
             ),
         )
-        total = callgrind_total(sorted(procs.workdir.glob(f"{label}.callgrind.*"))[-1])
         procs.stop(server, timeout=120)
     if sink is not None:
         procs.stop(sink)
+    total, by_kind = closed[0]
     return {
         "config": config,
         "workload": workload,
+        "count": count,
         "calls": load.calls,
         "errors": load.errors,
-        "instructions": total,
-        "instructions_per_call": total / max(load.calls, 1),
+        "total": total,
+        "per_call": total / max(load.calls, 1),
+        "by_kind_per_call": {k: v / max(load.calls, 1) for k, v in by_kind.items()},
     }
 
 
@@ -172,11 +282,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default="full,off,floor",
         help=f"comma list of {', '.join(KINDS)} or a store config such as full-sqlite",
     )
+    add("--count", default="instructions", choices=tuple(COUNTERS), help="what is counted")
     add("--workload", default="new", choices=tuple(SCHEDULES), help="one workload (default new)")
     add("--calls", type=int, default=1000, help="calls counted per measurement (default 1000)")
     add("--concurrency", type=int, default=8, help="calls in flight (default 8)")
     add("--warmup", type=float, default=3.0, help="uncounted warm-up seconds (default 3)")
-    add("--rounds", type=int, default=1, help="interleaved rounds (default 1; counts repeat)")
+    add("--rounds", type=int, default=1, help="interleaved rounds (default 1)")
     add("--variant", type=variant, action="append", default=[], help="NAME=SRC, repeatable")
     add("--out", type=Path, default=RESULTS / "callcost.json", help="JSON results")
     opts = parser.parse_args(argv)
@@ -195,29 +306,29 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def markdown(results: list[dict[str, Any]], opts: argparse.Namespace) -> str:
+    unit = COUNTERS[opts.count].unit
     lines = [
-        f"## Instructions per call (callgrind): workload `{opts.workload}`, {opts.calls} calls, "
-        f"concurrency {opts.concurrency}, {opts.rounds} round(s)",
+        f"## {unit.capitalize()} per call ({opts.count}): workload `{opts.workload}`, "
+        f"{opts.calls} calls, concurrency {opts.concurrency}, {opts.rounds} round(s)",
         "",
-        "| variant | configuration | Ir/call (median) | each round | errors |",
+        f"| variant | configuration | {unit}/call (median) | each round | errors |",
         "|---|---|---|---|---|",
     ]
+    precision = 0 if unit == "Ir" else 2
     medians: dict[tuple[str, str], float] = {}
     for name in dict.fromkeys(r["variant"] for r in results):
         for config in opts.configs:
             runs = [r for r in results if r["variant"] == name and r["config"] == config]
-            per_call = [r["instructions_per_call"] for r in runs]
-            medians[(name, config)] = statistics.median(per_call)
-            each = ", ".join(f"{value:,.0f}" for value in per_call)
+            per_call = [r["per_call"] for r in runs]
+            medians[(name, config)] = median = statistics.median(per_call)
+            each = ", ".join(f"{value:,.{precision}f}" for value in per_call)
             errors = sum(r["errors"] for r in runs)
-            lines.append(
-                f"| {name} | {config} | {medians[(name, config)]:,.0f} | {each} | {errors} |"
-            )
+            lines.append(f"| {name} | {config} | {median:,.{precision}f} | {each} | {errors} |")
     lines.append("")
     for (name, config), value in medians.items():
         floor = medians.get((name, "floor"))
         if floor and config != "floor":
-            lines.append(f"- {name}: Ir/call {config}/floor {value / floor:.3f}")
+            lines.append(f"- {name}: {unit}/call {config}/floor {value / floor:.3f}")
         base = medians.get((THIS_TREE, config))
         if name != THIS_TREE and base:
             lines.append(f"- {config}: {THIS_TREE}/{name} {base / value:.3f}")
@@ -226,6 +337,7 @@ def markdown(results: list[dict[str, Any]], opts: argparse.Namespace) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     opts = parse_args(argv)
+    unit = COUNTERS[opts.count].unit
     variants: list[tuple[str, Path | None]] = [(THIS_TREE, None), *opts.variant]
     results: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="callcost-") as tmp:
@@ -241,6 +353,7 @@ def main(argv: list[str] | None = None) -> int:
                             procs,
                             config,
                             opts.workload,
+                            count=opts.count,
                             calls=opts.calls,
                             concurrency=opts.concurrency,
                             warmup_s=opts.warmup,
@@ -249,7 +362,7 @@ def main(argv: list[str] | None = None) -> int:
                         )
                         result.update(variant=name, src=str(src or "this tree"), round=round_no)
                         print(
-                            f"[callcost] {label}: {result['instructions_per_call']:,.0f} Ir/call, "
+                            f"[callcost] {label}: {result['per_call']:,.2f} {unit}/call, "
                             f"errors {result['errors']} ({time.monotonic() - started:.0f} s)",
                             file=sys.stderr,
                             flush=True,

@@ -1,5 +1,6 @@
-"""`make bench-count`: what it reads from a callgrind dump and what it reports. (Running it is
-`make bench-count`; valgrind makes it minutes long, so the tests pin the logic only.)"""
+"""`make bench-count`: what it reads from a callgrind dump or strace's table and what it
+reports. (Running it is `make bench-count`; valgrind makes it minutes long, so the tests pin
+the logic only.)"""
 
 from __future__ import annotations
 
@@ -8,7 +9,14 @@ from typing import Any
 
 import pytest
 
-from benchmarks.callcost import THIS_TREE, callgrind_total, markdown, parse_args, variant
+from benchmarks.callcost import (
+    THIS_TREE,
+    callgrind_total,
+    markdown,
+    parse_args,
+    strace_counts,
+    variant,
+)
 
 
 @pytest.mark.parametrize(
@@ -33,8 +41,28 @@ def test_a_dump_without_a_total_is_refused(tmp_path: Path) -> None:
         callgrind_total(dump)
 
 
+STRACE_TABLE = """\
+% time     seconds  usecs/call     calls    errors syscall
+------ ----------- ----------- --------- --------- ----------------
+ 41.20    0.012000           3      4000           epoll_wait
+ 30.00    0.009000           2      3000       120 futex
+  0.10    0.000030          15         2           getpid
+------ ----------- ----------- --------- --------- ----------------
+100.00    0.021030           3      7002       120 total
+"""
+
+
+def test_strace_counts_are_read_per_system_call_without_the_total() -> None:
+    assert strace_counts(STRACE_TABLE) == {"epoll_wait": 4000, "futex": 3000, "getpid": 2}
+
+
+def test_an_output_without_a_table_is_refused() -> None:
+    with pytest.raises(ValueError, match="no strace"):
+        strace_counts("strace: Process 42 detached\n")
+
+
 def result(name: str, config: str, per_call: float, errors: int = 0) -> dict[str, Any]:
-    return {"variant": name, "config": config, "instructions_per_call": per_call, "errors": errors}
+    return {"variant": name, "config": config, "per_call": per_call, "errors": errors}
 
 
 def test_the_report_gives_medians_and_ratios_to_the_floor_and_between_variants() -> None:
@@ -49,6 +77,7 @@ def test_the_report_gives_medians_and_ratios_to_the_floor_and_between_variants()
     assert "| this | full | 2,000 | 2,000, 2,100, 1,900 | 0 |" in text
     assert "- this: Ir/call full/floor 2.000" in text
     assert "- full: this/before 0.500" in text
+    assert text.startswith("## Ir per call (instructions)")
 
 
 @pytest.mark.parametrize(
