@@ -1,8 +1,8 @@
 """The service's two extensions of the OpenTelemetry SDK, each on the SDK's public API only.
 
 Each is here because `make bench-count` measured it at 5 % or more of the server's
-instructions per call, and would be removed if it did not (benchmarks/README.md, "Per-lever
-measurements"):
+instructions per call, and would be removed if it did not (benchmarks/README.md, "SDK
+internals: each piece against the SDK's own way"):
 
 - `FastOTLPSpanExporter`: a `SpanExporter` that writes the `ExportTraceServiceRequest` straight
   to protobuf wire format (`SpanEncoder`) and sends those bytes on its own grpc channel to the
