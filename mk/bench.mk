@@ -12,7 +12,7 @@ BENCH_SERVER_CPUS ?=
 BENCH_CLIENT_CPUS ?=
 BENCH_PIN := $(if $(BENCH_SERVER_CPUS),--server-cpus $(BENCH_SERVER_CPUS)) $(if $(BENCH_CLIENT_CPUS),--client-cpus $(BENCH_CLIENT_CPUS))
 
-.PHONY: bench bench-replicas bench-soak bench-encoder bench-shared-limiter
+.PHONY: bench bench-replicas bench-soak bench-encoder bench-shared-limiter bench-count
 
 bench: $(STAMP) ## Server CPU µs/call of full vs off vs proto vs floor (stores: BENCH_ARGS="--store memory,sqlite,postgresql"), pinned apart, 3 rounds
 	$(BIN)/python -m benchmarks.run $(BENCH_PIN) $(BENCH_ARGS)
@@ -22,6 +22,9 @@ bench-replicas: $(STAMP) ## Scale-out: full on 1 vs 2 server processes sharing o
 
 bench-soak: $(STAMP) ## Soak: 200 000 new payments on one full server, TTL 20 s; RSS growth <= 10 % (BENCH_ARGS=...)
 	$(BIN)/python -m benchmarks.run $(BENCH_PIN) --soak $(BENCH_ARGS)
+
+bench-count: $(STAMP) ## Instructions per call under callgrind (immune to a busy machine): full, off, floor (BENCH_ARGS=...)
+	$(BIN)/python -m benchmarks.callcost $(BENCH_ARGS)
 
 bench-encoder: $(STAMP) ## The SDK's OTLP span encoder vs the fast one: µs/span and GIL hold per batch
 	$(BIN)/python -m benchmarks.encoder $(BENCH_ARGS)

@@ -53,6 +53,20 @@ class FailingProcessor:
         raise ConnectionError("acquirer unreachable")
 
 
+class RaisingProcessor:
+    """An in-process processor that fails before deciding (a bug in the adapter)."""
+
+    def charge(self, payment: Payment) -> Outcome:
+        raise RuntimeError("simulator bug")
+
+
+class UndecidedProcessor:
+    """An in-process processor that breaks its contract by deciding PENDING at once."""
+
+    def charge(self, payment: Payment) -> Outcome:
+        return Outcome(PaymentStatus.PENDING, "not decided")
+
+
 class HangingProcessor:
     """A processor that never answers until released."""
 

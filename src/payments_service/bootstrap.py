@@ -25,7 +25,6 @@ from payments_service.adapters.stores.memory import InMemoryPaymentRepository
 from payments_service.adapters.stores.observed import ObservedRepository
 from payments_service.adapters.stores.pending import PendingRepository
 from payments_service.adapters.system import RandomPaymentIds, SystemClock
-from payments_service.adapters.traced_processor import TracedProcessor
 from payments_service.application.expiry import ExpirySweeper
 from payments_service.application.order_limit import OrderAttempts
 from payments_service.application.recovery import SettlementRecovery
@@ -85,12 +84,11 @@ if TYPE_CHECKING:
     from payments_service.transport.http.server import HttpListener
 
 
-def build_processor(settings: Settings, telemetry: Telemetry) -> PaymentProcessor:
-    """The payment processor adapter (simulated), traced when tracing is on."""
-    processor: PaymentProcessor = SimulatedProcessor(slow_delay=settings.simulated_slow_seconds)
-    if telemetry.tracer_provider is not None:
-        processor = TracedProcessor(processor, telemetry.tracer(), name="simulated-processor")
-    return processor
+def build_processor(settings: Settings) -> PaymentProcessor:
+    """The payment processor adapter: the simulated one, an in-process function call that
+    makes no CLIENT span (its outcome is the SERVER span's `payment.status`). A remote
+    processor adapter would make one CLIENT span per charge (ARCHITECTURE.md, "Span tree")."""
+    return SimulatedProcessor(slow_delay=settings.simulated_slow_seconds)
 
 
 def observe_store(
@@ -149,7 +147,7 @@ def build_service(
         repository = observe_store(memory_store(settings, clock=clock), settings, telemetry)
     return PaymentService(
         repository=repository,
-        processor=build_processor(settings, telemetry) if processor is None else processor,
+        processor=build_processor(settings) if processor is None else processor,
         clock=clock,
         ids=RandomPaymentIds() if ids is None else ids,
         processor_timeout=settings.processor_timeout_seconds,
@@ -298,7 +296,7 @@ async def build_app(
     limit = ConcurrencyLimit(settings.max_concurrent_rpcs)
     metrics_http, metrics_port = _start_metrics(settings, telemetry, keys, limit)
     clock = SystemClock()
-    processor = build_processor(settings, telemetry)
+    processor = build_processor(settings)
     pending = PendingRepository()  # until the store is open: UNAVAILABLE, health NOT_SERVING
     order_attempts = build_order_attempts(settings)
     authenticator = build_authenticator(settings, keys)

@@ -14,10 +14,14 @@ pytestmark = pytest.mark.e2e
 
 
 def run(
-    grpcurl: str, server: ServerProcess, *verb: str, data: dict[str, Any] | None = None
+    grpcurl: str,
+    server: ServerProcess,
+    *verb: str,
+    data: dict[str, Any] | None = None,
+    flags: tuple[str, ...] = (),
 ) -> subprocess.CompletedProcess[str]:
-    """`grpcurl -plaintext [-d DATA] 127.0.0.1:PORT VERB...`, errors printed as JSON."""
-    options = ["-plaintext", "-format-error"]
+    """`grpcurl -plaintext [FLAGS] [-d DATA] 127.0.0.1:PORT VERB...`, errors printed as JSON."""
+    options = ["-plaintext", "-format-error", *flags]
     if data is not None:
         options += ["-d", json.dumps(data)]
     return subprocess.run(
@@ -95,3 +99,33 @@ def test_an_invalid_call_prints_its_code_and_bad_request(
     (detail,) = error["details"]
     assert detail["@type"] == "type.googleapis.com/google.rpc.BadRequest"
     assert [v["field"] for v in detail["field_violations"]] == ["amount_minor", "currency"]
+
+
+def sections(verbose: str) -> dict[str, list[str]]:
+    """grpcurl -v's output by section ("Response headers received", ...): its lines."""
+    found: dict[str, list[str]] = {}
+    current: list[str] = []
+    for line in verbose.splitlines():
+        if line.endswith(":") and not line.startswith(" "):
+            current = found.setdefault(line[:-1], [])
+        elif line:
+            current.append(line)
+    return found
+
+
+@pytest.mark.parametrize(
+    ("method", "body", "ok"),
+    [
+        ("payments.v1.PaymentService/Health", {}, True),
+        ("payments.v1.PaymentService/GetPayment", {"payment_id": ""}, False),
+    ],
+)
+def test_the_request_id_is_a_response_trailer(
+    grpcurl: str, server: ServerProcess, method: str, body: dict[str, Any], ok: bool
+) -> None:
+    flags = ("-v", "-H", "x-request-id: cli-req-1")
+    result = run(grpcurl, server, method, data=body, flags=flags)
+    assert (result.returncode == 0) is ok, result.stderr
+    printed = sections(result.stdout)
+    assert "x-request-id: cli-req-1" in printed["Response trailers received"]
+    assert not any(h.startswith("x-request-id") for h in printed["Response headers received"])

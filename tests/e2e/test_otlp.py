@@ -48,8 +48,9 @@ def test_the_trace_of_a_grpcurl_call_reaches_the_otlp_endpoint(grpcurl: str) -> 
     names = {span.name for _, span in spans if span.trace_id.hex() == TRACE_ID}
     # grpcurl sends the header on its reflection stream too, so that span joins the trace.
     names.discard("/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo")
-    # The memory store does no I/O and makes no spans (ARCHITECTURE.md, "Span tree").
-    assert names == {"/payments.v1.PaymentService/RequestPayment", "PaymentProcessor.charge"}
+    # The memory store and the simulated processor are in-process calls and make no spans
+    # (ARCHITECTURE.md, "Span tree").
+    assert names == {"/payments.v1.PaymentService/RequestPayment"}
     (server_span,) = [s for _, s in spans if s.name.startswith("/payments.v1")]
     assert server_span.parent_span_id.hex() == PARENT_SPAN_ID
     assert {resource["service.name"] for resource, _ in spans} == {"payments-service"}

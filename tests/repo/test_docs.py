@@ -100,6 +100,7 @@ EXTERNAL = {
     "docker",
     "echo",
     "export",
+    "git",
     "grep",
     "grpcurl",
     "kill",

@@ -32,8 +32,11 @@ from tests.fakes import (
     FakeClock,
     HangingProcessor,
     NonFinalProcessor,
+    RaisingProcessor,
     SequentialIds,
+    UndecidedProcessor,
 )
+from tests.loop_callbacks import scheduled_callbacks
 
 
 def request(**overrides: Any) -> dict[str, Any]:
@@ -93,6 +96,28 @@ async def test_a_fast_processor_answer_is_the_response(
     assert (result.response, result.replayed) == (outcome, False)
     stored = await service.get_payment("default", result.payment.payment_id)
     assert stored.outcome == outcome
+
+
+@pytest.mark.parametrize("metadata", [{}, {"simulate": "decline"}])
+async def test_an_outcome_decided_at_once_is_answered_without_an_event_loop_callback(
+    service: PaymentService, metadata: dict[str, str]
+) -> None:
+    """No task, future wait or timer when the processor decided at once (the memory store's
+    operations do not suspend either): the path almost every payment takes."""
+    with scheduled_callbacks() as scheduled:
+        result = await service.request_payment(**request(metadata=metadata))
+    assert result.response.status.is_terminal
+    assert scheduled.total == 0
+
+
+async def test_only_a_pending_charge_pays_for_a_task_and_the_timeout_timers(
+    service: PaymentService,
+) -> None:
+    with scheduled_callbacks() as scheduled:
+        result = await service.request_payment(**request(metadata={"simulate": "slow"}))
+    assert result.response == ACCEPTED_PENDING
+    assert scheduled.timers >= 2  # the processor deadline and the settlement timeout
+    assert scheduled.soon >= 1  # the charge's task
 
 
 async def test_same_key_and_payload_replays_the_original_response_field_for_field(
@@ -168,7 +193,12 @@ async def test_concurrent_requests_with_one_new_key_create_one_payment(
 
 @pytest.mark.parametrize(
     ("processor", "outcome"),
-    [(FailingProcessor(), PROCESSOR_ERROR), (NonFinalProcessor(), PROCESSOR_ERROR)],
+    [
+        (FailingProcessor(), PROCESSOR_ERROR),
+        (NonFinalProcessor(), PROCESSOR_ERROR),
+        (RaisingProcessor(), PROCESSOR_ERROR),
+        (UndecidedProcessor(), PROCESSOR_ERROR),
+    ],
 )
 async def test_a_processor_error_fails_the_payment_instead_of_losing_it(
     clock: FakeClock, processor: PaymentProcessor, outcome: Any

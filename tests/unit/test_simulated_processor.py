@@ -6,6 +6,7 @@ import asyncio
 
 from payments_service.adapters.simulated_processor import DECLINED, SUCCEEDED, SimulatedProcessor
 from payments_service.application.service import PROCESSING
+from payments_service.application.settlement import charged
 from payments_service.domain.model import Payment, PaymentRequest
 from tests.fakes import EPOCH
 
@@ -18,16 +19,16 @@ def payment(payment_id: str, **metadata: str) -> Payment:
 async def test_charging_a_payment_again_returns_the_first_outcome_without_a_second_charge() -> None:
     processor = SimulatedProcessor()
     declined = payment("pay_1", simulate="decline")
-    assert await processor.charge(declined) == DECLINED
-    assert await processor.charge(declined) == DECLINED
-    assert await processor.charge(payment("pay_2")) == SUCCEEDED
+    assert processor.charge(declined) is DECLINED  # decided at once: no awaitable
+    assert processor.charge(declined) is DECLINED
+    assert processor.charge(payment("pay_2")) is SUCCEEDED
     assert processor.charges_made == 2
 
 
 async def test_concurrent_charges_of_one_payment_share_one_charge() -> None:
     processor = SimulatedProcessor(slow_delay=0.05)
     slow = payment("pay_1", simulate="slow")
-    outcomes = await asyncio.gather(*(processor.charge(slow) for _ in range(10)))
+    outcomes = await asyncio.gather(*(charged(processor, slow) for _ in range(10)))
     assert outcomes == [SUCCEEDED] * 10
     assert processor.charges_made == 1
 
@@ -35,5 +36,5 @@ async def test_concurrent_charges_of_one_payment_share_one_charge() -> None:
 async def test_only_the_most_recent_payment_ids_are_remembered() -> None:
     processor = SimulatedProcessor(remember=2)
     for payment_id in ("pay_1", "pay_2", "pay_3", "pay_1"):
-        await processor.charge(payment(payment_id))
+        processor.charge(payment(payment_id))
     assert processor.charges_made == 4  # pay_1 was forgotten, so charged again

@@ -7,6 +7,9 @@ Rules (metadata key `simulate`, validated in the domain):
 - `simulate=slow`: SUCCEEDED after `slow_delay` seconds. The default (2 s) is longer than the
   service's processor deadline (1 s), so RequestPayment answers PENDING and the payment settles
   in the background.
+
+An outcome decided at once is returned as the `Outcome` itself (the port allows it): the
+service then answers without a task, a wait or a timer. Only `slow` returns an awaitable.
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ from payments_service.domain.model import Outcome, PaymentStatus
 from payments_service.domain.validation import SIMULATE_KEY
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable
+
     from payments_service.domain.model import Payment
 
 SUCCEEDED = Outcome(PaymentStatus.SUCCEEDED, "payment succeeded")
@@ -39,7 +44,7 @@ class SimulatedProcessor:
         self._charges: OrderedDict[str, Outcome | asyncio.Future[Outcome]] = OrderedDict()
         self.charges_made = 0
 
-    async def charge(self, payment: Payment) -> Outcome:
+    def charge(self, payment: Payment) -> Outcome | Awaitable[Outcome]:
         charge = self._charges.get(payment.payment_id)
         if charge is None:
             charge = self._start(payment)
@@ -49,7 +54,7 @@ class SimulatedProcessor:
         if isinstance(charge, Outcome):
             return charge
         # shield: a caller that gives up must not cancel the charge others share.
-        return await asyncio.shield(charge)
+        return asyncio.shield(charge)
 
     def _start(self, payment: Payment) -> Outcome | asyncio.Future[Outcome]:
         """The charge: decided at once (no task, no future: the path almost every call takes),

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 
 import structlog
 
+from payments_service.application.settlement import charged
 from payments_service.domain.errors import StoreError
 from payments_service.domain.model import Outcome, PaymentStatus
 
@@ -119,7 +120,7 @@ class SettlementRecovery:
         runs out and a later round retries, until the deadline marks it FAILED."""
         try:
             outcome = await asyncio.wait_for(
-                self._processor.charge(payment), timeout=self._charge_timeout
+                charged(self._processor, payment), timeout=self._charge_timeout
             )
         except Exception:  # a timeout included
             log.exception("settlement_recovery_charge_failed", payment_id=payment.payment_id)

@@ -1,14 +1,18 @@
 """The payments use cases: request a payment (idempotently) and read one back.
 
-Processing model. The call that creates a payment starts the processor's charge as a task and
-waits for it for at most `processor_timeout` seconds:
+Processing model. The call that creates a payment asks the processor to charge it:
 
-- the processor answers in time: the call records the outcome as the payment's first response
-  and answers it (SUCCEEDED or FAILED). No other task or future is involved: this is the path
-  almost every payment takes, so it is kept cheap;
-- it does not: the call records and answers PENDING, and a background settlement task records
-  the outcome when the processor answers or `settlement_timeout` passes (then FAILED), so no
-  payment stays PENDING forever. A processor exception also ends in FAILED, with the stack logged.
+- the processor decided at once (an in-process processor: the port lets it return the
+  `Outcome` itself): the call records it as the payment's first response and answers it. No
+  task, future, wait or timer is involved: this is the path almost every payment takes, so it
+  schedules no event-loop callback at all;
+- the charge is pending (a processor that waits for a network, `simulate=slow`): it runs as a
+  task, bounded by `settlement_timeout`, and the call waits for it for at most
+  `processor_timeout` seconds. In time: the call records and answers the outcome (SUCCEEDED or
+  FAILED). Not in time: the call records and answers PENDING, and a background settlement task
+  records the outcome when the processor answers or `settlement_timeout` passes (then FAILED),
+  so no payment stays PENDING forever. A processor exception also ends in FAILED, with the
+  stack logged.
 
 A client that cancels its call cannot leave a payment half-done: the cancelled call hands the
 unfinished work to a settlement task, and recording is first-write-wins, so redoing a step
@@ -44,7 +48,7 @@ from payments_service.domain.model import Outcome, Payment, PaymentStatus
 from payments_service.domain.validation import validate_payment_id, validate_payment_request
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Awaitable, Mapping
 
     from payments_service.application.order_limit import OrderAttempts
     from payments_service.domain.ports import (
@@ -171,21 +175,7 @@ class PaymentService:
         self._observer.created(candidate)
         # debug: the access line already carries payment_id; one info line per call is enough.
         log.debug("payment_created", payment_id=candidate.payment_id)
-        payment_id = candidate.payment_id
-        answer = self._settlements.expect_answer(payment_id)  # replays of this key wait on it
-        charge = asyncio.ensure_future(self._charge(candidate))
-        deadline = asyncio.get_running_loop().time() + self._processor_timeout
-        try:
-            payment = await self._first_answer(candidate, charge, deadline)
-        except asyncio.CancelledError:
-            # The caller is gone: a settlement task finishes what this call started, so the
-            # payment still gets its first response and its outcome recorded.
-            self._settlements.spawn(self._finish_first_answer(candidate, charge, deadline, answer))
-            raise
-        except Exception as error:
-            self._settlements.failed(payment_id, answer, error)
-            raise  # the error mapping logs it once
-        self._settlements.answered(payment_id, answer, payment)
+        payment = await self._decide_first_answer(candidate)
         assert payment.first_response is not None  # noqa: S101 - set by _first_answer
         self._observer.answered(payment, payment.first_response)
         return RequestPaymentResult(payment, payment.first_response, replayed=False)
@@ -260,60 +250,74 @@ class PaymentService:
         have: charge it and record the answer (first write wins). The processor charges once
         per payment id, so a charge the first call made is answered again, never repeated."""
         log.info("payment_first_answer_taken_over", payment_id=payment.payment_id)
-        answer = self._settlements.expect_answer(payment.payment_id)
-        charge = asyncio.ensure_future(self._charge(payment))
+        return await self._decide_first_answer(payment)
+
+    async def _decide_first_answer(self, payment: Payment) -> Payment:
+        """Charge `payment` and record its first answer in this call, while replays of its key
+        in this process wait for it. If the caller goes away, a settlement task finishes what
+        this call started, so the payment still gets its first response and its outcome."""
+        payment_id = payment.payment_id
+        self._settlements.expect_answer(payment_id)
+        charge = self._start_charge(payment)
         deadline = asyncio.get_running_loop().time() + self._processor_timeout
-        await self._finish_first_answer(payment, charge, deadline, answer)
-        return answer.result()
+        try:
+            answered = await self._first_answer(payment, charge, deadline)
+        except asyncio.CancelledError:
+            self._settlements.spawn(self._finish_first_answer(payment, charge, deadline))
+            raise
+        except Exception as error:
+            self._settlements.failed(payment_id, error)
+            raise  # the error mapping logs it once
+        self._settlements.answered(payment_id, answered)
+        return answered
 
     async def _settle_after_cancelled_claim(self, candidate: Payment) -> None:
         claim = await self._repository.claim(candidate)
         if claim.payment.payment_id != candidate.payment_id or claim.payment.first_response:
             return  # another call's payment, or already answered
-        answer = self._settlements.expect_answer(candidate.payment_id)
-        charge = asyncio.ensure_future(self._charge(candidate))
+        self._settlements.expect_answer(candidate.payment_id)
+        charge = self._start_charge(candidate)
         deadline = asyncio.get_running_loop().time() + self._processor_timeout
-        await self._finish_first_answer(candidate, charge, deadline, answer)
+        await self._finish_first_answer(candidate, charge, deadline)
 
-    async def _first_answer(
-        self, payment: Payment, charge: asyncio.Future[Outcome], deadline: float
-    ) -> Payment:
-        """Wait until `deadline` (loop time) for the charge and record the first response: the
-        final outcome when the processor answered in time, else PENDING, with a background
-        task to record the outcome later. Recording is first-write-wins, so running this again
-        after a cancellation (`_finish_first_answer`) cannot change an answer already given."""
+    async def _first_answer(self, payment: Payment, charge: Charge, deadline: float) -> Payment:
+        """Record the first response: the outcome when the processor decided at once or a
+        pending charge finished by `deadline` (loop time), else PENDING, with a background task
+        to record the outcome later. Recording is first-write-wins, so running this again after
+        a cancellation (`_finish_first_answer`) cannot change an answer already given."""
         payment_id = payment.payment_id
+        if isinstance(charge, Outcome):
+            return await self._record_first(payment_id, charge)
         outcome = await within(charge, deadline - asyncio.get_running_loop().time())
         if outcome is not None:
-            answered = await self._repository.record(
-                payment_id, at=self._clock.now(), outcome=outcome, first_response=outcome
-            )
-            self._observer.settled(answered)
-            return answered
+            return await self._record_first(payment_id, outcome)
         answered = await self._repository.record(
             payment_id, at=self._clock.now(), first_response=ACCEPTED_PENDING
         )
         self._settlements.spawn(self._settle_in_background(payment_id, charge))
         return answered
 
-    async def _finish_first_answer(
-        self,
-        payment: Payment,
-        charge: asyncio.Future[Outcome],
-        deadline: float,
-        answer: asyncio.Future[Payment],
-    ) -> None:
+    async def _record_first(self, payment_id: str, outcome: Outcome) -> Payment:
+        """Record `outcome` as the payment's outcome and its first response."""
+        answered = await self._repository.record(
+            payment_id, at=self._clock.now(), outcome=outcome, first_response=outcome
+        )
+        self._observer.settled(answered)
+        return answered
+
+    async def _finish_first_answer(self, payment: Payment, charge: Charge, deadline: float) -> None:
         payment_id = payment.payment_id
         try:
             answered = await self._first_answer(payment, charge, deadline)
         except asyncio.CancelledError:
-            charge.cancel()
-            self._settlements.abandoned(payment_id, answer)
+            if not isinstance(charge, Outcome):
+                charge.cancel()
+            self._settlements.abandoned(payment_id)
             raise
         except Exception as error:
-            self._settlements.failed(payment_id, answer, error)
+            self._settlements.failed(payment_id, error)
             raise  # the supervisor logs a failed task once
-        self._settlements.answered(payment_id, answer, answered)
+        self._settlements.answered(payment_id, answered)
 
     async def _settle_in_background(self, payment_id: str, charge: asyncio.Future[Outcome]) -> None:
         try:
@@ -331,19 +335,41 @@ class PaymentService:
         self._observer.settled(settled)
         log.info("payment_settled", payment_id=payment_id, status=settled.status.value)
 
-    async def _charge(self, payment: Payment) -> Outcome:
-        """The processor's final outcome; errors and hangs become FAILED, never an exception."""
+    def _start_charge(self, payment: Payment) -> Charge:
+        """The processor's outcome when it decided at once, else its pending charge as a task
+        bounded by `settlement_timeout` (`_charge`)."""
+        try:
+            charge = self._processor.charge(payment)
+        except Exception:
+            log.exception("processor_error", payment_id=payment.payment_id)
+            return PROCESSOR_ERROR
+        if isinstance(charge, Outcome):
+            return _final(charge, payment)
+        return asyncio.ensure_future(self._charge(payment, charge))
+
+    async def _charge(self, payment: Payment, charge: Awaitable[Outcome]) -> Outcome:
+        """A pending charge's final outcome; errors and hangs become FAILED, never an exception."""
         try:
             # asyncio.timeout, not wait_for: wait_for (3.11) wraps the call in another task.
             async with asyncio.timeout(self._settlement_timeout):
-                outcome = await self._processor.charge(payment)
+                outcome = await charge
         except TimeoutError:
             log.error("processor_timeout", payment_id=payment.payment_id)
             return PROCESSOR_TIMEOUT
         except Exception:
             log.exception("processor_error", payment_id=payment.payment_id)
             return PROCESSOR_ERROR
-        if not outcome.status.is_terminal:
-            log.error("processor_non_final_outcome", payment_id=payment.payment_id)
-            return PROCESSOR_ERROR
-        return outcome
+        return _final(outcome, payment)
+
+
+# What the creating call waits on: the outcome itself, or the task of a pending charge.
+Charge = Outcome | asyncio.Future[Outcome]
+
+
+def _final(outcome: Outcome, payment: Payment) -> Outcome:
+    """The processor's outcome if it is final; a processor that breaks the port's contract by
+    answering PENDING is a processor error."""
+    if not outcome.status.is_terminal:
+        log.error("processor_non_final_outcome", payment_id=payment.payment_id)
+        return PROCESSOR_ERROR
+    return outcome

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable
     from datetime import datetime
 
     from payments_service.domain.errors import FieldViolation
@@ -127,9 +128,11 @@ class PaymentProcessor(Protocol):
     outcome of the first charge, waiting for it if it is still running.
     """
 
-    async def charge(self, payment: Payment) -> Outcome:
-        """Charge the payment (at most once per payment id) and return its final outcome
-        (SUCCEEDED or FAILED)."""
+    def charge(self, payment: Payment) -> Outcome | Awaitable[Outcome]:
+        """Charge the payment (at most once per payment id); its final outcome (SUCCEEDED or
+        FAILED). An adapter that decides at once (an in-process processor) returns the Outcome
+        itself, so the caller needs no task, wait or timer; one that waits for a network
+        returns an awaitable of it (`async def charge`)."""
         ...
 
 

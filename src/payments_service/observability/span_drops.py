@@ -38,10 +38,11 @@ if TYPE_CHECKING:
 
 
 class Exporter(Protocol):
-    """What `ExportQueue` needs of an exporter: the SDK's OTLPSpanExporter has it."""
+    """What `ExportQueue` needs of an exporter (`sdk_extensions.FastOTLPSpanExporter`, or any of
+    the SDK's)."""
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult: ...
-    def shutdown(self, timeout_millis: float = 30_000) -> None: ...
+    def shutdown(self) -> None: ...
     def force_flush(self, timeout_millis: int = 30_000) -> bool: ...
 
 
@@ -64,9 +65,8 @@ class _CountingExporter(SpanExporter):
             self.failed += len(spans)
         return result
 
-    # The SDK passes what is left of its shutdown budget to an exporter that takes it.
-    def shutdown(self, timeout_millis: float = 30_000) -> None:
-        self._inner.shutdown(timeout_millis=timeout_millis)
+    def shutdown(self) -> None:
+        self._inner.shutdown()
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
         return self._inner.force_flush(timeout_millis)

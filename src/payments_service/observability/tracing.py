@@ -8,17 +8,12 @@
   copied into every span. The SDK's warning for each truncation is dropped
   (`TruncationNotices`): a caller chooses such values, so it would be a log line per call.
 - Export: OTLP/gRPC through the SDK's BatchSpanProcessor (OTEL_BSP_* apply; the batch size
-  defaults to 128 here, not 512), with the fast encoder of `otlp.py`, only when an OTLP endpoint
-  is configured. Otherwise nothing is exported,
-  so a fresh `make run` prints no export errors.
+  defaults to 128 here, not 512) to `sdk_extensions.FastOTLPSpanExporter`, only when an OTLP
+  endpoint is configured. Otherwise nothing is exported, so a fresh `make run` prints no export
+  errors.
 - Tracing off (OTEL_SDK_DISABLED=true): no provider; no tracing interceptor is installed.
-- Leaf spans (`ServiceTracerProvider.leaf_spans`): a span that has no children and whose name
-  and attributes are fixed (a database call) is recorded in one step when it ends, as the
-  SDK's own `ReadableSpan` handed to the provider's span processors, instead of through the
-  SDK's mutable `Span` (a lock, bounded attribute, event and link containers, then a copy at
-  `end`). Same sampler, ids, trace flags, resource, scope and attribute limits; the processors'
-  `on_start` is not called (none of this service's needs it). `make bench` measured it
-  (ARCHITECTURE.md, "Performance").
+- Leaf spans (`ServiceTracerProvider.leaf_spans`): database calls are recorded in one step
+  when they end (`sdk_extensions.LeafSpans`).
 """
 
 from __future__ import annotations
@@ -32,23 +27,18 @@ from opentelemetry.instrumentation.grpc import aio_server_interceptor
 from opentelemetry.propagate import extract
 from opentelemetry.sdk.resources import SERVICE_NAME, SERVICE_VERSION, Resource
 from opentelemetry.sdk.trace import (
-    ReadableSpan,
     SpanLimits,
     SynchronousMultiSpanProcessor,
     TracerProvider,
 )
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
-from opentelemetry.trace import (
-    SpanContext,
-    SpanKind,
-    Status,
-    StatusCode,
-    TraceFlags,
-    get_current_span,
-)
+from opentelemetry.trace import SpanKind, Status, StatusCode, get_current_span
 
 from payments_service import __version__
 from payments_service.observability.record import SERVER_FAULT_CODES
+
+# Re-exported: the stores' spans are typed as `tracing.LeafSpans`.
+from payments_service.observability.sdk_extensions import LeafSpans as LeafSpans  # noqa: PLC0414
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -64,8 +54,6 @@ if TYPE_CHECKING:
 
 DEFAULT_SERVICE_NAME = "payments-service"
 SCOPE_NAME = "payments_service"
-_UNSET = Status(StatusCode.UNSET)
-_ERROR = Status(StatusCode.ERROR)
 
 
 class TruncationNotices(logging.Filter):
@@ -123,113 +111,12 @@ class ServiceTracerProvider(TracerProvider):
         )
 
 
-class LeafSpans:
-    """Spans of one name, kind and attribute set that never have children (a database call).
-
-    `record` makes one finished span, a child of the current span (or a root), as the SDK's
-    Tracer would: the provider's sampler (asked with the span's attributes, which become the
-    sampler's result), id generator, trace flags, resource and limits; on failure `error.type`
-    set after creation and status ERROR. Limited once, here, while a sampler hands the
-    attributes back unchanged (the SDK's built-in samplers do). Not done: the processors'
-    `on_start`, the SDK's experimental per-tracer configurator and its own span metrics.
-    """
-
-    __slots__ = ("_attributes", "_kind", "_name", "_provider", "_raw")
-
-    def __init__(
-        self,
-        provider: ServiceTracerProvider,
-        name: str,
-        kind: SpanKind,
-        attributes: Mapping[str, AttributeValue],
-    ) -> None:
-        self._provider = provider
-        self._name = name
-        self._kind = kind
-        self._raw = dict(attributes)
-        self._attributes = provider.limited(self._raw)
-
-    def record(self, start_ns: int, end_ns: int, error_type: str | None = None) -> None:
-        """One span from `start_ns` to `end_ns` (time.time_ns()); `error_type`: it failed."""
-        provider = self._provider
-        ids = provider.id_generator
-        parent: SpanContext | None = get_current_span().get_span_context()
-        if parent is not None and parent.is_valid:
-            trace_id = parent.trace_id
-            random_trace_id = parent.trace_flags.random_trace_id
-        else:
-            parent = None
-            trace_id = ids.generate_trace_id()
-            random_trace_id = ids.is_trace_id_random()
-        raw = self._raw
-        sampling = provider.sampler.should_sample(None, trace_id, self._name, self._kind, raw)
-        if not sampling.decision.is_recording():  # type: ignore[no-untyped-call]
-            return
-        given = sampling.attributes
-        attributes: Mapping[str, AttributeValue] = self._attributes
-        if error_type is not None or not _same(given, raw):
-            bounded = provider.limited(given, immutable=False)
-            if error_type is not None:
-                bounded["error.type"] = error_type  # after creation, as an SDK span sets it
-            attributes = bounded
-        sampled = sampling.decision.is_sampled()  # type: ignore[no-untyped-call]
-        flags = TraceFlags.SAMPLED if sampled else TraceFlags.DEFAULT
-        if random_trace_id:
-            flags |= TraceFlags.RANDOM_TRACE_ID
-        context = SpanContext(
-            trace_id,
-            ids.generate_span_id(),
-            is_remote=False,
-            trace_flags=TraceFlags(flags),
-            trace_state=sampling.trace_state,
-        )
-        span = ReadableSpan(
-            name=self._name,
-            context=context,
-            parent=parent,
-            resource=provider.resource,
-            attributes=attributes,
-            kind=self._kind,
-            status=_UNSET if error_type is None else _ERROR,
-            start_time=start_ns,
-            end_time=end_ns,
-            instrumentation_scope=provider.scope,
-        )
-        provider.span_processors.on_end(span)
-
-
-def _same(given: Mapping[str, Any], raw: Mapping[str, Any]) -> bool:
-    """Whether a sampler handed back exactly the attributes it was asked with."""
-    return len(given) == len(raw) and all(
-        raw.get(key, _ABSENT) is value for key, value in given.items()
-    )
-
-
-_ABSENT = object()
-
-
-class _HashOnceResource(Resource):
-    """A Resource whose hash is computed once.
-
-    The SDK groups spans by resource on export, and `Resource.__hash__` serialises every
-    attribute with `json.dumps` each time (opentelemetry-sdk 1.45). A Resource is immutable, so
-    its hash can be cached.
-    """
-
-    def __init__(self, resource: Resource) -> None:
-        super().__init__(resource.attributes, resource.schema_url)
-        self._hash = super().__hash__()
-
-    def __hash__(self) -> int:
-        return self._hash
-
-
 def build_resource() -> Resource:
     resource = Resource.create({SERVICE_VERSION: __version__})
     name = str(resource.attributes.get(SERVICE_NAME, ""))
     if name.startswith("unknown_service"):  # neither OTEL_SERVICE_NAME nor the attributes set it
         resource = resource.merge(Resource({SERVICE_NAME: DEFAULT_SERVICE_NAME}))
-    return _HashOnceResource(resource)
+    return resource
 
 
 def build_tracer_provider(
@@ -251,15 +138,19 @@ def build_tracer_provider(
     for processor in processors:
         provider.add_span_processor(processor)
     if settings.otlp_export:
-        from payments_service.observability.otlp import FastOTLPSpanExporter  # noqa: PLC0415
+        from payments_service.observability.sdk_extensions import (  # noqa: PLC0415
+            FastOTLPSpanExporter,
+            OtlpTarget,
+        )
         from payments_service.observability.span_drops import ExportQueue  # noqa: PLC0415
 
+        assert settings.otlp_endpoint is not None  # noqa: S101 - what otlp_export means
         # The SDK's BatchSpanProcessor, behind a bound that counts the spans it drops
         # (span_drops.py). The other OTEL_BSP_* settings are read by the SDK itself; the batch
         # size is passed because this service's default differs (ARCHITECTURE.md, "Export and
         # logs off the request path").
         provider.export_queue = ExportQueue(
-            FastOTLPSpanExporter(),
+            FastOTLPSpanExporter(OtlpTarget.from_environ(settings.otlp_endpoint)),
             max_queue_size=settings.span_export_queue_size,
             max_export_batch_size=settings.span_export_batch_size,
         )

@@ -60,9 +60,8 @@ async def test_one_server_span_with_http_and_rpc_attributes_continuing_the_calle
     assert attributes["payment.id"] == created.payment_id
     assert attributes["payment.idempotent_replay"] is False
     assert server.status.status_code is StatusCode.UNSET
-    (child,) = [s for s in observed.spans() if s is not server]
-    assert child.parent is not None
-    assert child.parent.span_id == server.context.span_id
+    # The memory store and the simulated processor are in-process: the SERVER span is the trace.
+    assert observed.spans() == [server]
 
 
 @pytest.mark.parametrize(

@@ -107,7 +107,7 @@ async def test_recovery_resumes_a_stalled_payment_and_records_its_first_response
     assert await recovery.recover_once() == 1
     resumed = await stored(repository, stalled)
     assert (resumed.outcome, resumed.first_response) == (SUCCEEDED, SUCCEEDED)
-    await processor.charge(stalled)  # charging again returns the same charge
+    assert processor.charge(stalled) == SUCCEEDED  # charging again returns the same charge
     assert processor.charges_made == 1
 
 
