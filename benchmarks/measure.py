@@ -62,6 +62,10 @@ TELEMETRY_KINDS = ("full", "proto", "http")  # export spans to a sink; cross-che
 HTTP_HANDLED = ("http_server_request_duration_seconds", "http_response_status_code", "200")
 BIN = Path(sys.executable).parent
 SHUTDOWN_GRACE_S = "2"
+# One load generator is one merchant sending far above the per-merchant default rate: raise the
+# rate out of its reach so every call still takes a token from the bucket (its cost is measured)
+# and none is refused (a refused call would measure the limiter, not the call path).
+MERCHANT_RATE_UNREACHABLE = "1000000"
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,6 +144,7 @@ def base_env() -> dict[str, str]:
     env["PAYMENTS_GRPC_ADDRESS"] = "127.0.0.1:0"
     env["PAYMENTS_HTTP_ADDRESS"] = "127.0.0.1:0"
     env["PAYMENTS_SHUTDOWN_GRACE_SECONDS"] = SHUTDOWN_GRACE_S
+    env["PAYMENTS_RATE_LIMIT_RPS"] = MERCHANT_RATE_UNREACHABLE
     return env
 
 
