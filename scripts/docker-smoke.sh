@@ -8,7 +8,8 @@
 #      served on loopback (pip inside the build may not reach the package index),
 #   4. runs the container with --network host on free loopback ports, waits for the image's own
 #      HEALTHCHECK to report `healthy`, calls it with grpcurl (list, RequestPayment + replay,
-#      GetPayment, grpc.health.v1.Health/Check) and scrapes /metrics,
+#      GetPayment, grpc.health.v1.Health/Check), then over JSON/HTTP (GET the payment, POST the
+#      same request: a replay), and scrapes /metrics,
 #   5. checks the image runs as non-root without pip, compilers or tests,
 #   6. `docker stop` (SIGTERM): exit code 0 within the grace period, `shutdown_complete` logged,
 #   7. prints the image size; stops dockerd and everything it started, even on failure.
@@ -322,13 +323,14 @@ if problems:
 ' || die "image content checks failed"
 
 # --- 5. run it --------------------------------------------------------------------------------
-read -r grpc_port metrics_port <<<"$(free_ports 2)"
+read -r grpc_port http_port metrics_port <<<"$(free_ports 3)"
 target=127.0.0.1:$grpc_port
 CONTAINER=payments-smoke-$$
-log "docker run --network host (read-only, no capabilities, as in docker-compose.yml): gRPC on $target, metrics on 127.0.0.1:$metrics_port"
+log "docker run --network host (read-only, no capabilities, as in docker-compose.yml): gRPC on $target, JSON/HTTP on 127.0.0.1:$http_port, metrics on 127.0.0.1:$metrics_port"
 docker run -d --name "$CONTAINER" --network host \
     --read-only --tmpfs /tmp --cap-drop ALL --security-opt no-new-privileges:true \
     -e PAYMENTS_GRPC_ADDRESS="$target" \
+    -e PAYMENTS_HTTP_ADDRESS="127.0.0.1:$http_port" \
     -e PAYMENTS_METRICS_ADDRESS="127.0.0.1:$metrics_port" \
     -e PAYMENTS_LOG_FORMAT=json \
     -e PAYMENTS_SHUTDOWN_GRACE_SECONDS="$GRACE_SECONDS" \
@@ -388,6 +390,25 @@ grpc -d "{\"payment_id\": \"$payment_id\"}" "$target" payments.v1.PaymentService
 health=$(grpc -d '{"service": "payments.v1.PaymentService"}' "$target" grpc.health.v1.Health/Check)
 printf '%s\n' "$health"
 grep -q '"SERVING"' <<<"$health" || die "health check is not SERVING"
+
+log "JSON/HTTP on 127.0.0.1:$http_port: GET /v1/payments/$payment_id, the same request POSTed (a replay)"
+python3 - "$http_port" "$payment_id" "$request" <<'EOF' || die "JSON/HTTP check failed"
+import json, sys, urllib.request
+port, payment_id, request = sys.argv[1], sys.argv[2], sys.argv[3]
+base = f"http://127.0.0.1:{port}"
+got = json.load(urllib.request.urlopen(f"{base}/v1/payments/{payment_id}", timeout=5))
+print(f"  GET  -> {got['paymentId']} {got['status']}")
+if got["paymentId"] != payment_id:
+    sys.exit(f"GET returned {got['paymentId']}, not {payment_id}")
+post = urllib.request.Request(f"{base}/v1/payments", data=request.encode(), method="POST",
+                              headers={"Content-Type": "application/json"})
+with urllib.request.urlopen(post, timeout=5) as answer:
+    replayed = json.load(answer)
+    request_id = answer.headers.get("x-request-id")
+print(f"  POST -> {replayed['paymentId']} (x-request-id {request_id})")
+if replayed["paymentId"] != payment_id or not request_id:
+    sys.exit("the POSTed replay did not return the same payment with an x-request-id")
+EOF
 
 log "scraping http://127.0.0.1:$metrics_port/metrics"
 python3 - "$metrics_port" <<'EOF' || die "metrics endpoint check failed"
