@@ -31,6 +31,11 @@ class ServerProcess:
                 "PAYMENTS_METRICS_ADDRESS": "off",
                 # No drain unless a test asks for one: shutdown timings stay the grace's.
                 "PAYMENTS_SHUTDOWN_DRAIN_SECONDS": "0",
+                # These tests load one merchant as fast as the machine allows: on a fast one that
+                # is past the merchant's default rate, and a test of shutdown or an outage would
+                # fail by the machine's speed. The limits have their own tests
+                # (tests/integration/observability/test_rate_limits.py); a test may set it back.
+                "PAYMENTS_RATE_LIMIT_RPS": "off",
                 **env,
             },
             stdout=subprocess.PIPE,
