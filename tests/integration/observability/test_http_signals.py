@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
+import grpc
 import pytest
 from opentelemetry.trace import SpanKind, StatusCode
 
@@ -112,6 +113,21 @@ async def test_the_access_line_is_the_grpc_schema_plus_the_http_fields(
     )
     assert over_http["grpc_code"] == "OK"
     assert over_http["peer"].startswith("ipv4:127.0.0.1:")
+
+
+async def test_a_failures_access_line_is_the_grpc_schema_plus_the_http_fields(
+    observed: Observed, http: HttpClient
+) -> None:
+    """A failure notes the same fields on both transports (its `error_kind` included)."""
+    await observed.api.stub.RequestPayment(payment_request(idempotency_key="taken"))
+    reused = payment_request(idempotency_key="taken", amount_minor=999)
+    with pytest.raises(grpc.aio.AioRpcError):
+        await observed.api.stub.RequestPayment(reused)
+    assert (await http.request_payment(reused)).http_status == 409
+    _, over_grpc, over_http = observed.access_lines()
+    assert set(over_http) == set(over_grpc) | {"http_method", "http_route", "http_status"}
+    assert over_http["error_kind"] == over_grpc["error_kind"] == "IDEMPOTENCY_KEY_REUSED"
+    assert over_http["grpc_code"] == over_grpc["grpc_code"] == "ALREADY_EXISTS"
 
 
 async def test_http_calls_feed_the_http_histogram_and_never_the_grpc_named_series(

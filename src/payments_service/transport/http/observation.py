@@ -39,7 +39,6 @@ from typing import TYPE_CHECKING, Any
 
 import grpc
 import orjson
-import structlog
 from aiohttp import web
 from google.protobuf import json_format
 from google.rpc import status_pb2
@@ -50,13 +49,11 @@ from payments_service.observability.record import (
     MethodInfo,
     default_log_level,
     enter_call,
-    reported_payment,
 )
 from payments_service.observability.reporting import Reporters
 from payments_service.observability.tracing import recording_span, start_http_server_span
 from payments_service.security.authenticator import AUTHORIZATION_HEADER
-from payments_service.security.principal import current_principal
-from payments_service.transport.error_table import answer_for
+from payments_service.transport.completion import complete, note_answer
 from payments_service.transport.errors import (
     ServerOverloadedError,
     ServerShuttingDownError,
@@ -105,7 +102,6 @@ if TYPE_CHECKING:
     # A servicer method: (request, context) -> response; the context is not used.
     RpcHandler = Callable[[Message, Any], Awaitable[Message]]
 
-log = structlog.get_logger(__name__)
 
 # OpenTelemetry's known HTTP methods; any other is reported as `_OTHER` (bounded labels).
 KNOWN_METHODS = frozenset(
@@ -202,11 +198,8 @@ class HttpObservation:
                     request, record, observed, headers, match=match, refusal=refusal
                 )
             finally:
-                principal = current_principal()
-                record.merchant_id = None if principal is None else principal.merchant_id
-                record.payment = reported_payment()
                 http.status = status
-                record.duration = time.perf_counter() - record.started
+                complete(record)
                 observed.reporters.finished(record)
         response = web.Response(
             body=body, status=status, headers=headers, content_type=CONTENT_TYPE
@@ -309,15 +302,7 @@ class HttpObservation:
         self, record: CallRecord, error: Exception, headers: dict[str, str]
     ) -> tuple[int, bytes]:
         """Answer `error` through the one error table and note the answer on the record."""
-        answer = answer_for(error)
-        if answer.unexpected:
-            log.error("unhandled_exception", rpc_method=record.method.full_method, exc_info=error)
-            record.error = error
-        record.code = answer.code
-        record.log_level = answer.log_level
-        record.invalid_fields = answer.invalid_fields
-        record.signals = answer.signals
-        record.log_every = answer.log_every
+        answer = note_answer(record, error)
         status = http_status(answer.code)
         if status in RETRY_AFTER_STATUSES:
             seconds = retry_after_seconds(answer.status)

@@ -39,19 +39,17 @@ import time
 from typing import TYPE_CHECKING, Any
 
 import grpc
-import structlog
 
 from payments_service.observability.record import (
     CallRecord,
     MethodInfo,
     default_log_level,
     enter_call,
-    reported_payment,
 )
 from payments_service.observability.reporting import Reporters
 from payments_service.observability.tracing import recording_span
-from payments_service.security.principal import current_principal
-from payments_service.transport.error_table import Answer, answer_for, send_answer
+from payments_service.transport.completion import complete, note_answer
+from payments_service.transport.error_table import Answer, send_answer
 from payments_service.transport.errors import (
     ServerOverloadedError,
     ServerShuttingDownError,
@@ -66,7 +64,6 @@ if TYPE_CHECKING:
     from payments_service.transport.admission import ConcurrencyLimit, ShutdownGate
     from payments_service.transport.interceptors.base import Behavior, Handler
 
-log = structlog.get_logger(__name__)
 
 REQUEST_ID_HEADER = "x-request-id"
 # 1..128 characters that are safe in logs, headers and URLs: no spaces, quotes or control chars.
@@ -162,40 +159,17 @@ class ObservationInterceptor(UnaryBehaviorInterceptor):
                 record.log_level = default_log_level(record.code)
                 raise
             except Exception as error:
-                answer = _noted_answer(record, error)
+                answer = note_answer(record, error)
             finally:
                 if admitted and limit is not None:
                     limit.leave()
-                _complete(record)
+                complete(record)
                 reporters.finished(record)
             # A failure is sent once its access line and metrics are written.
             await send_answer(context, answer, ((REQUEST_ID_HEADER, record.request_id),))
             return None
 
         return observed
-
-
-def _complete(record: CallRecord) -> None:
-    """Note what the others returned (the caller, the payment) and the duration."""
-    principal = current_principal()
-    record.merchant_id = None if principal is None else principal.merchant_id
-    record.payment = reported_payment()
-    record.duration = time.perf_counter() - record.started
-
-
-def _noted_answer(record: CallRecord, error: Exception) -> Answer:
-    """The error table's answer to `error`, noted on the record."""
-    answer = answer_for(error)
-    if answer.unexpected:
-        log.error("unhandled_exception", rpc_method=record.method.full_method, exc_info=error)
-        record.error = error
-    record.code = answer.code
-    record.log_level = answer.log_level
-    record.invalid_fields = answer.invalid_fields
-    record.error_kind = answer.error_kind
-    record.signals = answer.signals
-    record.log_every = answer.log_every
-    return answer
 
 
 def _cancelled_code(context: grpc.aio.ServicerContext[Any, Any]) -> grpc.StatusCode:
