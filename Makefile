@@ -49,7 +49,7 @@ proto-check: $(STAMP) ## Fail if the committed generated code differs from what 
 	diff -r -x __pycache__ "$$tmp/gen" $(GEN) && echo "generated code is up to date"
 
 docs: $(STAMP) ## Regenerate the reference tables in README, ARCHITECTURE.md and docs/ from the code
-	$(BIN)/python scripts/render_docs.py
+	$(BIN)/python -m scripts.render_docs
 
 lint: $(STAMP) ## ruff check
 	$(BIN)/ruff check .

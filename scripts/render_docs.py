@@ -1,7 +1,8 @@
 """`make docs`: rewrite the generated reference tables in the docs from their single sources.
 
 Each table sits between `<!-- BEGIN GENERATED: name ... -->` and `<!-- END GENERATED: name -->`
-in the file `payments_service.reference.GENERATED` names; everything outside the markers is
+in the file `TABLES` names (the service's own, `payments_service.reference.GENERATED`, and the
+benchmark's targets); everything outside the markers is
 left alone. `--check` changes nothing and exits 1 naming every stale table (the docs test runs
 the same comparison).
 """
@@ -12,16 +13,18 @@ import argparse
 import sys
 from pathlib import Path
 
+from benchmarks.report import targets_reference
 from payments_service.reference import GENERATED, render_into
 
 ROOT = Path(__file__).resolve().parents[1]
+TABLES = {**GENERATED, "benchmarks/README.md": {"targets": targets_reference}}
 
 
 def stale_tables(root: Path = ROOT, *, write: bool = False) -> list[str]:
     """The `file: table` names whose committed text differs from the rendered one; with
     `write`, the files are rewritten with every table rendered."""
     stale = []
-    for relative, tables in GENERATED.items():
+    for relative, tables in TABLES.items():
         path = root / relative
         committed = rendered = path.read_text()
         for name, render in tables.items():
