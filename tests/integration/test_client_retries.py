@@ -25,7 +25,7 @@ from payments_service.gen.payments.v1 import payments_pb2_grpc as pb_grpc
 from payments_service.security.api_keys import KeyRing, key_file_line
 from payments_service.security.authenticator import Authenticator
 from payments_service.security.throttle import Buckets
-from payments_service.security.tls import server_credentials
+from payments_service.security.tls import ServerTls
 from payments_service.transport.admission import MerchantRateLimit
 from payments_service.transport.grpc_server import RunningServer, start_server
 from tests.conftest import TEST_SETTINGS
@@ -169,11 +169,13 @@ async def test_the_example_client_speaks_tls_and_sends_its_api_key(
     (tmp_path / "keys").write_text(key_file_line("acme", key) + "\n")
     authenticator = Authenticator(KeyRing.load(str(tmp_path / "keys")))
     service = build_service(TEST_SETTINGS, clock=FakeClock(), ids=SequentialIds())
+    loaded = ServerTls.load(settings_for(tls))
+    assert loaded is not None
     server = await start_server(
         service,
         "127.0.0.1:0",
         build_interceptors(authenticator=authenticator),
-        server_credentials(settings_for(tls)),
+        loaded.credentials(),
     )
     servers.append(server)
     target = f"localhost:{server.port}"

@@ -24,7 +24,7 @@ from payments_service.config import ConfigError
 from payments_service.gen.payments.v1 import payments_pb2 as pb
 from payments_service.observability.telemetry import Telemetry
 from payments_service.security.authenticator import Authenticator
-from payments_service.security.tls import server_ssl_context
+from payments_service.security.tls import ServerTls
 from payments_service.transport.admission import ConcurrencyLimit, ShutdownGate
 from payments_service.transport.error_table import ERROR_TABLE, Rule
 from payments_service.transport.http.server import (
@@ -459,7 +459,9 @@ async def test_the_listener_serves_tls_from_the_grpc_ports_files(
         tls_key_file=str(tls.server_key),
         tls_client_ca_file=str(tls.ca) if mutual else None,
     )
-    context = server_ssl_context(settings)
+    loaded = ServerTls.load(settings)
+    assert loaded is not None
+    context = loaded.ssl_context()
     trusting = ssl.create_default_context(cafile=str(tls.ca))
     with_certificate = ssl.create_default_context(cafile=str(tls.ca))
     with_certificate.load_cert_chain(str(tls.client_cert), str(tls.client_key))
@@ -483,7 +485,7 @@ async def test_the_listener_serves_tls_from_the_grpc_ports_files(
                 await session.get(url.replace("https:", "http:"))
     finally:
         await listener.stop(0)
-    assert server_ssl_context(with_settings()) is None
+    assert ServerTls.load(with_settings()) is None
 
 
 async def test_an_address_that_cannot_be_bound_names_the_variable(api: Api) -> None:

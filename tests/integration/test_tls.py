@@ -15,7 +15,7 @@ from payments_service.bootstrap import build_interceptors
 from payments_service.config import ConfigError, Settings
 from payments_service.gen.payments.v1 import payments_pb2 as pb
 from payments_service.gen.payments.v1 import payments_pb2_grpc as pb_grpc
-from payments_service.security.tls import server_credentials, tls_mode
+from payments_service.security.tls import ServerTls, tls_mode
 from payments_service.transport.grpc_server import RunningServer, start_server
 from tests.tls_files import TlsFiles, make_tls_files
 
@@ -33,9 +33,9 @@ async def tls_server(service: PaymentService) -> AsyncIterator[ServerFactory]:
     started: list[RunningServer] = []
 
     async def start(settings: Settings) -> RunningServer:
-        credentials = server_credentials(settings)
-        assert credentials is not None
-        server = await start_server(service, "127.0.0.1:0", build_interceptors(), credentials)
+        tls = ServerTls.load(settings)
+        assert tls is not None
+        server = await start_server(service, "127.0.0.1:0", build_interceptors(), tls.credentials())
         started.append(server)
         return server
 
@@ -116,7 +116,7 @@ async def test_mutual_tls_serves_only_clients_with_a_certificate_from_the_client
 
 def test_without_tls_settings_the_port_is_plaintext() -> None:
     settings = Settings.from_env({})
-    assert server_credentials(settings) is None
+    assert ServerTls.load(settings) is None
     assert tls_mode(settings) == "off"
 
 
@@ -180,5 +180,5 @@ def test_a_bad_or_mismatched_file_names_its_variable(
 ) -> None:
     settings = Settings.from_env(make_env(tls, tmp_path))
     with pytest.raises(ConfigError, match=f"^invalid {variable}=") as raised:
-        server_credentials(settings)
+        ServerTls.load(settings)
     assert reason in str(raised.value)

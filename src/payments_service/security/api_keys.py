@@ -28,7 +28,7 @@ import os
 import re
 import secrets
 import stat
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import structlog
@@ -49,6 +49,10 @@ KEY_BYTES = 32  # entropy of a key made by `new_api_key`: 256 bits
 class KeyEntry:
     merchant_id: str
     digest: bytes  # SHA-256 of the key, 32 bytes
+    principal: Principal = field(init=False, repr=False, compare=False)  # who the key is
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "principal", Principal(self.merchant_id, self.key_id))
 
     @property
     def key_id(self) -> str:
@@ -153,11 +157,11 @@ class KeyRing:
         """The caller `key` authenticates (its merchant, and the key's id), or None. Constant
         time in which entry matched."""
         presented = digest_of(key)
-        found: KeyEntry | None = None
+        found: Principal | None = None
         for entry in self._entries:  # no early exit: see the module docstring
             if hmac.compare_digest(entry.digest, presented):
-                found = entry
-        return None if found is None else Principal(found.merchant_id, found.key_id)
+                found = entry.principal
+        return found
 
     def warn_if_exposed(self) -> None:
         """Log a warning when the file is readable by others (see `exposed_mode`)."""

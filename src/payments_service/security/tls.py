@@ -44,12 +44,6 @@ def tls_mode(settings: Settings) -> str:
     return "tls" if settings.tls_client_ca_file is None else "mtls"
 
 
-def server_credentials(settings: Settings) -> grpc.ServerCredentials | None:
-    """Credentials for `add_secure_port`, or None for plaintext; ConfigError on a bad file."""
-    tls = ServerTls.load(settings)
-    return None if tls is None else tls.credentials()
-
-
 @dataclass(frozen=True, slots=True)
 class _Files:
     """The checked contents of the TLS files, and when their certificates expire."""
@@ -159,13 +153,6 @@ def _not_after(variable: str, path: str, pem: bytes) -> float:
         return earliest_not_after(pem).timestamp()
     except ValueError as exc:
         raise ConfigError(f"invalid {variable}={path!r}: {exc}") from None
-
-
-def server_ssl_context(settings: Settings) -> ssl.SSLContext | None:
-    """The JSON/HTTP listener's TLS from the same files as `server_credentials`, or None for
-    plaintext; ConfigError on a bad file."""
-    tls = ServerTls.load(settings)
-    return None if tls is None else tls.ssl_context()
 
 
 def read_pem(variable: str, path: str) -> bytes:
