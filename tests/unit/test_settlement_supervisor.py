@@ -19,13 +19,16 @@ PAYMENT = Payment("pay_1", REQUEST, REQUEST.fingerprint(), EPOCH, EPOCH, PROCESS
 async def test_no_future_exists_until_a_replay_asks() -> None:
     supervisor = SettlementSupervisor()
     assert supervisor.awaited_answer("pay_1") is None  # nothing being decided
+    assert not supervisor.deciding("pay_1")
     supervisor.expect_answer("pay_1")
+    assert supervisor.deciding("pay_1")
     answer = supervisor.awaited_answer("pay_1")
     assert answer is not None
     assert supervisor.awaited_answer("pay_1") is answer  # every replay waits on the same one
     supervisor.answered("pay_1", PAYMENT)
     assert await answer is PAYMENT
     assert supervisor.awaited_answer("pay_1") is None
+    assert not supervisor.deciding("pay_1")
 
 
 def fail(supervisor: SettlementSupervisor) -> None:

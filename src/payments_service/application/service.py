@@ -65,6 +65,7 @@ log = structlog.get_logger(__name__)
 FIRST_ANSWER_POLL_SECONDS = 0.005
 # The creating call records its first answer within the processor deadline plus this margin.
 FIRST_ANSWER_MARGIN_SECONDS = 1.0
+SETTLE_SPAN = "payment.settle_in_background"  # the span of a settlement that outlived its call
 PROCESSING = Outcome(PaymentStatus.PENDING, "payment is being processed")
 ACCEPTED_PENDING = Outcome(
     PaymentStatus.PENDING, "payment accepted; the processor is still working, poll GetPayment"
@@ -238,7 +239,7 @@ class PaymentService:
         call of this process is deciding it, and the time that call had (the processor deadline
         plus the margin, from `created_at`) has passed. Its store write failed, or its process
         died."""
-        if self._settlements.awaited_answer(payment.payment_id) is not None:
+        if self._settlements.deciding(payment.payment_id):
             return False
         answered_by = payment.created_at + timedelta(
             seconds=self._processor_timeout + FIRST_ANSWER_MARGIN_SECONDS
@@ -322,7 +323,7 @@ class PaymentService:
     async def _settle_in_background(self, payment_id: str, charge: asyncio.Future[Outcome]) -> None:
         try:
             with self._tracer.start_as_current_span(
-                "payment.settle_in_background", attributes={"payment.id": payment_id}
+                SETTLE_SPAN, attributes={"payment.id": payment_id}
             ) as span:
                 outcome = await charge
                 settled = await self._repository.record(

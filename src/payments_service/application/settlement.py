@@ -43,6 +43,11 @@ class SettlementSupervisor:
         Every call to it ends with `answered`, `failed` or `abandoned`."""
         self._answers[payment_id] = None
 
+    def deciding(self, payment_id: str) -> bool:
+        """Whether `payment_id`'s first answer is being decided in this process (asking makes
+        no future)."""
+        return payment_id in self._answers
+
     def awaited_answer(self, payment_id: str) -> asyncio.Future[Payment] | None:
         """The future of a payment's first answer while it is being decided in this process
         (made on the first ask), else None."""
