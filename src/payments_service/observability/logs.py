@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from structlog.typing import EventDict, Processor, WrappedLogger
 
     from payments_service.config import Settings
-    from payments_service.observability.record import CallRecord, HttpExchange
+    from payments_service.observability.record import CallRecord
 
 ACCESS_EVENT = "rpc_completed"
 
@@ -288,6 +288,15 @@ class AccessLogReporter:
         pass
 
     def call_finished(self, record: CallRecord) -> None:
+        unlogged = 0
+        if record.log_every > 1:  # decided first: an unlogged call builds no line
+            flood = (record.method.full_method, record.code.name)
+            seen = self._unlogged.get(flood)
+            if seen is not None and seen < record.log_every - 1:
+                self._unlogged[flood] = seen + 1
+                return
+            self._unlogged[flood] = 0
+            unlogged = seen or 0
         fields: dict[str, Any] = {
             "rpc_method": record.method.full_method,
             "grpc_code": record.code.name,
@@ -301,21 +310,13 @@ class AccessLogReporter:
             fields["payment_id"] = payment.payment_id
             if payment.replayed is not None:
                 fields["idempotent_replay"] = payment.replayed
-        if record.http is not None:
-            fields.update(_http_fields(record.http))
+        http = record.http
+        if http is not None:
+            fields["http_method"] = http.method
+            fields["http_route"] = http.route
+            fields["http_status"] = http.status
         for name, value in record.signals:
             fields[name.replace(".", "_")] = value
         if record.log_every > 1:
-            flood = (record.method.full_method, record.code.name)
-            unlogged = self._unlogged.get(flood)
-            if unlogged is not None and unlogged < record.log_every - 1:
-                self._unlogged[flood] = unlogged + 1
-                return
-            self._unlogged[flood] = 0
-            fields["similar_calls_unlogged"] = unlogged or 0
+            fields["similar_calls_unlogged"] = unlogged
         getattr(self._log, record.log_level)(ACCESS_EVENT, **fields)
-
-
-def _http_fields(http: HttpExchange) -> dict[str, Any]:
-    """The HTTP fields of an access line of the JSON/HTTP transport."""
-    return {"http_method": http.method, "http_route": http.route, "http_status": http.status}

@@ -21,12 +21,15 @@ from payments_service.observability.metrics import (
     span_drop_series,
 )
 from payments_service.observability.tracing import (
+    SCOPE_NAME,
     ServiceTracerProvider,
     SpanReporter,
     build_tracer_provider,
 )
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from opentelemetry.sdk.trace import SpanProcessor
 
     from payments_service.config import Settings
@@ -46,27 +49,26 @@ class Telemetry:
     def tracer(self) -> trace.Tracer:
         if self.tracer_provider is None:
             return trace.NoOpTracer()
-        return self.tracer_provider.get_tracer("payments_service")
+        return self.tracer_provider.get_tracer(SCOPE_NAME)
 
     def reporters(self) -> tuple[list[Reporter], list[Reporter]]:
         """(reporters of every call, reporters of health checks). Span first: the metrics
         reporter reads the span it found for its exemplar."""
-        spans: list[Reporter] = [SpanReporter()] if self.tracer_provider is not None else []
-        logs: list[Reporter] = [AccessLogReporter()] if self.access_log else []
-        metrics: list[Reporter] = []
-        if self.metrics is not None:
-            metrics = [MetricsReporter(self.metrics), RateLimitReporter(self.metrics)]
-        every_call = [*spans, *metrics, *logs]
-        return every_call, (every_call if self.observe_health_checks else metrics)
+        return self._reporters(MetricsReporter)
 
     def http_reporters(self) -> tuple[list[Reporter], list[Reporter]]:
         """The same as `reporters`, for the JSON/HTTP transport: the same span and access-line
         reporters; for metrics, the HTTP request histogram instead of the gRPC-named series."""
+        return self._reporters(lambda metrics: HttpMetricsReporter(metrics.http))
+
+    def _reporters(
+        self, calls: Callable[[Metrics], Reporter]
+    ) -> tuple[list[Reporter], list[Reporter]]:
         spans: list[Reporter] = [SpanReporter()] if self.tracer_provider is not None else []
         logs: list[Reporter] = [AccessLogReporter()] if self.access_log else []
         metrics: list[Reporter] = []
         if self.metrics is not None:
-            metrics = [HttpMetricsReporter(self.metrics.http), RateLimitReporter(self.metrics)]
+            metrics = [calls(self.metrics), RateLimitReporter(self.metrics)]
         every_call = [*spans, *metrics, *logs]
         return every_call, (every_call if self.observe_health_checks else metrics)
 
