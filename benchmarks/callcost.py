@@ -57,8 +57,8 @@ import grpc
 from benchmarks.loadgen import SCHEDULES, LoadSpec, WindowHooks, run_load
 from benchmarks.measure import TELEMETRY_KINDS, server_command, start_sink
 from benchmarks.pinning import Pinning
-from benchmarks.procs import REPO_ROOT, ProcessSet
-from benchmarks.stores import KINDS, parse_config, provision
+from benchmarks.procs import REPO_ROOT, ProcessSet, status_field
+from benchmarks.stores import HTTP_KINDS, KINDS, parse_config, provision
 from payments_service.gen.payments.v1 import payments_pb2 as pb
 from payments_service.gen.payments.v1 import payments_pb2_grpc as pb_grpc
 
@@ -66,6 +66,7 @@ RESULTS = REPO_ROOT / "benchmarks" / "results"
 PRIME_TIMEOUT_S = 300.0
 ATTACH_TIMEOUT_S = 30.0
 THIS_TREE = "this"
+GRPC_KINDS = tuple(kind for kind in KINDS if kind not in HTTP_KINDS)  # what callcost can drive
 _TOTAL = re.compile(r"^(?:summary|totals):\s+(\d+)", re.MULTILINE)
 
 
@@ -167,20 +168,12 @@ def _wait_until_traced(pid: int, tracer: int) -> None:
     deadline = time.monotonic() + ATTACH_TIMEOUT_S
     while True:
         tasks = Path(f"/proc/{pid}/task").iterdir()
-        tracers = {_status(task / "status", "TracerPid") for task in tasks}
+        tracers = {status_field(task / "status", "TracerPid") for task in tasks}
         if tracers == {str(tracer)}:
             return
         if time.monotonic() > deadline:
             raise TimeoutError(f"strace did not attach to every thread of {pid}")
         time.sleep(0.05)
-
-
-def _status(path: Path, key: str) -> str:
-    for line in path.read_text().splitlines():
-        name, _, value = line.partition(":")
-        if name == key:
-            return value.strip()
-    return ""
 
 
 COUNTERS: dict[str, type[Instructions] | type[Syscalls]] = {
@@ -280,7 +273,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add(
         "--configs",
         default="full,off,floor",
-        help=f"comma list of {', '.join(KINDS)} or a store config such as full-sqlite",
+        help=f"comma list of {', '.join(GRPC_KINDS)} or a store config such as full-sqlite",
     )
     add("--count", default="instructions", choices=tuple(COUNTERS), help="what is counted")
     add("--workload", default="new", choices=tuple(SCHEDULES), help="one workload (default new)")
@@ -293,11 +286,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     opts = parser.parse_args(argv)
     opts.configs = [c.strip() for c in opts.configs.split(",") if c.strip()]
     try:
-        replicated = [c for c in opts.configs if parse_config(c).replicas != 1]
+        specs = [parse_config(c) for c in opts.configs]
     except ValueError as exc:
         parser.error(f"--configs: {exc}")
-    if replicated:
+    if replicated := [spec.name for spec in specs if spec.replicas != 1]:
         parser.error(f"--configs: {', '.join(replicated)}: callcost counts one server process")
+    if over_http := [spec.name for spec in specs if spec.kind in HTTP_KINDS]:
+        parser.error(
+            f"--configs: {', '.join(over_http)}: callcost sends gRPC calls only; the JSON/HTTP "
+            f"configurations are measured by `make bench` (benchmarks.run)"
+        )
     if not opts.configs:
         parser.error("--configs: at least one configuration")
     if opts.calls < 1 or opts.concurrency < 1 or opts.rounds < 1:

@@ -25,15 +25,21 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcess
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 
+from payments_service.adapters.stores.observed import TABLE
+from payments_service.application.service import SETTLE_SPAN
 from payments_service.observability.sdk_extensions import SpanEncoder
-from payments_service.observability.tracing import build_resource
+from payments_service.observability.tracing import SCOPE_NAME, build_resource
+
+# The service's database span of a claim (`adapters.stores.observed`: `{operation} {table}`).
+CLAIM = "claim"
+CLAIM_SPAN = f"{CLAIM} {TABLE}"
 
 
 def service_like_spans(count: int) -> list[ReadableSpan]:
     exporter = InMemorySpanExporter()
     provider = TracerProvider(resource=build_resource(), shutdown_on_exit=False)
     provider.add_span_processor(SimpleSpanProcessor(exporter))
-    tracer = provider.get_tracer("payments_service")
+    tracer = provider.get_tracer(SCOPE_NAME)
     for n in range(count // 2):
         with (
             tracer.start_as_current_span(
@@ -58,12 +64,12 @@ def service_like_spans(count: int) -> list[ReadableSpan]:
                 },
             ),
             tracer.start_as_current_span(
-                "claim payments",
+                CLAIM_SPAN,
                 kind=SpanKind.CLIENT,
                 attributes={
                     "db.system.name": "sqlite",
-                    "db.collection.name": "payments",
-                    "db.operation.name": "claim",
+                    "db.collection.name": TABLE,
+                    "db.operation.name": CLAIM,
                 },
             ),
         ):
@@ -93,17 +99,17 @@ SPAN_KINDS: dict[str, tuple[str, SpanKind, dict[str, Any]]] = {
         },
     ),
     "CLIENT (database operation)": (
-        "INSERT payments",
+        CLAIM_SPAN,
         SpanKind.CLIENT,
         {
             "db.system.name": "postgresql",
-            "db.operation.name": "INSERT",
-            "db.collection.name": "payments",
+            "db.operation.name": CLAIM,
+            "db.collection.name": TABLE,
             "db.namespace": "payments",
         },
     ),
     "INTERNAL (background settlement)": (
-        "payment.settle_in_background",
+        SETTLE_SPAN,
         SpanKind.INTERNAL,
         {"payment.id": "pay_" + "0" * 32, "payment.status": "SUCCEEDED"},
     ),
@@ -123,7 +129,7 @@ def span_kind_costs(rounds: int, count: int = 2000) -> dict[str, tuple[float, fl
             max_export_batch_size=count,
         )
     )
-    tracer = provider.get_tracer("payments_service")
+    tracer = provider.get_tracer(SCOPE_NAME)
     made: dict[str, list[float]] = {name: [] for name in SPAN_KINDS}
     for _ in range(rounds):
         for label, (name, kind, attributes) in SPAN_KINDS.items():

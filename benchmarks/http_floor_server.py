@@ -14,14 +14,13 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
 
 import orjson
 from aiohttp import web
 from google.protobuf import json_format
 
 from benchmarks.floor_server import FloorServicer
-from benchmarks.serving import announce
+from benchmarks.serving import announce, until_signalled
 from payments_service.gen.payments.v1 import payments_pb2 as pb
 
 PAYMENTS = "/v1/payments"
@@ -57,11 +56,7 @@ async def serve() -> None:
     await site.start()
     (host, port, *_) = runner.addresses[0]
     announce("server_started", port=port, host=host, pid=os.getpid())
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
-    await stop.wait()
+    await until_signalled()
     await runner.cleanup()
 
 

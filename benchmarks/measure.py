@@ -51,15 +51,20 @@ from benchmarks.procs import (
     host_cpu_ticks,
     status_kib,
 )
-from benchmarks.proto_server import HANDLED
 from benchmarks.report import client_bound, percentile
 from benchmarks.stores import HTTP_KINDS, KINDS, Store, parse_config, provision
 from payments_service.observability.logs import ACCESS_EVENT
+from payments_service.observability.metrics import (
+    CODE_LABEL,
+    HANDLED,
+    HTTP_DURATION,
+    HTTP_STATUS_LABEL,
+)
 
 CONFIGS = KINDS
 TELEMETRY_KINDS = ("full", "proto", "http")  # export spans to a sink; cross-checked after each run
 # What a telemetry configuration's server counts its calls in: (metric family, label, OK).
-HTTP_HANDLED = ("http_server_request_duration_seconds", "http_response_status_code", "200")
+HTTP_HANDLED = (HTTP_DURATION, HTTP_STATUS_LABEL, "200")
 BIN = Path(sys.executable).parent
 SHUTDOWN_GRACE_S = "2"
 # One load generator is one merchant sending far above the per-merchant default rate: raise the
@@ -239,7 +244,7 @@ def scrape_handled(metrics_port: int, *, http: bool = False) -> dict[str, float]
     url = f"http://127.0.0.1:{metrics_port}/metrics"
     with urllib.request.urlopen(url, timeout=10) as response:
         text = response.read().decode()
-    name, label, ok = HTTP_HANDLED if http else (HANDLED, "grpc_code", "OK")
+    name, label, ok = HTTP_HANDLED if http else (HANDLED, CODE_LABEL, "OK")
     sample_name = f"{name}_count" if http else f"{name}_total"
     by_code: dict[str, float] = {}
     for family in text_string_to_metric_families(text):

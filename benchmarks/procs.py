@@ -162,22 +162,31 @@ def cpu_seconds(pid: int) -> float:
     return (utime + stime) / CLOCK_TICKS
 
 
-def status_kib(pid: int, key: str) -> int:
-    """A `kB` value from /proc/PID/status, e.g. VmHWM (peak RSS) or VmRSS."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+def status_field(path: Path, key: str) -> str | None:
+    """The value of `key` in a /proc status file (`/proc/PID/status`, or a thread's
+    `/proc/PID/task/TID/status`), stripped; None when the file has no such line."""
+    for line in path.read_text().splitlines():
         name, _, value = line.partition(":")
         if name == key:
-            return int(value.split()[0])
-    raise KeyError(f"{key} not in /proc/{pid}/status")
+            return value.strip()
+    return None
+
+
+def _required_status(pid: int, key: str) -> str:
+    value = status_field(Path(f"/proc/{pid}/status"), key)
+    if value is None:
+        raise KeyError(f"{key} not in /proc/{pid}/status")
+    return value
+
+
+def status_kib(pid: int, key: str) -> int:
+    """A `kB` value from /proc/PID/status, e.g. VmHWM (peak RSS) or VmRSS."""
+    return int(_required_status(pid, key).split()[0])
 
 
 def cpus_allowed(pid: int) -> str:
     """The cores `pid` may run on, e.g. `1` or `0-1` (Cpus_allowed_list in /proc/PID/status)."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        name, _, value = line.partition(":")
-        if name == "Cpus_allowed_list":
-            return value.strip()
-    raise KeyError(f"Cpus_allowed_list not in /proc/{pid}/status")
+    return _required_status(pid, "Cpus_allowed_list")
 
 
 def host_cpu_ticks(cpus: tuple[int, ...] | None = None) -> tuple[int, int]:

@@ -36,11 +36,11 @@ from benchmarks.serving import serve_until_signalled
 from payments_service.gen.payments.v1 import payments_pb2 as pb
 from payments_service.gen.payments.v1 import payments_pb2_grpc as pb_grpc
 from payments_service.observability.logs import ACCESS_EVENT
+from payments_service.observability.metrics import CODE_LABEL, HANDLED, HANDLING_SECONDS
 
-# go-grpc-middleware's name, which payments-server uses too: `measure.scrape_handled` reads both.
-HANDLED = "grpc_server_handled"
-HANDLED_TOTAL = Counter(HANDLED, "RPCs completed.", ("grpc_method", "grpc_code"))
-LATENCY = Histogram("grpc_server_handling_seconds", "RPC handling time.", ("grpc_method",))
+# payments-server's names (go-grpc-middleware's): `measure.scrape_handled` reads both servers.
+HANDLED_TOTAL = Counter(HANDLED, "RPCs completed.", ("grpc_method", CODE_LABEL))
+LATENCY = Histogram(HANDLING_SECONDS, "RPC handling time.", ("grpc_method",))
 log = structlog.get_logger()
 OK, NOT_FOUND = grpc.StatusCode.OK, grpc.StatusCode.NOT_FOUND
 

@@ -1,5 +1,5 @@
-"""Shared by the benchmark's helper servers (floor, proto and OTLP sink): announce the bound
-port on stdout the way `payments-server` does, and serve until SIGTERM or SIGINT."""
+"""Shared by the benchmark's helper servers (floor, proto, HTTP floor and OTLP sink): announce
+the bound port on stdout the way `payments-server` does, and serve until SIGTERM or SIGINT."""
 
 from __future__ import annotations
 
@@ -18,14 +18,19 @@ def announce(event: str, **fields: Any) -> None:
     print(json.dumps({"event": event, **fields}), flush=True)
 
 
-async def serve_until_signalled(server: grpc.aio.Server, port: int, **fields: Any) -> None:
-    """Start `server`, announce `port` (and `fields`), and stop it (no grace) on SIGTERM or
-    SIGINT."""
-    await server.start()
-    announce("server_started", port=port, pid=os.getpid(), **fields)
+async def until_signalled() -> None:
+    """Return on the first SIGTERM or SIGINT."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     await stop.wait()
+
+
+async def serve_until_signalled(server: grpc.aio.Server, port: int, **fields: Any) -> None:
+    """Start `server`, announce `port` (and `fields`), and stop it (no grace) on SIGTERM or
+    SIGINT."""
+    await server.start()
+    announce("server_started", port=port, pid=os.getpid(), **fields)
+    await until_signalled()
     await server.stop(None)

@@ -43,7 +43,7 @@ from payments_service.observability.tracing import ServiceTracerProvider
 from payments_service.security.authenticator import Authenticator
 from payments_service.transport.grpc_server import start_server
 from payments_service.transport.http.server import start_http_server
-from payments_service.transport.http.status import http_status
+from payments_service.transport.http.status import TOO_LARGE, http_status
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Coroutine
@@ -256,6 +256,8 @@ class Harness:
         require(not self.logs.error_lines, "error-level log lines:", *self.logs.error_lines)
 
     async def send(self, method: str, body: bytes, source: str, transport: str = "grpc") -> Answer:
+        """`body` (the serialized request; over `transport` "http", RequestPayment's JSON) to
+        `method`: the answer, never a forbidden code."""
         if transport == "http":
             answer = await self._send_http(body)
         else:
@@ -269,15 +271,14 @@ class Harness:
         require(answer.code not in FORBIDDEN, method, "answered", answer)
         return answer
 
-    async def _send_http(self, body: bytes) -> Answer:
-        """RequestPayment `body` (a serialized request) as its JSON over HTTP; the answer in the
-        gRPC form the checks read: the response serialized, or the code and the status."""
+    async def _send_http(self, document: bytes) -> Answer:
+        """RequestPayment's JSON `document` over HTTP; the answer in the gRPC form the checks
+        read: the response serialized, or the code and the status."""
         require(self._session is not None, "the harness is not started")
         assert self._session is not None  # noqa: S101 - for the type checker, after `require`
-        document = json_format.MessageToJson(pb.RequestPaymentRequest.FromString(body))
         async with self._session.post(
             f"http://127.0.0.1:{self.http_port}/v1/payments",
-            data=document.encode(),
+            data=document,
             timeout=aiohttp.ClientTimeout(total=CALL_TIMEOUT_SECONDS),
         ) as response:
             text = await response.read()
@@ -286,8 +287,8 @@ class Harness:
             reply = json_format.Parse(text, pb.RequestPaymentResponse())
             return Answer(grpc.StatusCode.OK, body=reply.SerializeToString())
         parsed = json_format.Parse(text, status_pb2.Status())
-        code = next(c for c in grpc.StatusCode if c.value[0] == parsed.code)
-        require(status == http_status(code) or status == 413, code, "answered HTTP", status)
+        code = http_fuzz.code_of(parsed.code)
+        require(status in (http_status(code), TOO_LARGE.status), code, "answered HTTP", status)
         trailers = {"grpc-status-details-bin": parsed.SerializeToString()}
         return Answer(code, details=parsed.message, trailers=trailers)
 
@@ -319,11 +320,12 @@ class Harness:
         candidate = CountingIds.peek(before + 1)
         request = _decode(pb.RequestPaymentRequest, body)
         expected = oracle.expect_request_payment(request, self.model, simulation=self.simulation)
-        answer = await self.send(REQUEST_PAYMENT, body, source, transport)
-        size = len(body)
-        if transport == "http" and request is not None:
-            size = len(json_format.MessageToJson(request).encode())
-        if size > self.settings.max_request_bytes:  # refused before any work: gRPC or HTTP 413
+        sent = body
+        if transport == "http":  # the request's JSON (FromString raises if `body` is not one)
+            decoded = pb.RequestPaymentRequest.FromString(body) if request is None else request
+            sent = json_format.MessageToJson(decoded).encode()
+        answer = await self.send(REQUEST_PAYMENT, sent, source, transport)
+        if len(sent) > self.settings.max_request_bytes:  # refused before any work: gRPC or HTTP 413
             require(answer.code is grpc.StatusCode.RESOURCE_EXHAUSTED, answer)
             self.outcomes[source, "too large"] += 1
             await self._assert_not_stored(candidate, before)

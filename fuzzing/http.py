@@ -109,6 +109,12 @@ async def _read_answer(reader: asyncio.StreamReader, *, head_only: bool) -> RawA
 
 # Every status the listener answers: a code's (by the mapping) or a refusal's.
 _LISTENER_STATUSES = {http_status(code) for code in grpc.StatusCode} | {r.status for r in REFUSALS}
+_CODES = {code.value[0]: code for code in grpc.StatusCode}
+
+
+def code_of(number: int) -> grpc.StatusCode:
+    """The gRPC code numbered `number` (a `google.rpc.Status` code); KeyError if none is."""
+    return _CODES[number]
 
 
 def check_answer(answer: RawAnswer) -> str:
@@ -127,7 +133,7 @@ def check_answer(answer: RawAnswer) -> str:
     document = json.loads(answer.body)
     if answer.status == 200:
         return "OK"
-    code = next(c for c in grpc.StatusCode if c.value[0] == document["code"])
+    code = code_of(document["code"])
     expected = {http_status(code)} | {r.status for r in REFUSALS if r.code is code}
     if answer.status not in expected:
         raise AssertionError(f"{code.name} answered {answer.status}: {answer}")

@@ -23,7 +23,7 @@ from google.api import annotations_pb2
 from google.protobuf import descriptor_pb2
 from grpc_tools import protoc
 
-from payments_service.transport.http.routes import OPENAPI_PATH
+from payments_service.transport.http.routes import OPENAPI_PATH, VARIABLE, VERBS
 from payments_service.transport.http.transcoding import (
     IDEMPOTENCY_KEY_FIELD,
     IDEMPOTENCY_KEY_HEADER,
@@ -33,7 +33,6 @@ from payments_service.transport.interceptors.auth import PUBLIC_METHODS
 Field = descriptor_pb2.FieldDescriptorProto
 OPENAPI_VERSION = "3.0.3"
 STATUS_SCHEMA = "google.rpc.Status"
-_VERBS = ("get", "put", "post", "delete", "patch")
 _SCALARS: dict[int, dict[str, str]] = {
     Field.TYPE_STRING: {"type": "string"},
     Field.TYPE_BOOL: {"type": "boolean"},
@@ -106,7 +105,7 @@ def openapi(file: descriptor_pb2.FileDescriptorProto, every: Any) -> dict[str, A
             full_method = f"/{file.package}.{service.name}/{method.name}"
             for binding in (rule, *rule.additional_bindings):
                 verb = binding.WhichOneof("pattern")
-                if verb not in _VERBS:
+                if verb not in VERBS:
                     raise SystemExit(f"{full_method}: unsupported pattern {verb!r}")
                 template = getattr(binding, verb)
                 operation = _operation(
@@ -118,10 +117,12 @@ def openapi(file: descriptor_pb2.FileDescriptorProto, every: Any) -> dict[str, A
                     types,
                 )
                 paths.setdefault(template, {})[verb] = operation
-    for name in _reachable([m.input_type for s in file.service for m in s.method], types):
-        schemas[name.lstrip(".")] = _message_schema(name, types, enums, _comments_of(name, every))
-    for name in _reachable([m.output_type for s in file.service for m in s.method], types):
-        schemas[name.lstrip(".")] = _message_schema(name, types, enums, _comments_of(name, every))
+    methods = [m for s in file.service for m in s.method]
+    for roots in ([m.input_type for m in methods], [m.output_type for m in methods]):
+        for name in _reachable(roots, types):
+            schemas[name.lstrip(".")] = _message_schema(
+                name, types, enums, _comments_of(name, every)
+            )
     for name, enum in enums.items():
         if name.startswith(f".{file.package}."):
             index = list(file.enum_type).index(enum)
@@ -338,11 +339,8 @@ def _comments_of(name: str, every: Any) -> dict[tuple[int, ...], str]:
 
 
 def _path_variables(template: str) -> list[str]:
-    return [
-        segment[1:-1].split("=")[0]
-        for segment in template.split("/")
-        if segment.startswith("{") and segment.endswith("}")
-    ]
+    """The names of the template's variables, as the listener reads them (`routes.VARIABLE`)."""
+    return [found[1] for found in map(VARIABLE.fullmatch, template.split("/")) if found]
 
 
 def _ref(type_name: str) -> dict[str, str]:

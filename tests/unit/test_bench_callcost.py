@@ -17,6 +17,7 @@ from benchmarks.callcost import (
     strace_counts,
     variant,
 )
+from benchmarks.stores import HTTP_KINDS
 
 
 @pytest.mark.parametrize(
@@ -92,6 +93,15 @@ def test_the_report_gives_medians_and_ratios_to_the_floor_and_between_variants()
 def test_bad_options_are_refused(argv: list[str]) -> None:
     with pytest.raises(SystemExit):
         parse_args(argv)
+
+
+@pytest.mark.parametrize("config", HTTP_KINDS)
+def test_http_configurations_are_refused_as_callcost_sends_grpc_only(
+    config: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit):
+        parse_args(["--configs", f"full,{config}"])
+    assert f"--configs: {config}: callcost sends gRPC calls only" in capsys.readouterr().err
 
 
 def test_a_variant_names_a_source_tree_holding_the_package(tmp_path: Path) -> None:

@@ -93,6 +93,13 @@ GO_CODE_NAMES[grpc.StatusCode.CANCELLED] = "Canceled"
 # exactly only at a bucket boundary.
 HANDLING_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.3, 0.5, 1.0, 2.5, 5.0, 10.0)
 UNARY = "unary"
+# The metric names other code reads (the benchmark's servers and scrapes). As prometheus_client
+# names families: a counter's without `_total`, which it appends to the sample.
+HANDLED = "grpc_server_handled"
+HANDLING_SECONDS = "grpc_server_handling_seconds"
+CODE_LABEL = "grpc_code"  # HANDLED's code label
+HTTP_DURATION = "http_server_request_duration_seconds"
+HTTP_STATUS_LABEL = "http_response_status_code"  # HTTP_DURATION's status label
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,13 +134,13 @@ class Metrics:
             registry=registry,
         )
         self.handled = Counter(
-            "grpc_server_handled",
+            HANDLED,
             "Total number of RPCs completed on the server, regardless of success or failure.",
-            (*labels, "grpc_code"),
+            (*labels, CODE_LABEL),
             registry=registry,
         )
         self.handling_seconds = Histogram(
-            "grpc_server_handling_seconds",
+            HANDLING_SECONDS,
             "Histogram of response latency (seconds) of gRPC that had been application-level "
             "handled by the server.",
             labels,
@@ -294,9 +301,9 @@ class HttpMetrics:
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self.duration = Histogram(
-            "http_server_request_duration_seconds",
+            HTTP_DURATION,
             "Duration of HTTP server requests (seconds), the JSON/HTTP transport's calls.",
-            ("http_request_method", "http_route", "http_response_status_code"),
+            ("http_request_method", "http_route", HTTP_STATUS_LABEL),
             buckets=HANDLING_BUCKETS,
             registry=registry,
         )

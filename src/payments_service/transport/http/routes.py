@@ -31,8 +31,8 @@ if TYPE_CHECKING:
     from google.protobuf.message import Message
 
 OPENAPI_PATH = "/openapi.json"  # where the listener serves the generated OpenAPI document
-_VERBS = ("get", "put", "post", "delete", "patch")
-_VARIABLE = re.compile(r"\{([a-z_][a-z0-9_]*)(?:=\*)?\}")
+VERBS = ("get", "put", "post", "delete", "patch")  # the `google.api.http` patterns supported
+VARIABLE = re.compile(r"\{([a-z_][a-z0-9_]*)(?:=\*)?\}")  # a path variable: group 1 its name
 _LITERAL = re.compile(r"[A-Za-z0-9._~-]+")
 
 
@@ -124,7 +124,7 @@ def service_routes(service: ServiceDescriptor) -> list[Route]:
 def _route(info: MethodInfo, request: Descriptor, rule: http_pb2.HttpRule) -> Route:
     where = f"{info.full_method}: google.api.http"
     kind = rule.WhichOneof("pattern")
-    if kind not in _VERBS:
+    if kind not in VERBS:
         raise ValueError(f"{where}: unsupported pattern {kind!r}")
     template: str = getattr(rule, kind)
     if rule.body not in ("", "*") or rule.response_body:
@@ -135,7 +135,7 @@ def _route(info: MethodInfo, request: Descriptor, rule: http_pb2.HttpRule) -> Ro
     if not template.startswith("/"):
         raise ValueError(f"{where}: the path {template!r} must start with /")
     for segment in template[1:].split("/"):
-        variable = _VARIABLE.fullmatch(segment)
+        variable = VARIABLE.fullmatch(segment)
         if variable is not None:
             name = variable[1]
             fields = request.fields_by_name
