@@ -97,6 +97,7 @@ async def main() -> None:
                 clock=CLOCK,
                 lease=LEASE,
                 pool_size=CONCURRENCY,
+                operation_timeout=SETTINGS.store_timeout_seconds,
             )
             await measure("postgresql", postgres)
             await postgres.close()

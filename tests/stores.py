@@ -74,14 +74,15 @@ async def open_sqlite(
 async def open_postgres(
     location: StoreLocation, *, ttl: timedelta, clock: Clock, **options: Any
 ) -> PostgresPaymentRepository:
-    """The PostgreSQL store at `location` with the suite's lease and pool size unless `options`
-    (any of `open`'s) say otherwise; the caller closes it."""
+    """The PostgreSQL store at `location` with the suite's lease and pool size and the service's
+    operation timeout unless `options` (any of `open`'s) say otherwise; the caller closes it."""
+    defaults = {
+        "lease": LEASE,
+        "pool_size": POOL_SIZE,
+        "operation_timeout": Settings().store_timeout_seconds,
+    }
     return await PostgresPaymentRepository.open(
-        location.dsn,
-        password=location.password,
-        ttl=ttl,
-        clock=clock,
-        **{"lease": LEASE, "pool_size": POOL_SIZE, **options},
+        location.dsn, password=location.password, ttl=ttl, clock=clock, **{**defaults, **options}
     )
 
 

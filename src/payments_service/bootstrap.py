@@ -235,8 +235,8 @@ class Background:
     cancels them and waits for them."""
 
     sweeper: ExpirySweeper
+    recovery_interval: float  # PAYMENTS_RECOVERY_INTERVAL_SECONDS
     recovery: SettlementRecovery | None = None
-    recovery_interval: float = 5.0
     health: StoreHealth | None = None  # runs only after a failure to reach the store
     _recovering: asyncio.Task[None] | None = field(default=None, init=False)
 
@@ -321,7 +321,7 @@ async def build_app(
         gate=gate,
         serving=False,
     )
-    if telemetry.metrics is not None and settings.metrics_address is not None:
+    if telemetry.metrics is not None:
         register_sampled(telemetry.metrics.registry, health_series(lambda: server.ready))
     if settings.store.kind != "memory":
         log.info("store_connecting", store=settings.store.redacted, port=server.port)
@@ -383,8 +383,8 @@ async def build_app(
             )
     background = Background(
         ExpirySweeper(service),
-        recovery,
         recovery_interval=settings.recovery_interval_seconds,
+        recovery=recovery,
         health=health,
     )
     return App(

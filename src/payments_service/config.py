@@ -68,15 +68,15 @@ class Variable:
 
     def read(self, env: Mapping[str, str]) -> Any:
         """The value `env` gives this variable, else its default; ConfigError names it."""
-        for name in self.names:
-            raw = env.get(name, "").strip()
-            if raw:
-                try:
-                    return self.parse(raw)
-                except ValueError as exc:
-                    shown = "" if self.secret else f"={raw!r}"
-                    raise ConfigError(f"invalid {name}{shown}: {exc}") from None
-        return self.default_value()
+        name = self.source(env)
+        if name is None:
+            return self.default_value()
+        raw = env[name].strip()
+        try:
+            return self.parse(raw)
+        except ValueError as exc:
+            shown = "" if self.secret else f"={raw!r}"
+            raise ConfigError(f"invalid {name}{shown}: {exc}") from None
 
     def default_value(self) -> Any:
         return None if self.default is None else self.parse(self.default)
@@ -727,24 +727,28 @@ class Settings(EnvSettings):
         export queue, and the store password is read from its file or `PGPASSWORD` when the URL
         has none."""
         if self.tls_cert_file is not None and self.tls_key_file is None:
-            raise ConfigError(f"invalid {_name('tls_key_file')}='': required with the certificate")
+            raise ConfigError(
+                f"invalid {env_name('tls_key_file')}='': required with the certificate"
+            )
         if self.tls_key_file is not None and self.tls_cert_file is None:
-            raise ConfigError(f"invalid {_name('tls_cert_file')}='': required with the key")
+            raise ConfigError(f"invalid {env_name('tls_cert_file')}='': required with the key")
         if self.tls_client_ca_file is not None and self.tls_cert_file is None:
             raise ConfigError(
-                f"invalid {_name('tls_client_ca_file')}={self.tls_client_ca_file!r}: client "
-                f"certificates need TLS: set {_name('tls_cert_file')} and {_name('tls_key_file')}"
+                f"invalid {env_name('tls_client_ca_file')}={self.tls_client_ca_file!r}: client "
+                f"certificates need TLS: set {env_name('tls_cert_file')} and "
+                f"{env_name('tls_key_file')}"
             )
         if self.span_export_batch_size > self.span_export_queue_size:
             raise ConfigError(
-                f"invalid {_name('span_export_batch_size')}={self.span_export_batch_size}: "
-                f"larger than {_name('span_export_queue_size')}={self.span_export_queue_size}"
+                f"invalid {env_name('span_export_batch_size')}={self.span_export_batch_size}: "
+                f"larger than {env_name('span_export_queue_size')}={self.span_export_queue_size}"
             )
         store = self.store
         if store.kind != "postgresql" or store.password is not None:
             return self
         if self.store_password_file is not None:
-            password = _read_secret_file(_name("store_password_file"), self.store_password_file)
+            name = env_name("store_password_file")
+            password = _read_secret_file(name, self.store_password_file)
             return dataclasses.replace(self, store=store.with_password(password))
         if self.store_pgpassword is not None:
             return dataclasses.replace(self, store=store.with_password(self.store_pgpassword))
@@ -805,8 +809,9 @@ def all_variables() -> Iterator[Variable]:
             yield declared
 
 
-def _name(field_name: str) -> str:
-    return variable(Settings, field_name).name
+def env_name(field_name: str, settings_class: type[EnvSettings] = Settings) -> str:
+    """The environment variable behind one field, e.g. `PAYMENTS_TLS_KEY_FILE`."""
+    return variable(settings_class, field_name).name
 
 
 def _read_secret_file(name: str, path: str) -> str:

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from payments_service.config import ConfigError, ProbeSettings, Settings, variable
+from payments_service.config import ConfigError, ProbeSettings, Settings, env_name
 from payments_service.security.tls import read_pem
 
 SERVICE = "payments.v1.PaymentService"
@@ -46,26 +46,25 @@ class ProbeTls:
 
 def probe_tls(server: Settings, probe: ProbeSettings) -> ProbeTls | None:
     """TLS settings for the probe, or None for plaintext; ConfigError names a bad variable."""
-
-    def name(field: str) -> str:
-        return variable(ProbeSettings, field).name
-
+    ca_name, cert_name, key_name = (
+        env_name(field, ProbeSettings) for field in ("ca_file", "cert_file", "key_file")
+    )
     if probe.ca_file is None:
         if server.tls_cert_file is not None:
             raise ConfigError(
-                f"invalid {name('ca_file')}='': required when the server serves TLS "
-                f"({variable(Settings, 'tls_cert_file').name} is set): the CA that signed the "
+                f"invalid {ca_name}='': required when the server serves TLS "
+                f"({env_name('tls_cert_file')} is set): the CA that signed the "
                 "server certificate"
             )
         return None
     if (probe.cert_file is None) != (probe.key_file is None):
-        missing = name("key_file") if probe.key_file is None else name("cert_file")
+        missing = key_name if probe.key_file is None else cert_name
         raise ConfigError(f"invalid {missing}='': the client certificate needs both files")
     credentials = grpc.ssl_channel_credentials(
-        root_certificates=read_pem(name("ca_file"), probe.ca_file),
-        private_key=None if probe.key_file is None else read_pem(name("key_file"), probe.key_file),
+        root_certificates=read_pem(ca_name, probe.ca_file),
+        private_key=None if probe.key_file is None else read_pem(key_name, probe.key_file),
         certificate_chain=(
-            None if probe.cert_file is None else read_pem(name("cert_file"), probe.cert_file)
+            None if probe.cert_file is None else read_pem(cert_name, probe.cert_file)
         ),
     )
     return ProbeTls(credentials, probe.server_name)

@@ -183,17 +183,15 @@ def main() -> None:
     if keys is not None:
         keys.warn_if_exposed()
     try:
-        if command == ["migrate"]:
-            asyncio.run(migrate(settings))
-        else:
-            asyncio.run(serve(settings, log_writer=writer, keys=keys, tls=tls))
-    except ConfigError as exc:  # found only when serving: an address already in use
-        writer.close(FLUSH_FLOOR_SECONDS)
+        try:
+            if command == ["migrate"]:
+                asyncio.run(migrate(settings))
+            else:
+                asyncio.run(serve(settings, log_writer=writer, keys=keys, tls=tls))
+        finally:
+            writer.close(FLUSH_FLOOR_SECONDS)  # the log lines first, then any error line
+    except (ConfigError, StoreOpenTimeoutError, SchemaTooNewError) as exc:
+        # ConfigError: found only when serving (an address already in use); exit status 2 as
+        # for any other invalid setting. A store that never opened or is too new: 1.
         print(f"payments-server: {exc}", file=sys.stderr)
-        raise SystemExit(2) from None
-    except (StoreOpenTimeoutError, SchemaTooNewError) as exc:
-        writer.close(FLUSH_FLOOR_SECONDS)
-        print(f"payments-server: {exc}", file=sys.stderr)
-        raise SystemExit(1) from None
-    finally:
-        writer.close(FLUSH_FLOOR_SECONDS)
+        raise SystemExit(2 if isinstance(exc, ConfigError) else 1) from None

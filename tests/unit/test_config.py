@@ -6,7 +6,7 @@ import dataclasses
 
 import pytest
 
-from payments_service.config import ConfigError, ProbeSettings, Settings, all_variables
+from payments_service.config import ConfigError, ProbeSettings, Settings, all_variables, env_name
 from payments_service.reference import effective_settings
 
 
@@ -41,10 +41,32 @@ def test_no_variable_is_declared_twice() -> None:
             },
             32,
         ),
+        (  # a blank value counts as unset
+            {
+                "OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT": "64",
+                "OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT": " ",
+            },
+            64,
+        ),
     ],
 )
 def test_a_variable_falls_back_to_the_next_name(env: dict[str, str], limit: int) -> None:
     assert Settings.from_env(env).span_attribute_value_limit == limit
+
+
+def test_an_invalid_fallback_value_names_the_variable_that_holds_it() -> None:
+    env = {
+        "OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT": "lots",
+        "OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT": "",
+    }
+    with pytest.raises(ConfigError, match=r"^invalid OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT='lots': "):
+        Settings.from_env(env)
+
+
+def test_env_name_is_the_variable_behind_a_field() -> None:
+    assert env_name("tls_key_file") == "PAYMENTS_TLS_KEY_FILE"
+    assert env_name("ca_file", ProbeSettings) == "PAYMENTS_HEALTHCHECK_CA_FILE"
+    assert env_name("span_attribute_value_limit") == "OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT"
 
 
 @pytest.mark.parametrize(

@@ -149,6 +149,30 @@ def test_the_redacted_url_round_trips_without_a_password(url: str, redacted: str
 
 
 @pytest.mark.parametrize(
+    ("url", "redacted", "dsn"),
+    [
+        (
+            f"postgresql://us%20er:{SECRET}@db:5432/pay%20db",
+            "postgresql://us%20er:***@db:5432/pay%20db",
+            "postgresql://us%20er@db:5432/pay%20db",
+        ),
+        ("postgresql://[::1]:5432/db", "postgresql://[::1]:5432/db", "postgresql://[::1]:5432/db"),
+        (
+            f"postgresql://[fe80::1]/db?password={SECRET}&application_name=a b",
+            "postgresql://:***@[fe80::1]/db?…",
+            "postgresql://[fe80::1]/db?application_name=a+b",
+        ),
+    ],
+)
+def test_the_redacted_url_and_the_dsn_share_the_user_host_and_database(
+    url: str, redacted: str, dsn: str
+) -> None:
+    store = Settings.from_env({"PAYMENTS_STORE_URL": url}).store
+    assert (store.redacted, store.dsn) == (redacted, dsn)
+    assert SECRET not in store.redacted + store.dsn
+
+
+@pytest.mark.parametrize(
     ("env", "field", "value"),
     [
         ({"PAYMENTS_STORE_POOL_SIZE": "25"}, "store_pool_size", 25),

@@ -46,18 +46,20 @@ class StoreLocation:
             return "memory://"
         if self.kind == "sqlite":
             return f"sqlite:///{self.path}"
-        user = quote(self.user, safe="")
-        auth = f"{user}:***@" if self.password is not None else (f"{user}@" if user else "")
-        query = "?…" if self.params else ""
-        return f"postgresql://{auth}{self._host_port}/{quote(self.database, safe='')}{query}"
+        return self._url("***" if self.password is not None else None, "…" if self.params else "")
 
     @property
     def dsn(self) -> str:
         """The PostgreSQL DSN for the driver: parameters included, password excluded (the
         driver gets that separately). Never log it."""
+        return self._url(None, urlencode(self.params))
+
+    def _url(self, password: str | None, query: str) -> str:
+        """`postgresql://USER[:PASSWORD]@HOST[:PORT]/DBNAME[?QUERY]`, user and database quoted;
+        `password` and `query` are written as given, each left out when None or empty."""
         user = quote(self.user, safe="")
-        auth = f"{user}@" if user else ""
-        query = f"?{urlencode(self.params)}" if self.params else ""
+        auth = f"{user}:{password}@" if password is not None else (f"{user}@" if user else "")
+        query = f"?{query}" if query else ""
         return f"postgresql://{auth}{self._host_port}/{quote(self.database, safe='')}{query}"
 
     @property

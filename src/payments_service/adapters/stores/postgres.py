@@ -129,7 +129,7 @@ class PostgresPaymentRepository:
         lease: timedelta,
         pool_size: int,
         migrate: bool = True,
-        operation_timeout: float = 5.0,
+        operation_timeout: float,
     ) -> PostgresPaymentRepository:
         """Connect (and by default migrate); the caller must `close()` it. `operation_timeout`
         (`PAYMENTS_STORE_TIMEOUT_SECONDS`) bounds opening a connection, an operation's wait for
