@@ -814,6 +814,13 @@ def env_name(field_name: str, settings_class: type[EnvSettings] = Settings) -> s
     return variable(settings_class, field_name).name
 
 
+def cannot_listen(field_name: str, address: str, reason: str) -> ConfigError:
+    """The one line a listener's address that cannot be bound exits with."""
+    return ConfigError(
+        f"invalid {env_name(field_name)}={address!r}: cannot listen there ({reason})"
+    )
+
+
 def _read_secret_file(name: str, path: str) -> str:
     try:
         return Path(path).read_text(encoding="utf-8").rstrip("\r\n")

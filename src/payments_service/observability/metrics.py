@@ -31,7 +31,7 @@ from prometheus_client import (
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from payments_service.config import ConfigError, Settings, variable
+from payments_service.config import cannot_listen
 from payments_service.domain.errors import STORE_ERROR_KINDS
 from payments_service.domain.model import PaymentStatus
 from payments_service.observability.record import RATE_LIMIT_SCOPE, RATE_LIMIT_SCOPES
@@ -715,9 +715,8 @@ def start_metrics_server(
     try:
         server = serve_metrics(bind, int(port), registry, workers=workers, timeout=timeout)
     except OSError as exc:  # in use, or not an address of this host
-        raise ConfigError(
-            f"invalid {variable(Settings, 'metrics_address').name}={address!r}: cannot listen "
-            f"there ({exc.strerror or type(exc).__name__})"
+        raise cannot_listen(
+            "metrics_address", address, exc.strerror or type(exc).__name__
         ) from None
     register_sampled(
         registry,

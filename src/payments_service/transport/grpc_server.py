@@ -14,7 +14,7 @@ from grpc_health.v1 import _async as health_aio  # the module `health.aio` re-ex
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from payments_service.config import ConfigError, Settings, variable
+from payments_service.config import Settings, cannot_listen
 from payments_service.gen.payments.v1 import payments_pb2 as pb
 from payments_service.gen.payments.v1 import payments_pb2_grpc as pb_grpc
 from payments_service.transport.admission import ShutdownGate
@@ -102,13 +102,6 @@ def server_options(settings: Settings) -> list[tuple[str, int]]:
     ]
 
 
-def _cannot_listen(address: str, reason: str) -> ConfigError:
-    return ConfigError(
-        f"invalid {variable(Settings, 'grpc_address').name}={address!r}: cannot listen there "
-        f"({reason})"
-    )
-
-
 def _check_can_listen(address: str) -> None:
     """Bind `address` once before grpc does, so a port in use is one clear line (grpc-core
     would log its own error first). Port 0 always binds."""
@@ -120,14 +113,16 @@ def _check_can_listen(address: str) -> None:
             host.strip("[]") or None, int(port), type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
         )
     except OSError as exc:
-        raise _cannot_listen(address, exc.strerror or "no such address") from None
+        raise cannot_listen("grpc_address", address, exc.strerror or "no such address") from None
     for family, kind, proto, _, sockaddr in resolved:
         with socket.socket(family, kind, proto) as probe:
             probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as grpc binds
             try:
                 probe.bind(sockaddr)
             except OSError as exc:
-                raise _cannot_listen(address, exc.strerror or "bind failed") from None
+                raise cannot_listen(
+                    "grpc_address", address, exc.strerror or "bind failed"
+                ) from None
 
 
 @dataclass(slots=True)
@@ -226,7 +221,7 @@ async def start_server(
             port = server.add_secure_port(address, credentials)
     except RuntimeError:  # grpc's "Failed to bind to address" (after it logged why)
         await server.stop(None)
-        raise _cannot_listen(address, "grpc could not bind it") from None
+        raise cannot_listen("grpc_address", address, "grpc could not bind it") from None
     await server.start()
     running = RunningServer(server, port, health_servicer, gate or ShutdownGate())
     if serving:

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
-from payments_service.config import ConfigError, Settings, variable
+from payments_service.config import Settings, cannot_listen, variable
 from payments_service.gen.payments.v1 import payments_pb2 as pb
 from payments_service.transport.http.observation import HttpObservation
 from payments_service.transport.http.routes import RouteTable
@@ -165,7 +165,7 @@ def _bind(address: str) -> socket.socket:
         )[0]
         sock = socket.socket(family, kind, proto)
     except OSError as exc:
-        raise _cannot_listen(address, exc.strerror or "no such address") from None
+        raise cannot_listen("http_address", address, exc.strerror or "no such address") from None
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         if family == socket.AF_INET6:
@@ -173,10 +173,5 @@ def _bind(address: str) -> socket.socket:
         sock.bind(sockaddr)
     except OSError as exc:
         sock.close()
-        raise _cannot_listen(address, exc.strerror or "bind failed") from None
+        raise cannot_listen("http_address", address, exc.strerror or "bind failed") from None
     return sock
-
-
-def _cannot_listen(address: str, reason: str) -> ConfigError:
-    name = variable(Settings, "http_address").name
-    return ConfigError(f"invalid {name}={address!r}: cannot listen there ({reason})")
