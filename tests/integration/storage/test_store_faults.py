@@ -121,10 +121,23 @@ async def works_again(operation: Operation, behind: Behind, within: float = 5.0)
             return time.monotonic() - started
 
 
+# What each operation answers through a healthy proxy, given the fixture's one PENDING payment.
+ANSWERS: dict[str, Callable[[Any, Behind], bool]] = {
+    "claim": lambda answer, _: answer.created,
+    "get": lambda answer, _: answer.payment_id == "pay_1",
+    "record": lambda answer, _: (
+        (answer.payment_id, answer.status) == ("pay_1", PaymentStatus.SUCCEEDED)
+    ),
+    "take_stalled": lambda answer, _: answer == [],
+    "purge_expired": lambda answer, _: answer == 0,
+    "oldest_pending": lambda answer, behind: answer == behind.clock.now(),
+}
+
+
 @pytest.mark.parametrize("name", OPERATIONS)
 async def test_through_the_proxy_every_path_works(behind: Behind, name: str) -> None:
-    await OPERATIONS[name](behind.store, behind.clock)
-    assert behind.proxy.connections >= 1
+    answer = await OPERATIONS[name](behind.store, behind.clock)
+    assert ANSWERS[name](answer, behind), answer
 
 
 @pytest.mark.parametrize("name", OPERATIONS)
@@ -195,7 +208,9 @@ async def test_a_terminated_backend_fails_one_operation_and_the_next_reconnects(
             await get(store, behind.clock)
         except StoreUnavailableError as error:  # the termination reached the client first
             assert_unavailable_with_retry_info(error)
-        assert await store.get("default", "pay_1") is not None  # a new connection, at once
+        got = await store.get("default", "pay_1")  # a new connection, at once
+        assert got is not None
+        assert got.payment_id == "pay_1"
     finally:
         await store.close()
 
@@ -209,7 +224,9 @@ async def test_a_read_only_database_refuses_writes_with_store_read_only_and_stil
     )
     store = await open_postgres(read_only, ttl=TTL, clock=behind.clock, migrate=False)
     try:
-        assert await store.get("default", "pay_1") is not None
+        read = await store.get("default", "pay_1")
+        assert read is not None
+        assert read.payment_id == "pay_1"
         for operation in (claim, record, purge_expired, take_stalled):
             with pytest.raises(StoreReadOnlyError) as raised:
                 await operation(store, behind.clock)

@@ -13,7 +13,7 @@ from urllib.parse import quote
 import grpc
 import pytest
 
-from payments_service.adapters.stores.location import SECRET_PARAMS, redact
+from payments_service.adapters.stores.location import SECRET_PARAMS, StoreLocation, redact
 from payments_service.config import Settings
 from payments_service.gen.payments.v1 import payments_pb2_grpc as pb_grpc
 from tests.conftest import payment_request
@@ -36,23 +36,32 @@ PLANTED = {
 MARKERS = tuple(re.findall(r"PLANTED[a-z]+", " ".join(PLANTED.values())))
 
 
-def planted_url(port: int, *, sslmode: str, schema: str = "public") -> str:
+def planted_url(
+    port: int, *, sslmode: str, schema: str = "public", at: StoreLocation | None = None
+) -> str:
+    """A URL carrying every planted secret, for `at`'s user, host and database (the local
+    `postgres@127.0.0.1/test` unless given) on `port`."""
     query = "&".join(
         f"{name}={quote(value, safe='/')}"
         for name, value in PLANTED.items()
         if name != "userinfo password"
     )
     password = quote(PLANTED["userinfo password"], safe="")
+    at = at or StoreLocation()
+    user = quote(at.user or "postgres", safe="")
+    host = at.host or "127.0.0.1"
+    database = quote(at.database or "test", safe="")
     return (
-        f"postgresql://postgres:{password}@127.0.0.1:{port}/test"
+        f"postgresql://{user}:{password}@{host}:{port}/{database}"
         f"?sslmode={sslmode}&search_path={schema}&{query}"
     )
 
 
 @pytest.fixture
-async def schema() -> AsyncIterator[str]:
+async def database() -> AsyncIterator[StoreLocation]:
+    """A schema of its own in the test database (PAYMENTS_TEST_DATABASE_URL)."""
     async with postgres_schema() as location:
-        yield dict(location.params)["search_path"]
+        yield location
 
 
 def scan(where: str, text: str) -> None:
@@ -65,8 +74,13 @@ def test_the_planted_url_carries_every_secret_parameter() -> None:
     assert len(set(MARKERS)) == len(PLANTED)
 
 
-async def test_no_planted_secret_reaches_any_output(schema: str) -> None:
-    url = planted_url(5432, sslmode="disable", schema=schema)  # trust: the password is unused
+async def test_no_planted_secret_reaches_any_output(database: StoreLocation) -> None:
+    url = planted_url(  # trust authentication: the planted password is never checked
+        database.port or 5432,
+        sslmode="disable",
+        schema=dict(database.params)["search_path"],
+        at=database,
+    )
 
     config = run_server("config", PAYMENTS_STORE_URL=url)
     assert config.returncode == 0, config.stderr
