@@ -75,7 +75,7 @@ from payments_service.transport.http.transcoding import (
     decode_request,
     encode_message,
 )
-from payments_service.transport.interceptors.auth import PUBLIC_METHODS
+from payments_service.transport.interceptors.auth import PUBLIC_METHODS, admit_caller
 from payments_service.transport.interceptors.observation import (
     HEALTH_CHECK_PREFIXES,
     REQUEST_ID_HEADER,
@@ -250,7 +250,7 @@ class HttpObservation:
                 raise refusal
             if match is None:
                 return 200, self._document
-            return 200, await self._admitted(request, match, observed)
+            return 200, await self._admitted(request, match, observed, record.peer)
         except asyncio.CancelledError:  # the server stopped past its grace
             record.code = grpc.StatusCode.CANCELLED
             record.log_level = default_log_level(record.code)
@@ -261,7 +261,9 @@ class HttpObservation:
         except Exception as error:
             return self._answer(record, error, headers)
 
-    async def _admitted(self, request: web.BaseRequest, match: Match, observed: _Observed) -> bytes:
+    async def _admitted(
+        self, request: web.BaseRequest, match: Match, observed: _Observed, peer: str
+    ) -> bytes:
         """The call, once past the shutdown gate, the drain (health) and the limit."""
         gate = observed.gate
         if gate is not None and gate.closed:
@@ -271,15 +273,17 @@ class HttpObservation:
             raise ServerShuttingDownError
         limit = observed.limit
         if limit is None:
-            return await self._call(request, match, observed)
+            return await self._call(request, match, observed, peer)
         if not limit.try_enter():
             raise ServerOverloadedError(limit.limit)
         try:
-            return await self._call(request, match, observed)
+            return await self._call(request, match, observed, peer)
         finally:
             limit.leave()
 
-    async def _call(self, request: web.BaseRequest, match: Match, observed: _Observed) -> bytes:
+    async def _call(
+        self, request: web.BaseRequest, match: Match, observed: _Observed, peer: str
+    ) -> bytes:
         route = match.route
         raw = b""
         if route.body:
@@ -290,11 +294,8 @@ class HttpObservation:
         )
         if not observed.public:
             headers = request.headers.getall(AUTHORIZATION_HEADER, ())
-            principal = self._authenticate(
-                [(AUTHORIZATION_HEADER, value) for value in headers], _peer(request)
-            )
-            if self._rate_limit is not None:
-                self._rate_limit.admit(principal.merchant_id)
+            metadata = [(AUTHORIZATION_HEADER, value) for value in headers]
+            admit_caller(self._authenticate, self._rate_limit, metadata, peer)
         reply = await self._handlers[observed.info.full_method](message, None)
         return encode_message(reply)
 

@@ -13,6 +13,7 @@ interceptor: reflection describes the public API and needs no key.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from payments_service.transport.interceptors.base import UnaryBehaviorInterceptor
@@ -21,11 +22,29 @@ if TYPE_CHECKING:
     import grpc
 
     from payments_service.security.authenticator import Authenticator
+    from payments_service.security.principal import Principal
     from payments_service.transport.admission import MerchantRateLimit
     from payments_service.transport.interceptors.base import Behavior
 
 # Unary methods anyone may call: a load balancer or probe has no key.
 PUBLIC_METHODS = frozenset({"/grpc.health.v1.Health/Check", "/payments.v1.PaymentService/Health"})
+
+Metadata = Iterable[tuple[str, str | bytes]] | None
+Authenticate = Callable[[Metadata, str], "Principal"]
+
+
+def admit_caller(
+    authenticate: Authenticate,
+    rate_limit: MerchantRateLimit | None,
+    metadata: Metadata,
+    peer: str,
+) -> Principal:
+    """The caller of a call with `metadata` from `peer`, once its merchant's rate admits it:
+    both transports' one order (UnauthenticatedError or RateLimitedError otherwise)."""
+    principal = authenticate(metadata, peer)
+    if rate_limit is not None:
+        rate_limit.admit(principal.merchant_id)
+    return principal
 
 
 class AuthInterceptor(UnaryBehaviorInterceptor):
@@ -43,9 +62,7 @@ class AuthInterceptor(UnaryBehaviorInterceptor):
         rate_limit = self._rate_limit
 
         async def authenticated(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-            principal = authenticate(context.invocation_metadata(), context.peer())
-            if rate_limit is not None:
-                rate_limit.admit(principal.merchant_id)
+            admit_caller(authenticate, rate_limit, context.invocation_metadata(), context.peer())
             return await behavior(request, context)
 
         return authenticated
