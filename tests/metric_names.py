@@ -18,11 +18,12 @@ from payments_service.adapters.stores.connections import ConnectionLender
 from payments_service.adapters.stores.factory import Store
 from payments_service.adapters.stores.postgres import PostgresPaymentRepository
 from payments_service.adapters.system import SystemClock
-from payments_service.bootstrap import build_app, observe_store
+from payments_service.bootstrap import observe_store
 from payments_service.config import Settings
 from payments_service.observability.logs import LogWriter
 from payments_service.observability.telemetry import build_telemetry
 from payments_service.security.api_keys import KeyRing, key_file_line, new_api_key
+from tests.apps import running_app
 
 
 async def _served_metric_names(workdir: Path) -> set[str]:
@@ -48,16 +49,14 @@ async def _served_metric_names(workdir: Path) -> set[str]:
                     "OTEL_SDK_DISABLED": "true",
                 }
             )
-            app = await build_app(
-                settings,
-                keys=KeyRing.load(str(keys_file)),
-                log_writer=quiet,
-                tls_not_after=lambda: {"server": 0.0},
+            app = await stack.enter_async_context(
+                running_app(
+                    settings,
+                    keys=KeyRing.load(str(keys_file)),
+                    log_writer=quiet,
+                    tls_not_after=lambda: {"server": 0.0},
+                )
             )
-            stack.push_async_callback(app.store.close)
-            stack.push_async_callback(app.server.stop, 0)
-            if app.metrics_http is not None:
-                stack.callback(app.metrics_http.shutdown)
             assert app.telemetry.metrics is not None
             names |= _exposed(app.telemetry.metrics.registry)
         settings = Settings.from_env({"PAYMENTS_STORE_URL": "postgresql://nobody@127.0.0.1/none"})

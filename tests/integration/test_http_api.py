@@ -8,8 +8,7 @@ import asyncio
 import json
 import socket
 import ssl
-import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +21,7 @@ from google.rpc import error_details_pb2
 from payments_service.bootstrap import build_service
 from payments_service.config import ConfigError
 from payments_service.gen.payments.v1 import payments_pb2 as pb
+from payments_service.gen.payments.v1 import payments_pb2_grpc as pb_grpc
 from payments_service.observability.telemetry import Telemetry
 from payments_service.security.authenticator import Authenticator
 from payments_service.security.tls import ServerTls
@@ -32,8 +32,11 @@ from payments_service.transport.http.server import (
     openapi_document,
     start_http_server,
 )
+from tests.apps import running_app
 from tests.conftest import TEST_SETTINGS, Api, ApiFactory, payment_request
 from tests.fakes import ExplodingRepository, FakeClock, SequentialIds
+from tests.polling import until
+from tests.scrape import sample
 from tests.tls_files import make_tls_files
 from tests.transports import (
     GrpcClient,
@@ -58,13 +61,6 @@ async def listener(api: Api) -> AsyncIterator[HttpListener]:
 async def http(listener: HttpListener) -> AsyncIterator[HttpClient]:
     async with http_client(listener.port) as client:
         yield client
-
-
-async def until(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "the condition never held"
-        await asyncio.sleep(0.002)
 
 
 async def post(http: HttpClient, body: bytes | str, **headers: str) -> aiohttp.ClientResponse:
@@ -338,26 +334,46 @@ async def test_the_openapi_document_is_served(http: HttpClient) -> None:
 # --- admission and the lifecycle, shared with gRPC ---------------------------------------------
 
 
-async def test_http_and_grpc_calls_share_one_concurrency_limit(api: Api) -> None:
-    """With one slot, a slow gRPC call in flight makes the HTTP call 429 with Retry-After."""
-    limit = ConcurrencyLimit(1)
+async def test_http_and_grpc_calls_share_one_concurrency_limit() -> None:
+    """On the app `build_app` builds, with one slot: a slow gRPC call in flight makes the HTTP
+    call 429 with Retry-After (one limit for both transports), and the held call still answers."""
+    settings = with_settings(
+        max_concurrent_rpcs=1,
+        metrics_address="127.0.0.1:0",
+        # The slow gRPC call holds the slot until the processor deadline: room for the HTTP calls.
+        processor_timeout_seconds=2.0,
+        simulated_slow_seconds=2.5,
+    )
     async with (
-        http_listener(api.service, limit=limit) as started,
-        http_client(started.port) as client,
+        running_app(settings) as app,
+        grpc.aio.insecure_channel(f"127.0.0.1:{app.server.port}") as channel,
     ):
-        assert limit.try_enter()  # the slot a gRPC call holds (its interceptor is not built here)
-        try:
+        assert app.http is not None
+        held = asyncio.ensure_future(
+            pb_grpc.PaymentServiceStub(channel).RequestPayment(
+                payment_request(idempotency_key="held", metadata={"simulate": "slow"}), timeout=10
+            )
+        )
+
+        async def grpc_call_in_flight() -> bool:
+            in_flight = await asyncio.to_thread(sample, app.metrics_port, "payments_rpcs_in_flight")
+            return in_flight == 1
+
+        await until(grpc_call_in_flight, every=0.02)
+        async with http_client(app.http.port) as client:
             shed = await client.request_payment(payment_request())
             health = await client.send("GET", "/v1/health", pb.HealthResponse)
-        finally:
-            limit.leave()
-        ok = await client.request_payment(payment_request())
+            assert not held.done()  # the gRPC call held the slot throughout
+            pending = await held
+            ok = await client.request_payment(payment_request())
+        shed_total = await asyncio.to_thread(sample, app.metrics_port, "payments_rpcs_shed_total")
     assert (shed.http_status, shed.code) == (429, grpc.StatusCode.RESOURCE_EXHAUSTED)
     assert shed.headers["retry-after"] == "1"
     assert shed.detail(error_details_pb2.ErrorInfo).reason == "OVERLOADED"
     assert health.http_status == 200  # health checks are never shed
+    assert pending.status == pb.PAYMENT_STATUS_PENDING  # answered at the processor deadline
     assert ok.code is grpc.StatusCode.OK
-    assert limit.rejected == 1
+    assert shed_total == 1
 
 
 async def test_a_closed_gate_parks_then_refuses_with_503_and_retry_after(api: Api) -> None:

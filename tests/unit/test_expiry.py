@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from datetime import UTC, timedelta
 
 import pytest
@@ -17,18 +16,10 @@ from payments_service.domain.errors import StoreUnavailableError
 from payments_service.domain.model import Payment, PaymentRequest
 from tests.conftest import TEST_SETTINGS
 from tests.fakes import FakeClock, SequentialIds
+from tests.polling import until
 from tests.unit.test_memory_repository import SUCCEEDED
 
 TTL = timedelta(seconds=60)
-
-
-async def poll(condition: Callable[[], bool], timeout: float = 5.0) -> None:
-    """Wait for `condition` with a deadline (never a bare sleep as synchronisation)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not condition():
-        assert loop.time() < deadline, "condition not met before the deadline"
-        await asyncio.sleep(0.005)
 
 
 async def filled_store(clock: FakeClock, count: int) -> InMemoryPaymentRepository:
@@ -90,7 +81,7 @@ async def test_the_timer_evicts_expired_payments_without_any_new_claim(clock: Fa
     sweeper = ExpirySweeper(repository, interval=0.01)
     sweeper.start()
     try:
-        await poll(lambda: len(repository) == 0)
+        await until(lambda: len(repository) == 0)
     finally:
         await sweeper.stop()
 
@@ -124,7 +115,7 @@ async def test_a_failing_purge_is_logged_and_the_timer_keeps_going(
     with capture_logs() as logs:
         sweeper.start()
         try:
-            await poll(lambda: purger.calls >= 3)
+            await until(lambda: purger.calls >= 3)
         finally:
             await sweeper.stop()
     assert {(line["event"], line["log_level"]) for line in logs} == {logged}

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -37,6 +36,7 @@ from tests.fakes import (
     UndecidedProcessor,
 )
 from tests.loop_callbacks import scheduled_callbacks
+from tests.polling import until
 
 
 def request(**overrides: Any) -> dict[str, Any]:
@@ -51,15 +51,6 @@ def request(**overrides: Any) -> dict[str, Any]:
     }
     fields.update(overrides)
     return fields
-
-
-async def wait_until(predicate: Callable[[], Any], timeout: float = 5.0) -> None:
-    """Poll with a deadline (never a bare sleep as synchronisation)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not await predicate():
-        assert loop.time() < deadline, "condition not met before the deadline"
-        await asyncio.sleep(0.01)
 
 
 def service_with(
@@ -174,7 +165,7 @@ async def test_slow_processing_answers_pending_then_settles_in_the_background(
     async def settled() -> bool:
         return (await service.get_payment("default", payment_id)).status is PaymentStatus.SUCCEEDED
 
-    await wait_until(settled)
+    await until(settled)
     replay = await service.request_payment(**request(metadata={"simulate": "slow"}))
     assert replay.response == ACCEPTED_PENDING, "a replay returns the original response"
 
@@ -219,7 +210,7 @@ async def test_a_hanging_processor_is_cut_off_by_the_settlement_timeout(clock: F
         payment = await service.get_payment("default", result.payment.payment_id)
         return payment.outcome == PROCESSOR_TIMEOUT
 
-    await wait_until(failed)
+    await until(failed)
     assert await service.drain(1) == 0
 
 
@@ -233,7 +224,7 @@ async def test_a_cancelled_first_call_still_records_its_answer_for_replays(
     async def claimed() -> bool:
         return len(repository) == 1
 
-    await wait_until(claimed)
+    await until(claimed)
     call.cancel()
     with pytest.raises(asyncio.CancelledError):
         await call

@@ -5,7 +5,6 @@ metrics, all naming the code the client saw."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from typing import Any
 
 import grpc
@@ -21,6 +20,7 @@ from tests.integration.observability.test_signals_agree import (
     REQUEST_PAYMENT,
     assert_agreement,
 )
+from tests.polling import until
 
 FIRST_ID = f"pay_{1:032x}"  # what SequentialIds issues first
 VALID = payment_request().SerializeToString()
@@ -31,14 +31,6 @@ UNDECODABLE = [
     pytest.param(GET_PAYMENT, b"\x0a\x02\xc3\x28", id="invalid-utf8-payment-id"),
     pytest.param(GET_PAYMENT, b"\x0a\x05ab", id="truncated-payment-id"),
 ]
-
-
-async def eventually(check: Callable[[], bool], timeout: float = 5.0) -> None:
-    """Poll `check` until it holds (the server reports after the client has its answer)."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not check():
-        assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
-        await asyncio.sleep(0.01)
 
 
 @pytest.mark.parametrize(("method", "body"), UNDECODABLE)
@@ -83,7 +75,7 @@ async def test_a_passed_client_deadline_is_recorded_as_deadline_exceeded(
             payment_request(), timeout=0.05, metadata=(("x-request-id", "req-agree"),)
         )
     assert caught.value.code() is grpc.StatusCode.DEADLINE_EXCEEDED
-    await eventually(lambda: len(observed.access_lines()) == 1)
+    await until(lambda: len(observed.access_lines()) == 1)
     assert_agreement(
         observed, REQUEST_PAYMENT, grpc.StatusCode.DEADLINE_EXCEEDED, expect_exception=False
     )
@@ -104,7 +96,7 @@ async def test_a_real_client_cancel_is_recorded_and_the_payment_still_settles(
     call.cancel()
     with pytest.raises(asyncio.CancelledError):
         await call
-    await eventually(lambda: len(observed.access_lines()) == 1)
+    await until(lambda: len(observed.access_lines()) == 1)
     assert_agreement(observed, REQUEST_PAYMENT, grpc.StatusCode.CANCELLED, expect_exception=False)
     # Cancellation safety: the settlement goes on without the caller.
     processor.release.set()

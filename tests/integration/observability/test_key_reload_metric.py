@@ -7,8 +7,8 @@ import dataclasses
 import hashlib
 from pathlib import Path
 
-from payments_service.bootstrap import build_app
 from payments_service.security.api_keys import KeyRing
+from tests.apps import running_app
 from tests.conftest import TEST_SETTINGS, CapturedLogs
 from tests.scrape import sample
 
@@ -27,19 +27,12 @@ async def test_a_failed_reload_is_counted_and_logged_at_error(
     settings = dataclasses.replace(
         TEST_SETTINGS, metrics_address="127.0.0.1:0", api_keys_file=str(keys_file)
     )
-    app = await build_app(settings, log_writer=captured_logs.writer, keys=keys)
-    try:
+    async with running_app(settings, log_writer=captured_logs.writer, keys=keys) as app:
         assert reload_failures(app.metrics_port) == 0
         keys_file.write_text("alice not-a-digest\n")
         assert keys.reload() is False
         assert keys.reload() is False
         assert reload_failures(app.metrics_port) == 2
         assert keys.merchants() == {"alice"}  # the previous keys stay
-    finally:
-        await app.server.stop(0)
-        app.telemetry.shutdown(5)
-        if app.metrics_http is not None:
-            app.metrics_http.shutdown()
-        await app.store.close()
     failed = captured_logs.lines("api_keys_reload_failed")
     assert [line["level"] for line in failed] == ["error", "error"]

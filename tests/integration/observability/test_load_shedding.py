@@ -6,7 +6,6 @@ health checks are never shed."""
 from __future__ import annotations
 
 import asyncio
-import time
 from datetime import timedelta
 from typing import Any
 
@@ -22,6 +21,7 @@ from payments_service.transport.admission import ConcurrencyLimit
 from tests.fakes import FakeClock
 from tests.integration.observability.conftest import Observed
 from tests.integration.test_grpc_api import rich_status
+from tests.polling import until
 
 UNKNOWN_ID = "pay_" + "0" * 32
 GET = {
@@ -43,13 +43,6 @@ class BlockingGets(InMemoryPaymentRepository):
         self.waiting += 1
         await self.release.wait()
         return await super().get(merchant_id, payment_id)
-
-
-async def until(predicate: Any, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.005)
 
 
 async def test_a_call_past_the_limit_is_resource_exhausted_with_retry_info_and_is_counted(

@@ -19,11 +19,12 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from payments_service.adapters.stores.factory import StoreOpenTimeoutError, open_store
-from payments_service.bootstrap import App, build_app
+from payments_service.bootstrap import App
 from payments_service.config import Settings
 from payments_service.gen.payments.v1 import payments_pb2 as pb
 from payments_service.gen.payments.v1 import payments_pb2_grpc as pb_grpc
 from payments_service.security.api_keys import KeyRing
+from tests.apps import running_app
 from tests.conftest import TEST_SETTINGS, CapturedLogs, payment_request
 from tests.fakes import FakeClock
 from tests.stores import postgres_schema
@@ -58,23 +59,13 @@ async def running(
             api_keys_file=str(keys_file),
         )
         exporter = InMemorySpanExporter()
-        app = await build_app(
+        async with running_app(
             settings,
             log_writer=captured_logs.writer,
             keys=KeyRing.load(str(keys_file)),
             span_processors=(SimpleSpanProcessor(exporter),),
-        )
-        try:
+        ) as app:
             yield app, exporter
-        finally:
-            await app.server.stop(0)
-            if app.http is not None:
-                await app.http.stop(0)
-            await app.service.drain(5)
-            app.telemetry.shutdown(5)
-            if app.metrics_http is not None:
-                app.metrics_http.shutdown()
-            await app.store.close()
 
 
 async def test_no_api_key_or_database_password_reaches_logs_spans_metrics_or_errors(

@@ -9,8 +9,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import sys
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import grpc
@@ -20,14 +19,16 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from payments_service import healthcheck
 from payments_service.adapters.stores.backoff import MAX_DELAY_SECONDS
-from payments_service.bootstrap import App, build_app, build_service
+from payments_service.bootstrap import App, build_service
 from payments_service.gen.payments.v1 import payments_pb2 as pb
 from payments_service.gen.payments.v1 import payments_pb2_grpc as pb_grpc
 from payments_service.healthcheck import LIVENESS
 from payments_service.transport.grpc_server import start_server
+from tests.apps import running_app
 from tests.conftest import TEST_SETTINGS, CapturedLogs, payment_request
 from tests.faultproxy import FaultProxy
 from tests.integration.test_grpc_api import detail
+from tests.polling import until
 from tests.scrape import sample
 from tests.stores import postgres_schema
 
@@ -64,34 +65,19 @@ async def running_behind_a_proxy(captured_logs: CapturedLogs) -> AsyncIterator[R
             store=dataclasses.replace(location, host="127.0.0.1", port=proxy.port),
             store_timeout_seconds=STORE_TIMEOUT,
         )
-        app = await build_app(settings, log_writer=captured_logs.writer)
-        channel = grpc.aio.insecure_channel(f"127.0.0.1:{app.server.port}")
         try:
-            yield Running(
-                app,
-                proxy,
-                pb_grpc.PaymentServiceStub(channel),
-                health_pb2_grpc.HealthStub(channel),
-            )
+            async with (
+                running_app(settings, log_writer=captured_logs.writer) as app,
+                grpc.aio.insecure_channel(f"127.0.0.1:{app.server.port}") as channel,
+            ):
+                yield Running(
+                    app,
+                    proxy,
+                    pb_grpc.PaymentServiceStub(channel),
+                    health_pb2_grpc.HealthStub(channel),
+                )
         finally:
-            await channel.close(None)
-            await app.server.stop(0)
-            await app.background.stop()
-            await app.service.drain(5)
-            app.telemetry.shutdown(5)
-            if app.metrics_http is not None:
-                app.metrics_http.shutdown()
-            await app.store.close()
             await proxy.close()
-
-
-async def until(check: Callable[[], Awaitable[bool]], within: float) -> float:
-    """Seconds until `check()` holds; fails past `within`."""
-    started = time.monotonic()
-    while not await check():
-        assert time.monotonic() - started < within, "not reached in time"
-        await asyncio.sleep(0.02)
-    return time.monotonic() - started
 
 
 async def probe(running: Running, monkeypatch: pytest.MonkeyPatch, *arguments: str) -> int:
@@ -128,7 +114,7 @@ async def test_an_unreachable_store_is_unavailable_not_ready_counted_and_recover
         async def not_ready() -> bool:
             return await running.status(ready) == NOT_SERVING
 
-        await until(not_ready, within=STORE_TIMEOUT + 1.0)
+        await until(not_ready, within=STORE_TIMEOUT + 1.0, every=0.02)
         assert await running.status("") == SERVING  # liveness: never restarted for this
         assert await probe(running, monkeypatch) == 1  # payments-healthcheck: not ready
         assert await probe(running, monkeypatch, LIVENESS) == 0  # ... and alive
@@ -141,7 +127,7 @@ async def test_an_unreachable_store_is_unavailable_not_ready_counted_and_recover
         async def ready_again() -> bool:
             return await running.status(ready) == SERVING
 
-        await until(ready_again, within=RECOVERY_BOUND)
+        await until(ready_again, within=RECOVERY_BOUND, every=0.02)
         after = await stub.RequestPayment(payment_request(idempotency_key="after"), timeout=5)
         assert after.status == pb.PAYMENT_STATUS_SUCCEEDED
         got = await stub.GetPayment(pb.GetPaymentRequest(payment_id=before.payment_id))
