@@ -547,10 +547,6 @@ class FastOTLPSpanExporter(SpanExporter):
         )
         self._shutdown = threading.Event()
 
-    @property
-    def target(self) -> OtlpTarget:
-        return self._target
-
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         if self._shutdown.is_set():
             _logger.warning("span exporter already shut down: %d spans dropped", len(spans))
