@@ -58,7 +58,7 @@ from benchmarks.loadgen import SCHEDULES, LoadSpec, WindowHooks, run_load
 from benchmarks.measure import TELEMETRY_KINDS, server_command, start_sink
 from benchmarks.pinning import Pinning
 from benchmarks.procs import REPO_ROOT, ProcessSet, status_field
-from benchmarks.stores import HTTP_KINDS, KINDS, parse_config, provision
+from benchmarks.stores import HTTP_KINDS, KINDS, parse_config, provision, source_tree
 from payments_service.gen.payments.v1 import payments_pb2 as pb
 from payments_service.gen.payments.v1 import payments_pb2_grpc as pb_grpc
 
@@ -257,14 +257,6 @@ def _prime(port: int) -> None:
         )
 
 
-def variant(raw: str) -> tuple[str, Path]:
-    name, sep, path = raw.partition("=")
-    src = Path(path).resolve()
-    if not sep or not name or not (src / "payments_service").is_dir():
-        raise argparse.ArgumentTypeError("expected NAME=SRC, SRC holding payments_service/")
-    return name, src
-
-
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="benchmarks.callcost", description=__doc__.splitlines()[0]
@@ -281,7 +273,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add("--concurrency", type=int, default=8, help="calls in flight (default 8)")
     add("--warmup", type=float, default=3.0, help="uncounted warm-up seconds (default 3)")
     add("--rounds", type=int, default=1, help="interleaved rounds (default 1)")
-    add("--variant", type=variant, action="append", default=[], help="NAME=SRC, repeatable")
+    add("--variant", type=source_tree, action="append", default=[], help="NAME=SRC, repeatable")
     add("--out", type=Path, default=RESULTS / "callcost.json", help="JSON results")
     opts = parser.parse_args(argv)
     opts.configs = [c.strip() for c in opts.configs.split(",") if c.strip()]
@@ -291,6 +283,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error(f"--configs: {exc}")
     if replicated := [spec.name for spec in specs if spec.replicas != 1]:
         parser.error(f"--configs: {', '.join(replicated)}: callcost counts one server process")
+    if marked := [spec.name for spec in specs if spec.variant is not None]:
+        parser.error(f"--configs: {', '.join(marked)}: name the tree with --variant NAME=SRC")
     if over_http := [spec.name for spec in specs if spec.kind in HTTP_KINDS]:
         parser.error(
             f"--configs: {', '.join(over_http)}: callcost sends gRPC calls only; the JSON/HTTP "

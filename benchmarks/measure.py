@@ -224,11 +224,15 @@ def start_server(
     label: str,
     sink: Child | None,
     pinning: Pinning,
+    *,
+    src: Path | None = None,
     **extra: str,
 ) -> Child:
     """Start one server of kind `config` on the server cores (`taskset -c`), and check that the
-    kernel really holds it there."""
+    kernel really holds it there; with `src`, the payments server of that source tree."""
     argv, env = server_command(config, sink, **extra)
+    if src is not None:  # a variant: the payments-server of another source tree
+        env["PYTHONPATH"] = str(src)
     if not pinning.pinned:
         return procs.start(label, argv, env)
     server = procs.start(label, argv, env, cpus=pinning.server)
@@ -336,17 +340,26 @@ def telemetry_checks(
 
 
 def measure(
-    procs: ProcessSet, plan: Plan, config: str, workload: str, label: str
+    procs: ProcessSet,
+    plan: Plan,
+    config: str,
+    workload: str,
+    label: str,
+    *,
+    src: Path | None = None,
 ) -> dict[str, Any]:
     """Fresh processes (and a fresh store), one load run, then everything stopped and the
-    store dropped; returns the measurement."""
+    store dropped; returns the measurement. `src`: the source tree of a variant (`full@NAME`)."""
     spec = parse_config(config)
+    if (spec.variant is None) != (src is None):
+        raise ValueError(f"{config!r}: a variant configuration, and only it, has a source tree")
     telemetry = spec.kind in TELEMETRY_KINDS
     sink = start_sink(procs, label, plan.pinning) if telemetry else None
     with provision(spec, procs.workdir, label) as store:
         names = [label] if spec.replicas == 1 else [f"{label}-{i}" for i in range(spec.replicas)]
         servers = [
-            start_server(procs, spec.kind, name, sink, plan.pinning, **store.env) for name in names
+            start_server(procs, spec.kind, name, sink, plan.pinning, src=src, **store.env)
+            for name in names
         ]
         pids = {("server" if i == 0 else f"server-{i}"): s.pid for i, s in enumerate(servers)}
         cpu = CpuWatch(pids | ({"sink": sink.pid} if sink else {}), plan.pinning, store)
@@ -387,5 +400,7 @@ def measure(
         "store": spec.store,
         "sqlite_synchronous": spec.synchronous if spec.store == "sqlite" else None,
         "replicas": spec.replicas,
+        "variant": spec.variant,
+        "src": str(src) if src is not None else None,
         **result,
     }

@@ -97,7 +97,9 @@ RATIO_PAIRS = (
     ("off-sqlite-normal", "off"),
     ("off-postgresql", "off"),
 )
+VARIANT_MARK = "@"  # `full@before`: `full` served from the source tree of `--variant before=SRC`
 # Replicas: every `<config>-xN` that ran is also compared with `<config>` (one process).
+# Variants: every `<config>` that ran is compared with `<config>@NAME` (this tree / that tree).
 
 
 @dataclass(frozen=True, slots=True)
@@ -247,12 +249,15 @@ def medians(rounds: list[dict[str, Any]]) -> dict[str, float | None]:
 def ratios(by_config: dict[str, dict[str, Any]]) -> dict[str, float | None]:
     """Every RATIO_PAIRS pair on each RATIO_METRICS metric, server CPU per call first (None
     where a configuration did not run), then the same for every replicated configuration
-    against the same on one process."""
+    against the same on one process, and for this tree against every variant."""
     pairs = list(RATIO_PAIRS)
     for config in by_config:
         single, sep, count = config.rpartition("-x")
         if sep and count.isdigit() and single in by_config:
             pairs.append((config, single))
+        base, mark, _ = config.partition(VARIANT_MARK)
+        if mark and base in by_config:
+            pairs.append((base, config))
     result: dict[str, float | None] = {}
     for label, key in RATIO_METRICS:
         for top, bottom in pairs:

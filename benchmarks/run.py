@@ -13,11 +13,15 @@ with each process's CPU share and the client-bound flag) and writes everything t
 `--store` runs `full` on each store (`full` = memory, `full-sqlite`, `full-postgresql`) in the
 same interleaved rounds, each measurement on a fresh SQLite file or PostgreSQL database;
 `--replicas 1,2` adds 2 server processes sharing one durable store (`full-sqlite-x2`, ...).
+`--variant before=SRC` adds, after each payments-server configuration, the same served from
+another source tree (`full@before`, ...), and the ratios `full/full@before`, ...: a change's
+before and after in one interleaved run.
 
     python -m benchmarks.run [--workload mix] [--concurrency 32] [--duration 10] [--rounds 3]
     python -m benchmarks.run --server-cpus 0 --client-cpus 1
     python -m benchmarks.run --store memory,sqlite,postgresql --configs full,off,floor
     python -m benchmarks.run --store sqlite,postgresql --replicas 1,2 --configs full
+    python -m benchmarks.run --configs full,off,floor --variant before=/tmp/before/src
     python -m benchmarks.run --soak          # 200 000 new payments, RSS growth
 """
 
@@ -43,7 +47,14 @@ from benchmarks.measure import CONFIGS, Plan, measure
 from benchmarks.pinning import Pinning, parse_cpu_list, plan_pinning, usable_cpus
 from benchmarks.procs import REPO_ROOT, ProcessSet, StartError
 from benchmarks.soak import SoakPlan, run_soak, soak_markdown
-from benchmarks.stores import STORES, SYNCHRONOUS, expand, parse_config
+from benchmarks.stores import (
+    STORES,
+    SYNCHRONOUS,
+    expand,
+    parse_config,
+    source_tree,
+    with_variants,
+)
 
 RESULTS = REPO_ROOT / "benchmarks" / "results"
 
@@ -140,6 +151,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=[1],
         help="server processes per durable store, e.g. 1,2 (default 1; memory is never shared)",
     )
+    add(
+        "--variant",
+        type=source_tree,
+        action="append",
+        default=[],
+        help="NAME=SRC (repeatable): full, off, http also served from the tree SRC, as `full@NAME`",
+    )
     add("--out", type=Path, default=None, help="JSON path (default benchmarks/results/...)")
     add("--soak", action="store_true", help="soak mode instead of the comparison")
     add("--soak-payments", type=int, default=200_000, help="soak: new payments (200 000)")
@@ -158,6 +176,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if opts.concurrency < opts.workers or opts.workers < 1 or opts.rounds < 1:
         parser.error("need 1 <= --workers <= --concurrency and --rounds >= 1")
     opts.configs = expand(opts.configs, opts.store, opts.sqlite_synchronous, opts.replicas)
+    opts.sources = dict(opts.variant)
+    if len(opts.sources) != len(opts.variant):
+        parser.error("--variant: each NAME once")
+    opts.configs = with_variants(opts.configs, list(opts.sources))
     if not opts.configs:
         parser.error("no configuration left to run (the memory store has no replicas)")
     return opts
@@ -172,7 +194,9 @@ def run_comparison(procs: ProcessSet, opts: argparse.Namespace) -> dict[str, Any
             for config in opts.configs:
                 label = f"r{round_no}-{workload}-{config}"
                 print(f"[bench] {label} ...", file=sys.stderr, flush=True)
-                result = measure(procs, plan, config, workload, label)
+                variant = parse_config(config).variant
+                src = None if variant is None else opts.sources[variant]
+                result = measure(procs, plan, config, workload, label, src=src)
                 result["round"] = round_no
                 print(f"[bench] {label}: {_brief(result)}", file=sys.stderr, flush=True)
                 measurements.append(result)

@@ -13,13 +13,20 @@ A configuration name says what runs: `full`, `off`, `proto`, `floor`, `floor-syn
 `off` takes the same suffixes (`off-sqlite`, `off-postgresql`: the store without the
 observability layer), named explicitly in `--configs`.
 
-`expand` turns `--configs`, `--store`, `--sqlite-synchronous` and `--replicas` into that list.
+A payments-server configuration (`full`, `off`, `http` and their store names) may end in
+`@NAME`: the same configuration served from another source tree of the package (`--variant
+NAME=SRC`, e.g. a `git worktree` of the commit before a change), so before and after run in the
+same interleaved rounds. The benchmark's own code is this tree's in both.
+
+`expand` turns `--configs`, `--store`, `--sqlite-synchronous` and `--replicas` into that list,
+and `with_variants` adds the `@NAME` configurations.
 Every measurement gets a fresh store: a new SQLite file in the run's work directory, or a new
 PostgreSQL database on PAYMENTS_BENCH_DATABASE_URL, dropped when the measurement ends.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import os
@@ -34,6 +41,7 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 
 from benchmarks.procs import cpu_seconds
+from benchmarks.report import VARIANT_MARK
 from payments_service.config import ConfigError, Settings
 
 if TYPE_CHECKING:
@@ -44,6 +52,8 @@ SYNCHRONOUS = ("full", "normal")
 KINDS = ("full", "off", "proto", "floor", "floor-sync", "http", "http-floor")
 # Configurations whose load goes over JSON/HTTP (the rest call gRPC).
 HTTP_KINDS = ("http", "http-floor")
+# Configurations served by payments-server, hence by a variant's source tree too.
+SERVER_KINDS = ("full", "off", "http")
 BENCH_DATABASE_URL = "PAYMENTS_BENCH_DATABASE_URL"
 DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/test"
 DATABASE_PREFIX = "payments_bench_"  # a database left by a killed run: DROP DATABASE it by hand
@@ -62,6 +72,12 @@ class Config:
     store: str = "memory"
     synchronous: str = "full"  # SQLite only
     replicas: int = 1
+    variant: str | None = None  # served from the source tree of `--variant NAME=SRC`
+
+    @property
+    def base(self) -> str:
+        """The same configuration from this tree (the denominator of a variant ratio)."""
+        return self.name.partition(VARIANT_MARK)[0]
 
     @property
     def single(self) -> str:
@@ -70,7 +86,17 @@ class Config:
 
 
 def parse_config(name: str) -> Config:
-    """`full-sqlite-normal-x2` -> Config(kind=full, store=sqlite, synchronous=normal, 2)."""
+    """`full-sqlite-normal-x2` -> Config(kind=full, store=sqlite, synchronous=normal, 2);
+    `full@before` -> Config(kind=full, variant=before)."""
+    base, mark, variant = name.partition(VARIANT_MARK)
+    if mark:
+        config = parse_config(base)
+        if not variant.isidentifier() or config.kind not in SERVER_KINDS:
+            raise ValueError(
+                f"unknown configuration {name!r}: only {', '.join(SERVER_KINDS)} (and their "
+                "store names) are served from a variant, named NAME with letters, digits, _"
+            )
+        return Config(name, config.kind, config.store, config.synchronous, config.replicas, variant)
     if name in ("proto", "floor", "floor-sync", *HTTP_KINDS):
         return Config(name, name)
     match = _ON_STORE.fullmatch(name)
@@ -111,6 +137,29 @@ def expand(
                         continue
                     names.append(config_name(store, sync, count))
     return list(dict.fromkeys(names))
+
+
+def with_variants(configs: list[str], variants: list[str]) -> list[str]:
+    """Each payments-server configuration followed by the same from every variant, so a round
+    measures before and after back to back."""
+    names: list[str] = []
+    for config in configs:
+        names.append(config)
+        if parse_config(config).kind in SERVER_KINDS:
+            names += [f"{config}{VARIANT_MARK}{variant}" for variant in variants]
+    return list(dict.fromkeys(names))
+
+
+def source_tree(raw: str) -> tuple[str, Path]:
+    """`NAME=SRC` (argparse type): a variant's name and the directory holding its
+    payments_service/ package (a tree's `src/`)."""
+    name, sep, path = raw.partition("=")
+    src = Path(path).resolve()
+    if not sep or not name.isidentifier() or not (src / "payments_service").is_dir():
+        raise argparse.ArgumentTypeError(
+            "expected NAME=SRC: NAME of letters, digits and _, SRC holding payments_service/"
+        )
+    return name, src
 
 
 # --------------------------------------------------------------------------- store per measurement

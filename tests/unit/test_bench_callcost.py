@@ -15,7 +15,6 @@ from benchmarks.callcost import (
     markdown,
     parse_args,
     strace_counts,
-    variant,
 )
 from benchmarks.stores import HTTP_KINDS
 
@@ -104,8 +103,11 @@ def test_http_configurations_are_refused_as_callcost_sends_grpc_only(
     assert f"--configs: {config}: callcost sends gRPC calls only" in capsys.readouterr().err
 
 
-def test_a_variant_names_a_source_tree_holding_the_package(tmp_path: Path) -> None:
-    (tmp_path / "payments_service").mkdir()
-    assert variant(f"before={tmp_path}") == ("before", tmp_path.resolve())
-    with pytest.raises(Exception, match="NAME=SRC"):
-        variant(f"before={tmp_path / 'missing'}")
+def test_a_variant_is_named_by_its_source_tree_not_in_configs(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit):
+        parse_args(["--configs", "full,full@before"])
+    assert (
+        "--configs: full@before: name the tree with --variant NAME=SRC" in capsys.readouterr().err
+    )

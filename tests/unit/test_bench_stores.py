@@ -5,6 +5,7 @@ is `make bench`; these pin the logic that decides what it measures and how it ju
 from __future__ import annotations
 
 from collections import Counter
+from pathlib import Path
 from typing import Any, cast
 
 import pytest
@@ -12,7 +13,15 @@ import pytest
 from benchmarks import report
 from benchmarks.loadgen import Traffic
 from benchmarks.run import parse_args
-from benchmarks.stores import Config, bench_location, expand, parse_config, with_database
+from benchmarks.stores import (
+    Config,
+    bench_location,
+    expand,
+    parse_config,
+    source_tree,
+    with_database,
+    with_variants,
+)
 
 HONEST = report.RunChecks(errors=0, client_bound_rounds=0, pinned=True, rounds=3)
 
@@ -31,6 +40,13 @@ HONEST = report.RunChecks(errors=0, client_bound_rounds=0, pinned=True, rounds=3
         (
             "full-sqlite-normal-x3",
             Config("full-sqlite-normal-x3", "full", "sqlite", "normal", replicas=3),
+        ),
+        ("full@before", Config("full@before", "full", variant="before")),
+        ("off-sqlite@b2", Config("off-sqlite@b2", "off", "sqlite", variant="b2")),
+        ("http@before", Config("http@before", "http", variant="before")),
+        (
+            "full-postgresql-x2@before",
+            Config("full-postgresql-x2@before", "full", "postgresql", replicas=2, variant="before"),
         ),
     ],
 )
@@ -51,6 +67,11 @@ def test_a_configuration_name_says_kind_store_sqlite_setting_and_replicas(
         "full-postgresql-normal",
         "floor-sqlite",
         "fast",
+        "floor@before",  # not served by payments-server: no variant of it
+        "proto@before",
+        "full@",
+        "full@a-b",
+        "fast@before",
     ],
 )
 def test_an_unknown_or_unshareable_configuration_is_refused(name: str) -> None:
@@ -61,6 +82,57 @@ def test_an_unknown_or_unshareable_configuration_is_refused(name: str) -> None:
 def test_a_replicated_configuration_is_compared_with_the_same_on_one_process() -> None:
     assert parse_config("full-sqlite-normal-x2").single == "full-sqlite-normal"
     assert parse_config("full-postgresql").single == "full-postgresql"
+
+
+def test_a_variant_is_compared_with_the_same_configuration_from_this_tree() -> None:
+    assert parse_config("full-sqlite@before").base == "full-sqlite"
+    assert parse_config("full-sqlite").base == "full-sqlite"
+
+
+def test_variants_follow_each_payments_server_configuration_in_the_round() -> None:
+    assert with_variants(["full", "full-sqlite", "off", "proto", "floor", "http"], ["a", "b"]) == [
+        "full",
+        "full@a",
+        "full@b",
+        "full-sqlite",
+        "full-sqlite@a",
+        "full-sqlite@b",
+        "off",
+        "off@a",
+        "off@b",
+        "proto",
+        "floor",
+        "http",
+        "http@a",
+        "http@b",
+    ]
+
+
+def test_a_variant_names_a_source_tree_holding_the_package(tmp_path: Path) -> None:
+    (tmp_path / "payments_service").mkdir()
+    assert source_tree(f"before={tmp_path}") == ("before", tmp_path.resolve())
+    opts = parse_args(["--configs", "full,floor", "--variant", f"before={tmp_path}"])
+    assert opts.configs == ["full", "full@before", "floor"]
+    assert opts.sources == {"before": tmp_path.resolve()}
+
+
+@pytest.mark.parametrize(
+    "raw",
+    ["before={missing}", "={tree}", "a-b={tree}", "before"],
+)
+def test_a_variant_without_a_package_tree_or_a_plain_name_is_refused(
+    raw: str, tmp_path: Path
+) -> None:
+    (tmp_path / "payments_service").mkdir()
+    with pytest.raises(Exception, match="NAME=SRC"):
+        source_tree(raw.format(missing=tmp_path / "missing", tree=tmp_path))
+
+
+def test_a_variant_named_twice_stops_the_run(tmp_path: Path) -> None:
+    (tmp_path / "payments_service").mkdir()
+    with pytest.raises(SystemExit) as stopped:
+        parse_args(["--variant", f"a={tmp_path}", "--variant", f"a={tmp_path}"])
+    assert stopped.value.code == 2
 
 
 def test_full_expands_per_store_setting_and_replica_count_and_memory_is_never_replicated() -> None:
@@ -141,6 +213,17 @@ def test_store_and_replica_ratios_come_from_the_medians() -> None:
     assert ratios["throughput full-sqlite-x2/full-sqlite"] == pytest.approx(1.5)
     assert ratios["throughput full-sqlite-normal/full"] is None  # did not run
     assert "throughput full-postgresql-x2/full-postgresql" not in ratios
+
+
+def test_this_tree_is_compared_with_each_variant_from_the_medians() -> None:
+    medians = report.ratios(
+        {
+            name: {key: value for _, key in report.RATIO_METRICS}
+            for name, value in (("full", 400.0), ("full@before", 500.0), ("off", 300.0))
+        }
+    )
+    assert medians["CPU/call full/full@before"] == pytest.approx(0.8)
+    assert "CPU/call off/off@before" not in medians  # no variant of it ran
 
 
 @pytest.mark.parametrize(
