@@ -74,16 +74,6 @@ class Config:
     replicas: int = 1
     variant: str | None = None  # served from the source tree of `--variant NAME=SRC`
 
-    @property
-    def base(self) -> str:
-        """The same configuration from this tree (the denominator of a variant ratio)."""
-        return self.name.partition(VARIANT_MARK)[0]
-
-    @property
-    def single(self) -> str:
-        """The same configuration on one process (the denominator of a replica ratio)."""
-        return self.name.rsplit("-x", 1)[0] if self.replicas > 1 else self.name
-
 
 def parse_config(name: str) -> Config:
     """`full-sqlite-normal-x2` -> Config(kind=full, store=sqlite, synchronous=normal, 2);
